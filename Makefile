@@ -1,0 +1,80 @@
+# Longhaul: one entry point for every habit. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+PINS := requirements.txt
+export UV_PYTHON_DOWNLOADS := never
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: help install dev test lint typecheck unit integration e2e fmt token reset provision schemas compose pins bench clean
+
+help: ## List every target with one line each
+	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) $(PINS) pyproject.toml common/pyproject.toml deploy/pyproject.toml $(wildcard services/*/pyproject.toml)
+	[ -x $(BIN)/python ] || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip sync --quiet --python $(BIN)/python $(PINS)
+	touch $@
+
+install: $(VENV)/.synced ## Install uv and the pinned workspace into .venv (run by every other target)
+
+dev: install ## Start the local platform (moto + provisioned resources + every service) until Ctrl-C
+	$(BIN)/longhaul dev
+
+test: install lint typecheck ## Lint, type-check and run the whole suite (what CI runs)
+	$(BIN)/pytest
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install ## mypy (strict) over the kit, the services, deploy and the tests
+	$(BIN)/mypy common deploy services tests bench
+
+unit: install ## Only the unit tests
+	$(BIN)/pytest tests/unit
+
+integration: install ## Only the tests against a real moto server
+	$(BIN)/pytest tests/integration
+
+e2e: install ## Only the tests that start real processes
+	$(BIN)/pytest tests/e2e
+
+fmt: install ## Format and autofix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+token: install ## Print a real RS256 access token for the local dev user (needs `make dev` running)
+	@$(BIN)/longhaul token
+
+reset: install ## Reset all local state on the running platform and provision again
+	$(BIN)/longhaul reset
+
+provision: install ## Create the declared resources on the running local AWS endpoint (idempotent)
+	$(BIN)/longhaul provision
+
+schemas: install ## Regenerate the JSON Schemas of every registered event into schemas/
+	$(BIN)/longhaul schemas
+
+compose: install ## Regenerate docker-compose.yml from the service specs
+	$(BIN)/longhaul compose > docker-compose.yml
+
+pins: $(UV) ## Re-resolve and write the URL-free pins (requirements.txt) after a dependency change
+	$(UV) lock
+	$(UV) export --frozen --all-groups --no-hashes --no-emit-project --quiet -o $(PINS)
+
+bench: install ## Run the benchmarks (ratios against a baseline run beside them)
+	$(BIN)/python -m bench
+
+clean: ## Remove the virtualenvs and caches
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache cdk.out .longhaul

@@ -1,0 +1,100 @@
+"""Pure ASGI middleware: request context (correlation id, server span, access log, 500s)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from longhaul.api.problems import PROBLEM_JSON, problem_body
+from longhaul.observability import context
+from longhaul.observability.tracing import extract, tracer
+
+__all__ = ["RequestContextMiddleware"]
+
+CORRELATION_HEADER = "x-correlation-id"
+access_log = logging.getLogger("longhaul.access")
+log = logging.getLogger(__name__)
+
+
+async def _send_problem(send: Send, status: int, detail: str | None = None) -> None:
+    body = json.dumps(problem_body(status, detail)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContextMiddleware:
+    """Correlation id in and out, a server span per request, one access-log line, and a
+    problem+json 500 (logged with its traceback, never sent) for any unhandled error."""
+
+    def __init__(self, app: ASGIApp, *, quiet_paths: tuple[str, ...] = ("/healthz",)) -> None:
+        self.app = app
+        self.quiet_paths = quiet_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        correlation = context.valid_correlation_id(headers.get(CORRELATION_HEADER))
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_context(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (CORRELATION_HEADER.encode(), correlation.encode()),
+                ]
+            await send(message)
+
+        method = scope["method"]
+        with (
+            context.bind(correlation=correlation),
+            tracer().start_as_current_span(
+                f"{method} {scope['path']}",
+                context=extract(headers),
+                kind=SpanKind.SERVER,
+                attributes={"http.request.method": method, "url.path": scope["path"]},
+            ) as span,
+        ):
+            try:
+                await self.app(scope, receive, send_with_context)
+            except Exception:
+                log.exception("unhandled error", extra={"path": scope["path"], "method": method})
+                if not response_started:
+                    await _send_problem(send_with_context, 500)
+            route = scope.get("route")
+            if route is not None and hasattr(route, "path"):
+                span.update_name(f"{method} {route.path}")
+                span.set_attribute("http.route", route.path)
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            fields: dict[str, Any] = {
+                "method": method,
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "client": (scope.get("client") or ("", 0))[0],
+            }
+            level = logging.DEBUG if scope["path"] in self.quiet_paths else logging.INFO
+            access_log.log(level, "%s %s %s", method, scope["path"], status, extra=fields)
+

@@ -1,0 +1,98 @@
+"""AWS clients: aioboto3 with standard retries, one client per service per process, traced.
+
+Services reach AWS only through these clients. `AWS_ENDPOINT_URL` (botocore's own
+variable) points them at moto locally; nothing else in a service knows where it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from longhaul.observability.tracing import tracer
+
+__all__ = ["AwsClients", "client_config"]
+
+_SPAN_KEY = "longhaul_span"
+
+
+def client_config(
+    *, connect_timeout: float = 3, read_timeout: float = 60, max_attempts: int = 5
+) -> Config:
+    """botocore's standard retry mode (backoff with jitter on throttling and 5xx)."""
+    return Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        tcp_keepalive=True,
+    )
+
+
+def _start_span(model: Any, context: dict[str, Any], **_: Any) -> None:
+    service = model.service_model.service_id.hyphenize()
+    span = tracer().start_span(
+        f"{service}.{model.name}",
+        kind=SpanKind.CLIENT,
+        attributes={"rpc.system": "aws-api", "rpc.service": service, "rpc.method": model.name},
+    )
+    context[_SPAN_KEY] = span
+
+
+def _end_span(http_response: Any, context: dict[str, Any], **_: Any) -> None:
+    span: trace.Span | None = context.pop(_SPAN_KEY, None)
+    if span is None:
+        return
+    status = getattr(http_response, "status_code", 0)
+    span.set_attribute("http.response.status_code", status)
+    if status >= 400:
+        span.set_status(Status(StatusCode.ERROR))
+    span.end()
+
+
+def _fail_span(exception: BaseException, context: dict[str, Any], **_: Any) -> None:
+    span: trace.Span | None = context.pop(_SPAN_KEY, None)
+    if span is None:
+        return
+    span.record_exception(exception)
+    span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
+    span.end()
+
+
+def _trace(client: Any) -> Any:
+    events = client.meta.events
+    events.register("before-call.*.*", _start_span)
+    events.register("after-call.*.*", _end_span)
+    events.register("after-call-error.*.*", _fail_span)
+    return client
+
+
+class AwsClients:
+    """Long-lived aioboto3 clients, created on first use and closed together."""
+
+    def __init__(self, region: str, *, config: Config | None = None) -> None:
+        self._session = aioboto3.Session(region_name=region)
+        self._config = config or client_config()
+        self._stack = AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, service: str) -> Any:
+        """The client for `service` ("sqs", "events", "dynamodb", "s3", ...)."""
+        if (client := self._clients.get(service)) is not None:
+            return client
+        async with self._lock:
+            if service not in self._clients:
+                created = self._session.client(service, config=self._config)
+                self._clients[service] = _trace(await self._stack.enter_async_context(created))
+            return self._clients[service]
+
+    async def close(self) -> None:
+        """Close every client this object created."""
+        self._clients.clear()
+        await self._stack.aclose()

@@ -1,0 +1,147 @@
+"""Settings: one typed object per service, read from the environment only.
+
+`KitSettings` holds what every service shares (`LONGHAUL_*` and the standard `AWS_*`
+variables); a service subclasses it with its own prefix (`MEDIA_*`). A missing, invalid or
+placeholder value fails at start with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal, Self, TypeVar
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from longhaul.spec import ServiceSpec
+
+__all__ = ["KitSettings", "Role", "SettingsError", "load_settings"]
+
+Role = Literal["api", "worker", "all"]
+
+_PLACEHOLDER = re.compile(r"^(changeme|change-me|todo|tbd|xxx+|placeholder|<.*>|\$\{.*\})$", re.I)
+
+S = TypeVar("S", bound="KitSettings")
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a runnable service; the message names the variables."""
+
+
+def _kit(name: str, *more: str) -> Any:
+    """An explicit alias, so a service's own prefix never renames the shared variables."""
+    return AliasChoices(name, *more) if more else name
+
+
+class KitSettings(BaseSettings):
+    """What every Longhaul service reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LONGHAUL_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    env: str = Field(default="local", pattern=r"^[a-z][a-z0-9-]{0,15}$", alias=_kit("LONGHAUL_ENV"))
+    region: str = Field(
+        default="us-east-1", validation_alias=_kit("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    aws_endpoint_url: str | None = Field(default=None, validation_alias=_kit("AWS_ENDPOINT_URL"))
+    bus_name: str = Field(validation_alias=_kit("LONGHAUL_BUS_NAME"), min_length=1)
+    queue_name: str | None = Field(default=None, validation_alias=_kit("LONGHAUL_QUEUE_NAME"))
+    table_name: str | None = Field(default=None, validation_alias=_kit("LONGHAUL_TABLE_NAME"))
+    bucket_name: str | None = Field(default=None, validation_alias=_kit("LONGHAUL_BUCKET_NAME"))
+    secret_ids: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias=_kit("LONGHAUL_SECRET_IDS"),
+        description="JSON object: declared secret name -> Secrets Manager name or ARN",
+    )
+    auth_issuer: str | None = Field(default=None, validation_alias=_kit("LONGHAUL_AUTH_ISSUER"))
+    auth_client_id: str | None = Field(
+        default=None, validation_alias=_kit("LONGHAUL_AUTH_CLIENT_ID")
+    )
+    auth_jwks_url: str | None = Field(default=None, validation_alias=_kit("LONGHAUL_AUTH_JWKS_URL"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=_kit("LONGHAUL_LOG_LEVEL")
+    )
+    host: str = Field(default="127.0.0.1", validation_alias=_kit("LONGHAUL_HOST"))
+    port: int | None = Field(default=None, ge=1, le=65_535, validation_alias=_kit("LONGHAUL_PORT"))
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, validation_alias=_kit("LONGHAUL_MAX_BODY_BYTES")
+    )
+    poll_wait_s: int = Field(default=20, ge=0, le=20, validation_alias=_kit("LONGHAUL_POLL_WAIT_S"))
+    consumer_concurrency: int = Field(
+        default=2, ge=1, le=64, validation_alias=_kit("LONGHAUL_CONSUMER_CONCURRENCY")
+    )
+    readiness_timeout_s: float = Field(
+        default=2.0, gt=0, le=30, validation_alias=_kit("LONGHAUL_READINESS_TIMEOUT_S")
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_placeholders(cls, value: Any) -> Any:
+        if isinstance(value, str) and _PLACEHOLDER.match(value.strip()):
+            raise ValueError(f"{value!r} is a placeholder, not a value")
+        return value
+
+    @field_validator("secret_ids", mode="before")
+    @classmethod
+    def _secret_ids_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
+
+    @property
+    def jwks_url(self) -> str | None:
+        """Where the signing keys are: explicit, or the issuer's well-known path (Cognito)."""
+        if self.auth_jwks_url:
+            return self.auth_jwks_url
+        return f"{self.auth_issuer.rstrip('/')}/.well-known/jwks.json" if self.auth_issuer else None
+
+    def check_against(self, spec: ServiceSpec, role: Role) -> Self:
+        """Fail naming every variable the spec and role need but the environment lacks."""
+        missing: list[str] = []
+        if spec.queue and not self.queue_name:
+            missing.append("LONGHAUL_QUEUE_NAME")
+        if spec.table and not self.table_name:
+            missing.append("LONGHAUL_TABLE_NAME")
+        if spec.bucket and not self.bucket_name:
+            missing.append("LONGHAUL_BUCKET_NAME")
+        missing += [
+            f"LONGHAUL_SECRET_IDS[{s.name}]" for s in spec.secrets if s.name not in self.secret_ids
+        ]
+        if role in ("api", "all"):
+            if not self.auth_issuer:
+                missing.append("LONGHAUL_AUTH_ISSUER")
+            if not self.auth_client_id:
+                missing.append("LONGHAUL_AUTH_CLIENT_ID")
+        if missing:
+            raise SettingsError(
+                f"service {spec.name!r} ({role}) cannot start; missing: {', '.join(missing)}"
+            )
+        return self
+
+
+def _env_name(cls: type[BaseSettings], key: str | int) -> str:
+    field = cls.model_fields.get(str(key))
+    if field is None:  # pydantic reported the alias itself
+        return str(key).upper()
+    alias = field.validation_alias or field.alias
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"{cls.model_config.get('env_prefix', '')}{key}".upper()
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Create `cls` from the environment, turning validation errors into a `SettingsError`."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        problems = [
+            f"{_env_name(cls, err['loc'][0]) if err['loc'] else cls.__name__}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"invalid settings: LONGHAUL_SECRET_IDS: not JSON ({exc})") from None
