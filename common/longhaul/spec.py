@@ -120,7 +120,9 @@ class ServiceSpec(_Spec):
     """Everything one service declares about itself."""
 
     name: str = Field(pattern=_SLUG)
-    package: str = Field(pattern=r"^[a-z_][a-z0-9_]*$", description="import name of the service")
+    package: str = Field(
+        pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$", description="import name of the service"
+    )
     port: int = Field(ge=1024, le=65_000, description="local API port; the worker uses port + 1")
     queue: QueueSpec | None = None
     rules: tuple[RuleSpec, ...] = ()

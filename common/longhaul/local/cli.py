@@ -1,0 +1,154 @@
+"""`longhaul`: the local platform's command line (dev, provision, reset, token, schemas,
+compose). Developer tooling: services never import it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from longhaul.aws.clients import AwsClients
+from longhaul.events.registry import registered
+from longhaul.events.schemas import drift, schema_documents, write_schemas
+from longhaul.local import platform
+from longhaul.local.discovery import discover, load_event_modules
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+Endpoint = Annotated[
+    str,
+    typer.Option(envvar="AWS_ENDPOINT_URL", help="The local AWS endpoint (moto)"),
+]
+Env = Annotated[str, typer.Option(envvar="LONGHAUL_ENV", help="Environment name")]
+Region = Annotated[str, typer.Option(envvar="AWS_REGION", help="AWS region")]
+Extra = Annotated[
+    list[str],
+    typer.Option("--service", help="Also run the spec at module:ATTR (repeatable)"),
+]
+
+SCHEMA_DIR = Path("docs/events")
+
+
+def _clients(endpoint: str, region: str) -> AwsClients:
+    platform.assert_local(endpoint)
+    for key, value in platform.DUMMY_CREDENTIALS.items():
+        os.environ.setdefault(key, value)
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    return AwsClients(region)
+
+
+@app.command()
+def dev(
+    service: Extra = [],  # noqa: B006 - typer reads the default
+    port: Annotated[int, typer.Option(help="moto's port")] = platform.MOTO_PORT,
+    env: Env = "local",
+    region: Region = "us-east-1",
+) -> None:
+    """Run moto, provision it, and run every service's api and worker until Ctrl-C."""
+    from longhaul.local.runner import DevRunner
+
+    specs = discover(tuple(service))
+    raise typer.Exit(asyncio.run(DevRunner(specs, env=env, region=region, port=port).run()))
+
+
+@app.command("provision")
+def provision_command(
+    endpoint: Endpoint = platform.DEFAULT_ENDPOINT,
+    env: Env = "local",
+    region: Region = "us-east-1",
+    service: Extra = [],  # noqa: B006
+) -> None:
+    """Create every declared resource on the local endpoint (running it twice changes nothing)."""
+    from longhaul.local.provision import provision
+
+    async def run() -> None:
+        aws = _clients(endpoint, region)
+        try:
+            report = await provision(aws, discover(tuple(service)), env=env, region=region)
+        finally:
+            await aws.close()
+        for kind, name, outcome in report.actions:
+            typer.echo(f"{outcome:>8}  {kind:<10} {name}")
+
+    asyncio.run(run())
+
+
+@app.command()
+def reset(
+    endpoint: Endpoint = platform.DEFAULT_ENDPOINT,
+    env: Env = "local",
+    region: Region = "us-east-1",
+    service: Extra = [],  # noqa: B006
+) -> None:
+    """Wipe all state on the local endpoint, then provision again."""
+    platform.assert_local(endpoint)
+    httpx.post(f"{endpoint.rstrip('/')}/moto-api/reset", timeout=10).raise_for_status()
+    typer.echo(f"reset {endpoint}")
+    provision_command(endpoint=endpoint, env=env, region=region, service=service)
+
+
+@app.command()
+def token(
+    endpoint: Endpoint = platform.DEFAULT_ENDPOINT,
+    env: Env = "local",
+    region: Region = "us-east-1",
+) -> None:
+    """Print an RS256 access token for the local dev user."""
+    from longhaul.local.token import dev_token
+
+    async def run() -> str:
+        aws = _clients(endpoint, region)
+        try:
+            return await dev_token(aws, env)
+        finally:
+            await aws.close()
+
+    typer.echo(asyncio.run(run()))
+
+
+@app.command()
+def schemas(
+    check: Annotated[bool, typer.Option(help="Fail if the files differ from the code")] = False,
+    directory: Annotated[Path, typer.Option(help="Where the schema files live")] = SCHEMA_DIR,
+) -> None:
+    """Write the JSON Schema of every registered event into docs/events/."""
+    load_event_modules(discover())
+    documents = schema_documents(platform_events())
+    if check:
+        stale = drift(directory, documents)
+        if stale:
+            typer.echo(f"out of date: {', '.join(stale)}; run `make schemas`", err=True)
+            raise typer.Exit(1)
+        return
+    for name in write_schemas(directory, documents):
+        typer.echo(f"wrote {directory / name}")
+
+
+def platform_events() -> list[tuple[str, int, type]]:
+    """The registered events of the kit and the services (not those of tests)."""
+    return [e for e in registered() if e[2].__module__.split(".")[0].startswith("longhaul")]
+
+
+@app.command()
+def compose() -> None:
+    """Print docker-compose.yml for the discovered services."""
+    from longhaul.local.compose import render
+
+    sys.stdout.write(render(discover()))
+
+
+@app.command()
+def services() -> None:
+    """List the discovered services as JSON."""
+    typer.echo(json.dumps([s.model_dump(mode="json") for s in discover()], indent=2))
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""A small service used by the tests: it declares one of every resource kind."""
