@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from longhaul.aws.clients import AwsClients
 from longhaul.local.platform import DUMMY_CREDENTIALS, LocalAuth
 from longhaul.local.provision import provision
-from longhaul.observability.logging import JsonFormatter
+from longhaul.observability.logging import configure_logging
 from tests.support.echo.spec import SPEC as ECHO
 from tests.support.moto import MotoServer
 
@@ -113,14 +113,13 @@ class LogCapture:
 
 @pytest.fixture
 def json_logs() -> Iterator[LogCapture]:
-    """Capture every log line as the service's JSON formatter writes it."""
+    """Every log line, as a service configured by the kit writes it (at DEBUG)."""
     capture = LogCapture()
-    handler = logging.StreamHandler(capture.stream)
-    handler.setFormatter(JsonFormatter("echo", "test"))
     root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
+    handlers, level = list(root.handlers), root.level
+    handler = configure_logging("echo", "test", "DEBUG", stream=capture.stream)
     yield capture
     root.removeHandler(handler)
-    root.setLevel(previous)
+    for previous in handlers:
+        root.addHandler(previous)
+    root.setLevel(level)

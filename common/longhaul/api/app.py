@@ -91,7 +91,6 @@ def create_app(
     app = FastAPI(
         title=f"longhaul-{spec.name}",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
         openapi_url="/openapi.json" if serves_api else None,
         docs_url="/docs" if serves_api else None,
         redoc_url=None,
@@ -100,7 +99,7 @@ def create_app(
     app.state.spec = spec
     app.state.role = role
     install_problem_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     if serves_api:
         for router in routers:

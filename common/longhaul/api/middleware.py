@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from longhaul.api.problems import PROBLEM_JSON, problem_body
@@ -38,10 +39,17 @@ async def _send_problem(send: Send, status: int, detail: str | None = None) -> N
 
 class RequestContextMiddleware:
     """Correlation id in and out, a server span per request, one access-log line, and a
-    problem+json 500 (logged with its traceback, never sent) for any unhandled error."""
+    problem+json 500 (logged with its traceback, never sent) for any unhandled error.
 
-    def __init__(self, app: ASGIApp, *, quiet_paths: tuple[str, ...] = ("/healthz",)) -> None:
+    A body over `max_body_bytes` is refused with a problem+json 413: at once when its
+    Content-Length says so, or as soon as the bytes read pass the limit.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, quiet_paths: tuple[str, ...] = ("/healthz",)
+    ) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
         self.quiet_paths = quiet_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,6 +73,20 @@ class RequestContextMiddleware:
                 ]
             await send(message)
 
+        limit = self.max_body_bytes
+        too_large = f"the request body is over the {limit}-byte limit"
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # An HTTPException passes through FastAPI's body parsing to the handlers.
+                    raise HTTPException(413, too_large)
+            return message
+
         method = scope["method"]
         with (
             context.bind(correlation=correlation),
@@ -76,7 +98,11 @@ class RequestContextMiddleware:
             ) as span,
         ):
             try:
-                await self.app(scope, receive, send_with_context)
+                declared = headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    await _send_problem(send_with_context, 413, too_large)
+                else:
+                    await self.app(scope, counting_receive, send_with_context)
             except Exception:
                 log.exception("unhandled error", extra={"path": scope["path"], "method": method})
                 if not response_started:

@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from opentelemetry import trace
 
@@ -69,9 +69,11 @@ class JsonFormatter(logging.Formatter):
         return _scrub(json.dumps(doc, default=str, ensure_ascii=False))
 
 
-def configure_logging(service: str, role: str, level: str = "INFO") -> None:
-    """Send every logger's records to stdout as JSON lines."""
-    handler = logging.StreamHandler(sys.stdout)
+def configure_logging(
+    service: str, role: str, level: str = "INFO", stream: TextIO | None = None
+) -> logging.Handler:
+    """Send every logger's records to stdout (or `stream`) as JSON lines."""
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter(service, role))
     root = logging.getLogger()
     for existing in list(root.handlers):
@@ -83,5 +85,7 @@ def configure_logging(service: str, role: str, level: str = "INFO") -> None:
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # botocore logs request and response bodies at DEBUG (GetSecretValue's included).
     for noisy in ("botocore", "aiobotocore", "urllib3", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    return handler
