@@ -9,6 +9,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 PINS := requirements.txt
+RUNTIME_PINS := requirements-runtime.txt
 export UV_PYTHON_DOWNLOADS := never
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
@@ -69,9 +70,11 @@ schemas: install ## Regenerate the JSON Schemas of every registered event into s
 compose: install ## Regenerate docker-compose.yml from the service specs
 	$(BIN)/longhaul compose > docker-compose.yml
 
-pins: $(UV) ## Re-resolve and write the URL-free pins (requirements.txt) after a dependency change
+pins: $(UV) ## Re-resolve and write the URL-free pins after a dependency change
 	$(UV) lock
-	$(UV) export --frozen --all-groups --no-hashes --no-emit-project --quiet -o $(PINS)
+	$(UV) export --frozen --all-packages --all-groups --no-hashes --no-emit-project --quiet -o $(PINS)
+	@# Images get the members' own dependencies only: dev tools and deploy/'s CDK live in groups.
+	$(UV) export --frozen --all-packages --no-default-groups --no-emit-workspace --no-hashes --quiet -o $(RUNTIME_PINS)
 
 bench: install ## Run the benchmarks (ratios against a baseline run beside them)
 	$(BIN)/python -m bench

@@ -13,6 +13,7 @@ from typing import Any, Literal, Self, TypeVar
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from longhaul.spec import ServiceSpec
 
@@ -143,5 +144,7 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
             for err in exc.errors()
         ]
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
-    except json.JSONDecodeError as exc:
-        raise SettingsError(f"invalid settings: LONGHAUL_SECRET_IDS: not JSON ({exc})") from None
+    except PydanticSettingsError as exc:  # a complex value (dict, list) that is not JSON
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = _env_name(cls, found.group(1)) if found else cls.__name__
+        raise SettingsError(f"invalid settings: {name}: not valid JSON") from None

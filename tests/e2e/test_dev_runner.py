@@ -1,0 +1,131 @@
+"""`longhaul dev` (what `make dev` runs) as a user meets it: a real process tree, real HTTP,
+a real token, and Ctrl-C that leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.echo.spec import SPEC as ECHO
+from tests.support.moto import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+LONGHAUL = [sys.executable, "-m", "longhaul.local.cli"]
+
+
+class Runner:
+    """The dev runner's process and every line it printed."""
+
+    def __init__(self, moto_port: int) -> None:
+        self.moto_port = moto_port
+        self.endpoint = f"http://127.0.0.1:{moto_port}"
+        self.lines: list[str] = []
+        env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+        self.process = subprocess.Popen(
+            [*LONGHAUL, "dev", "--service", "tests.support.echo.spec:SPEC", "--port", str(moto_port)],
+            cwd=ROOT,
+            env={**env, "LONGHAUL_POLL_WAIT_S": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, predicate: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(self.lines[-40:]))
+
+    def printed(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _processes_mentioning(*needles: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if any(needle in cmdline for needle in needles):
+            found.append(f"{entry.name}: {cmdline}")
+    return found
+
+
+@pytest.fixture
+def runner() -> Iterator[Runner]:
+    runner = Runner(free_port())
+    yield runner
+    if runner.process.poll() is None:
+        runner.process.kill()
+        runner.process.wait()
+    runner.reader.join(timeout=10)
+    assert runner.process.stdout is not None
+    runner.process.stdout.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_dev_runs_the_platform_and_ctrl_c_stops_everything(runner: Runner) -> None:
+    runner.wait_for(lambda: runner.printed("press Ctrl-C to stop everything"), "the banner")
+    api, worker = f"http://127.0.0.1:{ECHO.port}", f"http://127.0.0.1:{ECHO.worker_port}"
+    for expected in (runner.endpoint, f"{api}/docs", f"{worker}/healthz", "make token"):
+        assert runner.printed(expected), f"the banner names {expected}"
+    runner.wait_for(lambda: _answers(f"{api}/readyz") and _answers(f"{worker}/readyz"), "readiness")
+
+    token = subprocess.run(
+        [*LONGHAUL, "token", "--endpoint", runner.endpoint],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    correlation = "e2e-" + uuid.uuid4().hex[:8]
+    headers = {"Authorization": f"Bearer {token}", "X-Correlation-ID": correlation}
+    assert httpx.get(f"{api}/me", headers=headers).json()["username"] == "dev"
+    posted = httpx.post(f"{api}/messages", json={"text": "over the bus"}, headers=headers)
+    assert posted.status_code == 202
+
+    def consumed() -> bool:
+        for line in runner.lines:
+            if line.lstrip().startswith("echo/worker |") and "echo received" in line:
+                record = json.loads(line.split("|", 1)[1])
+                return bool(record["correlation_id"] == correlation)
+        return False
+
+    runner.wait_for(consumed, "the worker to log the event with the request's correlation id")
+    assert any(line.lstrip().startswith("echo/api |") for line in runner.lines), "prefixed logs"
+
+    runner.process.send_signal(signal.SIGINT)
+    assert runner.process.wait(timeout=60) == 0
+    assert runner.printed("stopped everything")
+    assert not _answers(f"{api}/healthz") and not _answers(f"{runner.endpoint}/moto-api/")
+    assert _processes_mentioning(str(runner.moto_port), "tests.support.echo --role") == []
