@@ -33,7 +33,14 @@ class Runner:
         self.lines: list[str] = []
         env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
         self.process = subprocess.Popen(
-            [*LONGHAUL, "dev", "--service", "tests.support.echo.spec:SPEC", "--port", str(moto_port)],
+            [
+                *LONGHAUL,
+                "dev",
+                "--service",
+                "tests.support.echo.spec:SPEC",
+                "--port",
+                str(moto_port),
+            ],
             cwd=ROOT,
             env={**env, "LONGHAUL_POLL_WAIT_S": "1"},
             stdout=subprocess.PIPE,
@@ -106,7 +113,10 @@ def test_dev_runs_the_platform_and_ctrl_c_stops_everything(runner: Runner) -> No
 
     token = subprocess.run(
         [*LONGHAUL, "token", "--endpoint", runner.endpoint],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     correlation = "e2e-" + uuid.uuid4().hex[:8]
     headers = {"Authorization": f"Bearer {token}", "X-Correlation-ID": correlation}
@@ -127,5 +137,6 @@ def test_dev_runs_the_platform_and_ctrl_c_stops_everything(runner: Runner) -> No
     runner.process.send_signal(signal.SIGINT)
     assert runner.process.wait(timeout=60) == 0
     assert runner.printed("stopped everything")
-    assert not _answers(f"{api}/healthz") and not _answers(f"{runner.endpoint}/moto-api/")
+    assert not _answers(f"{api}/healthz")
+    assert not _answers(f"{runner.endpoint}/moto-api/")
     assert _processes_mentioning(str(runner.moto_port), "tests.support.echo --role") == []

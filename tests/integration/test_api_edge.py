@@ -4,12 +4,13 @@ readiness that follows moto's health, and secrets that never reach a log line.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
-
 from longhaul.aws.clients import AwsClients
 from longhaul.local.provision import provision
 from longhaul.local.token import dev_token
+
 from tests.conftest import REGION, LogCapture, Platform
 from tests.support.app import running_app
 from tests.support.echo.spec import SPEC as ECHO
@@ -36,7 +37,9 @@ async def test_errors_are_problem_json_with_status_title_and_correlation_id(
         assert response.status_code == status
         assert response.headers["content-type"] == PROBLEM
         body = response.json()
-        assert body["status"] == status and body["type"] == "about:blank" and body["title"]
+        assert body["status"] == status
+        assert body["type"] == "about:blank"
+        assert body["title"]
         assert body["correlation_id"] == response.headers["x-correlation-id"]
 
     fields = {e["field"] for e in invalid.json()["errors"]}
@@ -52,7 +55,8 @@ async def test_errors_are_problem_json_with_status_title_and_correlation_id(
     }
     assert "hunter2" not in crash.text
     [logged] = [r for r in json_logs.records if r["message"] == "unhandled error"]
-    assert logged["correlation_id"] == "crash-1" and "RuntimeError" in str(logged["exception"])
+    assert logged["correlation_id"] == "crash-1"
+    assert "RuntimeError" in str(logged["exception"])
 
 
 async def test_correlation_id_is_taken_from_the_header_or_created(
@@ -136,7 +140,7 @@ async def test_streamed_body_over_the_limit_is_413_problem_json(
 ) -> None:
     token = await dev_token(aws, platform.env)
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         for _ in range(8):
             yield b"y" * 1024
 

@@ -10,9 +10,9 @@ import time
 
 import jwt
 import pytest
-
 from longhaul.aws.clients import AwsClients
 from longhaul.local.token import dev_token
+
 from tests.conftest import Platform
 from tests.support.app import forge, running_app
 
@@ -56,7 +56,9 @@ async def _bad_tokens(aws: AwsClients, platform: Platform) -> dict[str, str]:
     none_header = _b64(json.dumps({"alg": "none", "kid": "dummy", "typ": "JWT"}).encode())
     return {
         "expired": forge(platform.auth, exp=int(time.time()) - 3600, iat=int(time.time()) - 7200),
-        "wrong issuer": forge(platform.auth, iss="https://cognito-idp.us-east-1.amazonaws.com/other"),
+        "wrong issuer": forge(
+            platform.auth, iss="https://cognito-idp.us-east-1.amazonaws.com/other"
+        ),
         "wrong client": forge(platform.auth, client_id="another-app"),
         "id token": id_token,
         "tampered signature": f"{header}.{payload}.{signature[:-6]}AAAAAA",

@@ -6,10 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
-
 from longhaul.aws.clients import AwsClients
 from longhaul.events import (
     BatchResult,
@@ -21,6 +17,10 @@ from longhaul.events import (
 )
 from longhaul.observability import context, tracer
 from longhaul.spec import ResourceNames
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
 from tests.conftest import LogCapture, Platform
 from tests.support.echo.events import MessageSent
 from tests.support.echo.service import events as echo_router
@@ -74,7 +74,8 @@ async def test_event_reaches_consumer_intact_with_correlation_and_trace(
     [message] = await _receive(sqs, url, want=1)
     outcome = await consumer.handle([message])
 
-    assert len(outcome.delete) == 1 and outcome.retry == []
+    assert len(outcome.delete) == 1
+    assert outcome.retry == []
     received = json.loads(message["Body"])["detail"]
     assert received == json.loads(sent.model_dump_json()), "the envelope arrives unchanged"
     assert sent.correlation_id == "req-42"
@@ -88,6 +89,9 @@ async def test_event_reaches_consumer_intact_with_correlation_and_trace(
     publish = [s for s in spans.get_finished_spans() if s.name == "publish"]
     assert consume[0].context.trace_id == publish[0].context.trace_id == trace_id
     assert consume[0].kind is SpanKind.CONSUMER
+    [put_events] = [s for s in spans.get_finished_spans() if s.name == "eventbridge.PutEvents"]
+    assert put_events.parent is not None and put_events.parent.span_id == publish[0].context.span_id
+    assert put_events.kind is SpanKind.CLIENT, "AWS calls are traced as client spans"
     assert await _receive(sqs, url, want=1, wait_s=0) == [], "a handled message is deleted"
 
 
@@ -96,9 +100,9 @@ async def test_invalid_event_is_refused_before_anything_is_sent(
 ) -> None:
     publisher = await _publisher(aws, platform)
     valid = MessageSent(text="fine")
-    broken = MessageSent.model_construct(text=None)  # skipped validation, as a bug might
+    broken = MessageSent.model_construct(text=None)  # type: ignore[arg-type]  # skipped validation, as a bug might
 
-    with pytest.raises(InvalidEvent, match="echo.message.sent"):
+    with pytest.raises(InvalidEvent, match=r"echo\.message\.sent"):
         await publisher.publish(valid, broken)
 
     sqs, url = await _queue(aws, platform)
@@ -137,11 +141,13 @@ def _unrouted(reader: InMemoryMetricReader, reason: str) -> int:
         for scope in resource.scope_metrics:
             for metric in scope.metrics:
                 if metric.name == "longhaul.events.unrouted":
-                    total += sum(
-                        int(p.value)
-                        for p in metric.data.data_points
-                        if p.attributes and p.attributes.get("reason") == reason
-                    )
+                    for point in metric.data.data_points:
+                        attributes = point.attributes or {}
+                        if (
+                            isinstance(point, NumberDataPoint)
+                            and attributes.get("reason") == reason
+                        ):
+                            total += int(point.value)
     return total
 
 
@@ -187,7 +193,9 @@ async def test_partial_batch_failure_redelivers_only_the_failed_messages(
     @router.on_batch(MessageSent)
     async def batch(deliveries: list[Delivery[MessageSent]]) -> BatchResult:
         handled.extend(d.event.text for d in deliveries)
-        failing = {d.message_id for d in deliveries if d.event.text == "m3" and d.receive_count == 1}
+        failing = {
+            d.message_id for d in deliveries if d.event.text == "m3" and d.receive_count == 1
+        }
         return BatchResult(failed=failing)
 
     sqs, url = await _queue(aws, platform)

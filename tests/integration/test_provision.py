@@ -10,6 +10,7 @@ from longhaul.aws.clients import AwsClients
 from longhaul.local.platform import expected_auth
 from longhaul.local.provision import provision
 from longhaul.spec import ResourceNames
+
 from tests.conftest import REGION
 from tests.support.echo.spec import SPEC as ECHO
 
@@ -19,14 +20,20 @@ async def _inventory(aws: AwsClients, env: str) -> Counter[str]:
     prefix = f"longhaul-{env}"
     found: Counter[str] = Counter()
     sqs, events, dynamodb = await aws.get("sqs"), await aws.get("events"), await aws.get("dynamodb")
-    s3, secrets, cognito = await aws.get("s3"), await aws.get("secretsmanager"), await aws.get("cognito-idp")
+    s3, secrets, cognito = (
+        await aws.get("s3"),
+        await aws.get("secretsmanager"),
+        await aws.get("cognito-idp"),
+    )
     for url in (await sqs.list_queues(QueueNamePrefix=prefix)).get("QueueUrls", []):
         found[f"queue/{url.rsplit('/', 1)[1]}"] += 1
     for bus in (await events.list_event_buses(NamePrefix=prefix))["EventBuses"]:
         found[f"bus/{bus['Name']}"] += 1
     for bus in (prefix, "default"):
         for rule in (await events.list_rules(NamePrefix=prefix, EventBusName=bus))["Rules"]:
-            targets = (await events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus))["Targets"]
+            targets = (await events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus))[
+                "Targets"
+            ]
             found[f"rule/{bus}/{rule['Name']}->{len(targets)}"] += 1
     for table in (await dynamodb.list_tables())["TableNames"]:
         if table.startswith(prefix):
@@ -72,11 +79,14 @@ async def test_provisioned_resources_match_the_spec(aws: AwsClients) -> None:
     env = "p" + uuid.uuid4().hex[:8]
     await provision(aws, [ECHO], env=env, region=REGION)
     names = ResourceNames.of(ECHO, env)
-    assert ECHO.queue is not None and ECHO.table is not None
+    assert ECHO.queue is not None
+    assert ECHO.table is not None
 
     sqs = await aws.get("sqs")
     url = (await sqs.get_queue_url(QueueName=names.queue))["QueueUrl"]
-    attributes = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]))["Attributes"]
+    attributes = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]))[
+        "Attributes"
+    ]
     redrive = json.loads(attributes["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"].endswith(f":{names.dlq}")
     assert int(redrive["maxReceiveCount"]) == ECHO.queue.max_receive_count

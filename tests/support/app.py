@@ -14,16 +14,22 @@ import httpx
 import jwt
 import pytest
 from fastapi import FastAPI
-
 from longhaul.config import KitSettings, Role, load_settings
 from longhaul.local.platform import role_environment
+
 from tests.support.echo.service import SERVICE
 
 
 def echo_environment(env: str, endpoint: str, auth: Any, role: str = "api") -> dict[str, str]:
     """The environment the dev runner would give the echo service."""
     return role_environment(
-        SERVICE.spec, role, env=env, region="us-east-1", endpoint=endpoint, auth=auth, host="127.0.0.1"
+        SERVICE.spec,
+        role,
+        env=env,
+        region="us-east-1",
+        endpoint=endpoint,
+        auth=auth,
+        host="127.0.0.1",
     )
 
 
@@ -32,7 +38,10 @@ async def running_app(
     monkeypatch: pytest.MonkeyPatch, platform: Any, role: Role = "api", **overrides: str
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The echo app with its lifespan running, and an HTTP client speaking to it over ASGI."""
-    for key, value in {**echo_environment(platform.env, platform.endpoint, platform.auth), **overrides}.items():
+    for key, value in {
+        **echo_environment(platform.env, platform.endpoint, platform.auth),
+        **overrides,
+    }.items():
         monkeypatch.setenv(key, value)
     settings = load_settings(KitSettings)
     app = SERVICE.app(role, settings)

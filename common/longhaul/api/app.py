@@ -62,7 +62,8 @@ def create_app(
         stop = asyncio.Event()
         consumer_task: asyncio.Task[None] | None = None
         if consumes:
-            assert events is not None and settings.queue_name
+            assert events is not None
+            assert settings.queue_name
             sqs = await aws.get("sqs")
             queue_url = (await sqs.get_queue_url(QueueName=settings.queue_name))["QueueUrl"]
             app.state.consumer = SqsConsumer(
@@ -108,7 +109,9 @@ def create_app(
 
 
 def _verifier(settings: KitSettings) -> JwtVerifier:
-    assert settings.auth_issuer and settings.auth_client_id and settings.jwks_url
+    assert settings.auth_issuer
+    assert settings.auth_client_id
+    assert settings.jwks_url
     return JwtVerifier(
         issuer=settings.auth_issuer, client_id=settings.auth_client_id, jwks_url=settings.jwks_url
     )

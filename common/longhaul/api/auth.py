@@ -45,7 +45,7 @@ class JwtVerifier:
         issuer: str,
         client_id: str,
         jwks_url: str,
-        token_use: str = "access",
+        token_use: str = "access",  # noqa: S107 - a claim value, not a password
         leeway_s: float = 30,
         min_refresh_interval_s: float = 60,
         http: httpx.AsyncClient | None = None,

@@ -75,7 +75,9 @@ async def readyz(request: Request) -> JSONResponse:
             return f"error: {type(exc).__name__}"
         return "ok"
 
-    results = dict(zip(checks, await asyncio.gather(*(run(c) for c in checks.values())), strict=True))
+    results = dict(
+        zip(checks, await asyncio.gather(*(run(c) for c in checks.values())), strict=True)
+    )
     if all(result == "ok" for result in results.values()):
         return JSONResponse({"status": "ready", "checks": results})
     failing = sorted(name for name, result in results.items() if result != "ok")

@@ -123,4 +123,3 @@ class RequestContextMiddleware:
             }
             level = logging.DEBUG if scope["path"] in self.quiet_paths else logging.INFO
             access_log.log(level, "%s %s %s", method, scope["path"], status, extra=fields)
-

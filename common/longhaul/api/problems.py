@@ -12,7 +12,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from longhaul.observability import context
 
-__all__ = ["PROBLEM_JSON", "Problem", "install_problem_handlers", "problem_body", "problem_response"]
+__all__ = [
+    "PROBLEM_JSON",
+    "Problem",
+    "install_problem_handlers",
+    "problem_body",
+    "problem_response",
+]
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -106,12 +112,11 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail if isinstance(exc.detail, str) else None
+    detail: str | None = exc.detail if isinstance(exc.detail, str) else None
     if detail == HTTPStatus(exc.status_code).phrase:
         detail = None
-    return problem_response(
-        exc.status_code, detail, headers=exc.headers, instance=request.url.path
-    )
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(exc.status_code, detail, headers=headers, instance=request.url.path)
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:

@@ -53,7 +53,9 @@ _unrouted = meter().create_counter(
     "longhaul.events.unrouted", description="Messages no handler took, by reason"
 )
 _handled = meter().create_counter("longhaul.events.handled", description="Events handled")
-_failed = meter().create_counter("longhaul.events.failed", description="Events whose handler failed")
+_failed = meter().create_counter(
+    "longhaul.events.failed", description="Events whose handler failed"
+)
 
 
 def message_attributes(envelope: Envelope) -> dict[str, Any]:
@@ -203,7 +205,9 @@ class EventRouter:
                 outcome.delete.append(receipt)
                 continue
             except UnknownEventVersion:
-                self._count("unknown_version", message, type=envelope.type, version=envelope.version)
+                self._count(
+                    "unknown_version", message, type=envelope.type, version=envelope.version
+                )
                 outcome.retry.append((receipt, count))
                 continue
             except ValidationError as exc:
@@ -237,14 +241,20 @@ class EventRouter:
                     except Exception as exc:
                         span.record_exception(exc)
                         span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                        log.exception("event handler failed", extra={"event_id": delivery.envelope.id})
+                        log.exception(
+                            "event handler failed", extra={"event_id": delivery.envelope.id}
+                        )
                         failed.add(delivery.message_id)
             _failed.add(len(failed), attributes)
             _handled.add(len(deliveries) - len(failed), attributes)
             return failed
         assert route.batch is not None
         links = [
-            Link(trace.get_current_span(extract({"traceparent": d.envelope.traceparent})).get_span_context())
+            Link(
+                trace.get_current_span(
+                    extract({"traceparent": d.envelope.traceparent})
+                ).get_span_context()
+            )
             for d in deliveries
             if d.envelope.traceparent
         ]
@@ -356,4 +366,3 @@ class SqsConsumer:
             DelaySeconds=delay_s,
         )
         return str(response["MessageId"])
-

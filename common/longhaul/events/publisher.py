@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class PutEventsClient(Protocol):
     """The one call of the EventBridge client the publisher needs."""
 
-    async def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]: ...  # noqa: N803
+    async def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]: ...
 
 
 def envelope_for(event: Event, *, source: str, traceparent: str | None) -> Envelope:
@@ -70,7 +70,9 @@ def _batches(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     current_bytes = 0
     for entry in entries:
         size = _entry_size(entry)
-        if current and (len(current) == MAX_BATCH_ENTRIES or current_bytes + size > MAX_BATCH_BYTES):
+        if current and (
+            len(current) == MAX_BATCH_ENTRIES or current_bytes + size > MAX_BATCH_BYTES
+        ):
             batches.append(current)
             current, current_bytes = [], 0
         current.append(entry)
@@ -104,7 +106,9 @@ class EventPublisher:
         """Validate every event, then send them all; raise `PublishError` if any stays unsent."""
         with tracer().start_as_current_span("publish", kind=SpanKind.PRODUCER) as span:
             traceparent = inject().get("traceparent")
-            envelopes = [envelope_for(e, source=self._source, traceparent=traceparent) for e in events]
+            envelopes = [
+                envelope_for(e, source=self._source, traceparent=traceparent) for e in events
+            ]
             span.set_attribute("messaging.system", "aws.eventbridge")
             span.set_attribute("messaging.batch.message_count", len(envelopes))
             span.set_attribute("messaging.event_types", sorted({e.type for e in envelopes}))

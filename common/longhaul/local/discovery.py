@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 
 from longhaul.spec import ServiceSpec
 
-__all__ = ["ENTRY_POINT_GROUP", "discover", "load_spec", "load_event_modules"]
+__all__ = ["ENTRY_POINT_GROUP", "discover", "load_event_modules", "load_spec"]
 
 ENTRY_POINT_GROUP = "longhaul.services"
 

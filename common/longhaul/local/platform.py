@@ -15,9 +15,9 @@ from longhaul.spec import ResourceNames, ServiceSpec, platform_bus_name
 
 __all__ = [
     "DEFAULT_ENDPOINT",
-    "LocalAuth",
     "MOTO_ENV",
     "MOTO_VERSION",
+    "LocalAuth",
     "assert_local",
     "expected_auth",
     "role_environment",
@@ -34,7 +34,7 @@ MOTO_ENV = {
 }
 DEV_USER = "dev"
 # moto needs credentials to sign with; these are moto's conventional dummies, not secrets.
-DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}  # noqa: S105
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 def pool_name(env: str) -> str:

@@ -66,9 +66,13 @@ async def provision(
     return report
 
 
-async def _service(aws: AwsClients, spec: ServiceSpec, names: ResourceNames, report: Provisioned) -> None:
+async def _service(
+    aws: AwsClients, spec: ServiceSpec, names: ResourceNames, report: Provisioned
+) -> None:
     if spec.queue and names.queue and names.dlq:
-        dlq_arn = await _queue(aws, names.dlq, {"MessageRetentionPeriod": str(spec.queue.dlq_retention_s)}, report)
+        dlq_arn = await _queue(
+            aws, names.dlq, {"MessageRetentionPeriod": str(spec.queue.dlq_retention_s)}, report
+        )
         queue_arn = await _queue(
             aws,
             names.queue,
@@ -76,7 +80,10 @@ async def _service(aws: AwsClients, spec: ServiceSpec, names: ResourceNames, rep
                 "VisibilityTimeout": str(spec.queue.visibility_timeout_s),
                 "MessageRetentionPeriod": str(spec.queue.retention_s),
                 "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.queue.max_receive_count}
+                    {
+                        "deadLetterTargetArn": dlq_arn,
+                        "maxReceiveCount": spec.queue.max_receive_count,
+                    }
                 ),
             },
             report,
@@ -90,7 +97,9 @@ async def _service(aws: AwsClients, spec: ServiceSpec, names: ResourceNames, rep
                 created = False
             except events.exceptions.ResourceNotFoundException:
                 created = True
-            await events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(rule.pattern))
+            await events.put_rule(
+                Name=name, EventBusName=bus, EventPattern=json.dumps(rule.pattern)
+            )
             await events.put_targets(
                 Rule=name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}]
             )
@@ -113,7 +122,9 @@ async def _service(aws: AwsClients, spec: ServiceSpec, names: ResourceNames, rep
         await _secret(aws, secret_name, secrets.token_urlsafe(32), report)
 
 
-async def _queue(aws: AwsClients, name: str, attributes: dict[str, str], report: Provisioned) -> str:
+async def _queue(
+    aws: AwsClients, name: str, attributes: dict[str, str], report: Provisioned
+) -> str:
     sqs = await aws.get("sqs")
     try:
         url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]

@@ -4,6 +4,7 @@ their logs in one terminal, until Ctrl-C; then everything it started is stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -80,7 +81,9 @@ class DevRunner:
         async with httpx.AsyncClient(timeout=1) as http:
             while time.monotonic() < deadline:
                 if moto.process.returncode is not None:
-                    raise RuntimeError(f"moto exited with {moto.process.returncode}; is port {self.port} free?")
+                    raise RuntimeError(
+                        f"moto exited with {moto.process.returncode}; is port {self.port} free?"
+                    )
                 try:
                     if (await http.get(f"{self.endpoint}/moto-api/")).status_code < 500:
                         return
@@ -157,7 +160,9 @@ class DevRunner:
             deadline = time.monotonic() + STOP_GRACE_S
             for child in group:
                 try:
-                    await asyncio.wait_for(child.process.wait(), max(0.1, deadline - time.monotonic()))
+                    await asyncio.wait_for(
+                        child.process.wait(), max(0.1, deadline - time.monotonic())
+                    )
                 except TimeoutError:
                     self.say(f"{child.name} did not stop in {STOP_GRACE_S:.0f}s; killing it")
                 _signal_group(child.process, signal.SIGKILL)  # stragglers of its group
@@ -169,7 +174,5 @@ class DevRunner:
 
 
 def _signal_group(process: asyncio.subprocess.Process, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass

@@ -36,9 +36,7 @@ class Service:
         """The FastAPI app of `role`, with settings read from the environment by default."""
         settings = settings or load_settings(self.settings)
         settings.check_against(self.spec, role)
-        return create_app(
-            self.spec, settings, role=role, routers=self.routers, events=self.events
-        )
+        return create_app(self.spec, settings, role=role, routers=self.routers, events=self.events)
 
     def main(self, argv: Sequence[str] | None = None) -> None:
         """The entry point: `python -m longhaul_<name> --role api|worker|all [--port N]`."""

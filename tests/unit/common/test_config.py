@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from longhaul.config import KitSettings, SettingsError, load_settings
 from pydantic_settings import SettingsConfigDict
 
-from longhaul.config import KitSettings, SettingsError, load_settings
 from tests.support.echo.spec import SPEC as ECHO
 
 
@@ -30,11 +30,15 @@ def test_missing_required_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> 
 def test_invalid_service_variable_is_named_with_its_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LONGHAUL_BUS_NAME", "bus")
     monkeypatch.setenv("MEDIA_MAX_UPLOAD_BYTES", "ten")
-    with pytest.raises(SettingsError, match="MEDIA_MAX_UPLOAD_BYTES: Input should be a valid integer"):
+    with pytest.raises(
+        SettingsError, match="MEDIA_MAX_UPLOAD_BYTES: Input should be a valid integer"
+    ):
         load_settings(MediaSettings)
 
 
-def test_service_prefix_does_not_rename_the_shared_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_service_prefix_does_not_rename_the_shared_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("LONGHAUL_BUS_NAME", "bus")
     monkeypatch.setenv("MEDIA_MAX_UPLOAD_BYTES", "99")
     settings = load_settings(MediaSettings)
@@ -44,7 +48,7 @@ def test_service_prefix_does_not_rename_the_shared_variables(monkeypatch: pytest
 @pytest.mark.parametrize("value", ["changeme", "TODO", "<your-bus>", "${BUS}"])
 def test_placeholder_values_fail_at_start(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("LONGHAUL_BUS_NAME", value)
-    with pytest.raises(SettingsError, match="LONGHAUL_BUS_NAME: Value error, .* is a placeholder"):
+    with pytest.raises(SettingsError, match=r"LONGHAUL_BUS_NAME: Value error, .* is a placeholder"):
         load_settings(MediaSettings)
 
 
@@ -79,4 +83,7 @@ def test_jwks_url_defaults_to_the_issuers_well_known_path(monkeypatch: pytest.Mo
     monkeypatch.setenv("LONGHAUL_BUS_NAME", "bus")
     monkeypatch.setenv("LONGHAUL_AUTH_ISSUER", "https://cognito-idp.eu-west-1.amazonaws.com/pool/")
     settings = load_settings(KitSettings)
-    assert settings.jwks_url == "https://cognito-idp.eu-west-1.amazonaws.com/pool/.well-known/jwks.json"
+    assert (
+        settings.jwks_url
+        == "https://cognito-idp.eu-west-1.amazonaws.com/pool/.well-known/jwks.json"
+    )

@@ -10,9 +10,9 @@ import json
 from typing import Any
 
 import pytest
-
 from longhaul.events import Envelope, EventPublisher, EventTooLarge, InvalidEvent, PublishError
 from longhaul.events.publisher import MAX_BATCH_BYTES
+
 from tests.support.echo.events import MessageSent
 
 
@@ -23,7 +23,7 @@ class RefusingEventBridge:
         self.calls: list[list[dict[str, Any]]] = []
         self.refuse = dict(refuse or {})
 
-    async def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+    async def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]:
         self.calls.append(Entries)
         results = []
         for entry in Entries:
@@ -80,7 +80,8 @@ async def test_entries_refused_past_the_last_attempt_are_reported() -> None:
         await _publisher(client, attempts=3).publish(MessageSent(text="m0"), MessageSent(text="m1"))
     assert len(client.calls) == 3
     [(event_id, code)] = raised.value.failed
-    assert code == "ThrottlingException" and event_id
+    assert code == "ThrottlingException"
+    assert event_id
 
 
 async def test_event_over_256_kb_is_refused_before_any_call() -> None:
@@ -117,4 +118,5 @@ async def test_each_entry_is_an_envelope_with_the_events_type() -> None:
         1,
         {"text": "hi", "fail": False},
     )
-    assert envelope.correlation_id and envelope.traceparent
+    assert envelope.correlation_id
+    assert envelope.traceparent

@@ -36,5 +36,7 @@ def test_drift_names_a_changed_a_missing_and_an_extra_schema(tmp_path: Path) -> 
     assert drift(tmp_path, changed) == ["drift.thing.happened.v1.schema.json"]
     (tmp_path / "old.v1.schema.json").write_text("{}")
     assert "old.v1.schema.json" in drift(tmp_path, documents)
-    more = schema_documents([("drift.thing.happened", 1, Happened), ("drift.thing.happened", 2, HappenedV2)])
+    more = schema_documents(
+        [("drift.thing.happened", 1, Happened), ("drift.thing.happened", 2, HappenedV2)]
+    )
     assert "drift.thing.happened.v2.schema.json" in drift(tmp_path, more)

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from longhaul.local.compose import BASE_IMAGE, COMPOSE_ENDPOINT, compose_document, render
 from longhaul.local.discovery import discover
 from longhaul.local.platform import MOTO_VERSION, expected_auth, role_environment
 from longhaul.spec import ServiceSpec
+
 from tests.support.echo.spec import SPEC as ECHO
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def _stages(dockerfile: Path) -> dict[str, str]:
     """Stage name -> the image it starts FROM."""
-    stages = {}
-    for match in re.finditer(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", dockerfile.read_text(), re.M | re.I):
+    stages: dict[str, str] = {}
+    for match in re.finditer(
+        r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", dockerfile.read_text(), re.M | re.I
+    ):
         stages[match.group(2) or f"stage{len(stages)}"] = match.group(1)
     return stages
 
@@ -35,7 +37,13 @@ def _check_roles(document: dict[str, Any], specs: list[ServiceSpec]) -> None:
             assert entry["command"] == ["--role", role]
             assert entry["ports"] == [f"{port}:{port}"]
             runner = role_environment(
-                spec, role, env="local", region="us-east-1", endpoint=COMPOSE_ENDPOINT, auth=auth, host="0.0.0.0"
+                spec,
+                role,
+                env="local",
+                region="us-east-1",
+                endpoint=COMPOSE_ENDPOINT,
+                auth=auth,
+                host="0.0.0.0",
             )
             assert entry["environment"] == runner
             assert entry["environment"]["LONGHAUL_PORT"] == str(port)
@@ -55,7 +63,7 @@ def test_every_discovered_service_has_both_roles_and_a_dockerfile_from_the_base(
     _check_roles(document, specs)
     for spec in specs:
         dockerfile = ROOT / "services" / spec.name / "Dockerfile"
-        assert list(_stages(dockerfile).values())[0] == BASE_IMAGE
+        assert next(iter(_stages(dockerfile).values())) == BASE_IMAGE
     role_entries = {n for n in document["services"] if n not in {"moto", "base", "provision"}}
     assert role_entries == {f"{s.name}-{r}" for s in specs for r in ("api", "worker")}
 
@@ -77,12 +85,15 @@ def test_base_dockerfile_has_the_stages_compose_builds() -> None:
         for entry in document["services"].values()
         if entry.get("build", {}).get("dockerfile") == "Dockerfile.base"
     }
-    assert targets == {"base", "platform"} and targets <= set(stages)
+    assert targets == {"base", "platform"}
+    assert targets <= set(stages)
     assert stages["base"].startswith("python:3.11")
     assert stages["platform"] == "base"
     text = (ROOT / "Dockerfile.base").read_text()
-    assert "ffmpeg" in text and "USER 10001" in text
-    assert "requirements-runtime.txt" in text and (ROOT / "requirements-runtime.txt").exists()
+    assert "ffmpeg" in text
+    assert "USER 10001" in text
+    assert "requirements-runtime.txt" in text
+    assert (ROOT / "requirements-runtime.txt").exists()
 
 
 def test_moto_in_compose_is_the_pinned_version() -> None:
