@@ -12,10 +12,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
-from longhaul.aws.clients import AwsClients
-from longhaul.local.platform import DUMMY_CREDENTIALS, LocalAuth
-from longhaul.local.provision import provision
-from longhaul.observability.logging import configure_logging
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -23,6 +19,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from longhaul.aws.clients import AwsClients
+from longhaul.local.platform import DUMMY_CREDENTIALS, LocalAuth
+from longhaul.local.provision import provision
+from longhaul.observability.logging import configure_logging
 from tests.support.echo.spec import SPEC as ECHO
 from tests.support.moto import MotoServer
 

@@ -7,10 +7,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+
 from longhaul.aws.clients import AwsClients
 from longhaul.local.provision import provision
 from longhaul.local.token import dev_token
-
 from tests.conftest import REGION, LogCapture, Platform
 from tests.support.app import running_app
 from tests.support.echo.spec import SPEC as ECHO

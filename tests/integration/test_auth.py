@@ -10,9 +10,9 @@ import time
 
 import jwt
 import pytest
+
 from longhaul.aws.clients import AwsClients
 from longhaul.local.token import dev_token
-
 from tests.conftest import Platform
 from tests.support.app import forge, running_app
 

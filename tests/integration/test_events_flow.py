@@ -6,6 +6,10 @@ import json
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
 from longhaul.aws.clients import AwsClients
 from longhaul.events import (
     BatchResult,
@@ -17,10 +21,6 @@ from longhaul.events import (
 )
 from longhaul.observability import context, tracer
 from longhaul.spec import ResourceNames
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
-
 from tests.conftest import LogCapture, Platform
 from tests.support.echo.events import MessageSent
 from tests.support.echo.service import events as echo_router
@@ -90,7 +90,8 @@ async def test_event_reaches_consumer_intact_with_correlation_and_trace(
     assert consume[0].context.trace_id == publish[0].context.trace_id == trace_id
     assert consume[0].kind is SpanKind.CONSUMER
     [put_events] = [s for s in spans.get_finished_spans() if s.name == "eventbridge.PutEvents"]
-    assert put_events.parent is not None and put_events.parent.span_id == publish[0].context.span_id
+    assert put_events.parent is not None
+    assert put_events.parent.span_id == publish[0].context.span_id
     assert put_events.kind is SpanKind.CLIENT, "AWS calls are traced as client spans"
     assert await _receive(sqs, url, want=1, wait_s=0) == [], "a handled message is deleted"
 

@@ -10,7 +10,6 @@ from longhaul.aws.clients import AwsClients
 from longhaul.local.platform import expected_auth
 from longhaul.local.provision import provision
 from longhaul.spec import ResourceNames
-
 from tests.conftest import REGION
 from tests.support.echo.spec import SPEC as ECHO
 

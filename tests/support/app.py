@@ -14,9 +14,9 @@ import httpx
 import jwt
 import pytest
 from fastapi import FastAPI
+
 from longhaul.config import KitSettings, Role, load_settings
 from longhaul.local.platform import role_environment
-
 from tests.support.echo.service import SERVICE
 
 

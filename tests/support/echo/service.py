@@ -4,11 +4,11 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
 from longhaul import Service
 from longhaul.api import Caller, CallerDep, PublisherDep, require_group
 from longhaul.events import Delivery, EventRouter
-from pydantic import BaseModel, Field
-
 from tests.support.echo.events import MessageSent
 from tests.support.echo.spec import SPEC
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from longhaul.config import KitSettings, SettingsError, load_settings
 from pydantic_settings import SettingsConfigDict
 
+from longhaul.config import KitSettings, SettingsError, load_settings
 from tests.support.echo.spec import SPEC as ECHO
 
 

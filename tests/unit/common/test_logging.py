@@ -34,8 +34,9 @@ def test_line_carries_service_role_correlation_trace_and_job(json_logs: LogCaptu
         "job_id": "job-9",
         "chunk": 7,
     }
-    assert inside["time"].endswith("+00:00")
-    assert outside["correlation_id"] is None and "job_id" not in outside
+    assert str(inside["time"]).endswith("+00:00")
+    assert outside["correlation_id"] is None
+    assert "job_id" not in outside
 
 
 def test_redacted_values_are_scrubbed_in_every_form(json_logs: LogCapture) -> None:

@@ -10,9 +10,9 @@ import json
 from typing import Any
 
 import pytest
+
 from longhaul.events import Envelope, EventPublisher, EventTooLarge, InvalidEvent, PublishError
 from longhaul.events.publisher import MAX_BATCH_BYTES
-
 from tests.support.echo.events import MessageSent
 
 

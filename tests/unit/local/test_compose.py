@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from longhaul.local.compose import BASE_IMAGE, COMPOSE_ENDPOINT, compose_document, render
 from longhaul.local.discovery import discover
 from longhaul.local.platform import MOTO_VERSION, expected_auth, role_environment
 from longhaul.spec import ServiceSpec
-
 from tests.support.echo.spec import SPEC as ECHO
 
 ROOT = Path(__file__).resolve().parents[3]
