@@ -239,3 +239,33 @@ async def test_malformed_message_is_kept_for_the_dlq_and_the_consumer_goes_on(
     outcome = await consumer.handle(await _receive(sqs, url, want=2))
 
     assert (len(outcome.delete), len(outcome.retry)) == (1, 1)
+
+
+async def test_envelope_sent_straight_to_sqs_carries_its_context_as_attributes(
+    aws: AwsClients, platform: Platform, json_logs: LogCapture
+) -> None:
+    from longhaul.events import envelope_for
+
+    sqs, url = await _queue(aws, platform)
+    consumer = SqsConsumer(sqs, url, echo_router)
+    with (
+        context.bind(correlation="direct-7"),
+        tracer().start_as_current_span("enqueue") as span,
+    ):
+        traceparent = (
+            f"00-{span.get_span_context().trace_id:032x}-{span.get_span_context().span_id:016x}-01"
+        )
+        await consumer.send(
+            envelope_for(
+                MessageSent(text="direct"), source="longhaul.echo", traceparent=traceparent
+            )
+        )
+
+    [message] = await _receive(sqs, url, want=1)
+    attributes = message["MessageAttributes"]
+    assert attributes["correlation_id"]["StringValue"] == "direct-7"
+    assert attributes["traceparent"]["StringValue"] == traceparent
+    await consumer.handle([message])
+    [line] = [r for r in json_logs.records if r["message"] == "echo received"]
+    assert line["correlation_id"] == "direct-7"
+    assert line["trace_id"] == f"{span.get_span_context().trace_id:032x}"
