@@ -7,8 +7,9 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import httpx
 import typer
@@ -33,14 +34,24 @@ Extra = Annotated[
 ]
 
 SCHEMA_DIR = Path("docs/events")
+T = TypeVar("T")
 
 
-def _clients(endpoint: str, region: str) -> AwsClients:
+def _with_aws(endpoint: str, region: str, work: Callable[[AwsClients], Awaitable[T]]) -> T:
+    """Run `work` with clients pointed at the local `endpoint`, and close them after."""
     platform.assert_local(endpoint)
     for key, value in platform.DUMMY_CREDENTIALS.items():
         os.environ.setdefault(key, value)
     os.environ["AWS_ENDPOINT_URL"] = endpoint
-    return AwsClients(region)
+
+    async def run() -> T:
+        aws = AwsClients(region)
+        try:
+            return await work(aws)
+        finally:
+            await aws.close()
+
+    return asyncio.run(run())
 
 
 @app.command()
@@ -67,16 +78,10 @@ def provision_command(
     """Create every declared resource on the local endpoint (running it twice changes nothing)."""
     from longhaul.local.provision import provision
 
-    async def run() -> None:
-        aws = _clients(endpoint, region)
-        try:
-            report = await provision(aws, discover(tuple(service)), env=env, region=region)
-        finally:
-            await aws.close()
-        for kind, name, outcome in report.actions:
-            typer.echo(f"{outcome:>8}  {kind:<10} {name}")
-
-    asyncio.run(run())
+    specs = discover(tuple(service))
+    report = _with_aws(endpoint, region, lambda aws: provision(aws, specs, env=env, region=region))
+    for kind, name, outcome in report.actions:
+        typer.echo(f"{outcome:>8}  {kind:<10} {name}")
 
 
 @app.command()
@@ -102,14 +107,7 @@ def token(
     """Print an RS256 access token for the local dev user."""
     from longhaul.local.token import dev_token
 
-    async def run() -> str:
-        aws = _clients(endpoint, region)
-        try:
-            return await dev_token(aws, env)
-        finally:
-            await aws.close()
-
-    typer.echo(asyncio.run(run()))
+    typer.echo(_with_aws(endpoint, region, lambda aws: dev_token(aws, env)))
 
 
 @app.command()
