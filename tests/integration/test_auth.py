@@ -106,3 +106,22 @@ async def test_missing_token_is_401_and_outsider_group_is_403(
     assert anonymous.headers["www-authenticate"] == "Bearer"
     assert not_admin.status_code == 403
     assert not_admin.json()["detail"] == "this action needs membership of group 'admins'"
+
+
+async def test_hostile_token_header_cannot_break_or_inject_into_the_challenge(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload = _b64(json.dumps({"sub": "x"}).encode())
+    tokens = [
+        _b64(json.dumps({"alg": "中", "kid": "dummy"}).encode()) + f".{payload}.sig",
+        _b64(json.dumps({"alg": 'RS"256, error="injected', "kid": "dummy"}).encode())
+        + f".{payload}.sig",
+        _b64(json.dumps({"alg": "RS256", "kid": "no-such-key"}).encode()) + f".{payload}.sig",
+    ]
+    async with running_app(monkeypatch, platform) as (_, client):
+        for token in tokens:
+            response = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 401
+            challenge = response.headers["www-authenticate"]
+            assert challenge.count('"') == 4, challenge
+            assert "injected" not in challenge

@@ -49,33 +49,21 @@ def create_app(
         )
         app.state.aws = aws
         app.state.readiness_checks = health.readiness_checks(spec, settings, probe)
-        app.state.secrets = (
-            await load_secrets(aws, {s.name: settings.secret_ids[s.name] for s in spec.secrets})
-            if spec.secrets
-            else Secrets({})
-        )
-        app.state.publisher = EventPublisher(
-            await aws.get("events"), bus_name=settings.bus_name, source=f"longhaul.{spec.name}"
-        )
-        if serves_api:
-            app.state.verifier = verifier or _verifier(settings)
         stop = asyncio.Event()
         consumer_task: asyncio.Task[None] | None = None
-        if consumes:
-            assert events is not None
-            assert settings.queue_name
-            sqs = await aws.get("sqs")
-            queue_url = (await sqs.get_queue_url(QueueName=settings.queue_name))["QueueUrl"]
-            app.state.consumer = SqsConsumer(
-                sqs,
-                queue_url,
-                events,
-                wait_s=settings.poll_wait_s,
-                concurrency=settings.consumer_concurrency,
-            )
-            consumer_task = asyncio.create_task(app.state.consumer.run(stop), name="consumer")
-            log.info("consuming", extra={"queue": settings.queue_name, "events": events.event_keys})
         try:
+            app.state.secrets = (
+                await load_secrets(aws, {s.name: settings.secret_ids[s.name] for s in spec.secrets})
+                if spec.secrets
+                else Secrets({})
+            )
+            app.state.publisher = EventPublisher(
+                await aws.get("events"), bus_name=settings.bus_name, source=f"longhaul.{spec.name}"
+            )
+            if serves_api:
+                app.state.verifier = verifier or _verifier(settings)
+            if consumes:
+                consumer_task = await _start_consumer(app, settings, events, aws, stop)
             yield
         finally:
             stop.set()
@@ -84,7 +72,9 @@ def create_app(
                     await asyncio.wait_for(consumer_task, CONSUMER_STOP_TIMEOUT_S)
                 except TimeoutError:
                     log.warning("consumer did not stop in time")
-            if serves_api:
+                except Exception:
+                    log.exception("consumer failed")
+            if serves_api and hasattr(app.state, "verifier"):
                 await app.state.verifier.close()
             await probe.close()
             await aws.close()
@@ -106,6 +96,36 @@ def create_app(
         for router in routers:
             app.include_router(router)
     return app
+
+
+async def _start_consumer(
+    app: FastAPI,
+    settings: KitSettings,
+    events: EventRouter | None,
+    aws: AwsClients,
+    stop: asyncio.Event,
+) -> asyncio.Task[None]:
+    """Run the queue consumer beside the app; readiness fails if it ever stops on its own."""
+    assert events is not None
+    assert settings.queue_name
+    sqs = await aws.get("sqs")
+    queue_url = (await sqs.get_queue_url(QueueName=settings.queue_name))["QueueUrl"]
+    app.state.consumer = SqsConsumer(
+        sqs,
+        queue_url,
+        events,
+        wait_s=settings.poll_wait_s,
+        concurrency=settings.consumer_concurrency,
+    )
+    task = asyncio.create_task(app.state.consumer.run(stop), name="consumer")
+
+    async def consumer_alive() -> None:
+        if task.done() and not stop.is_set():
+            raise RuntimeError("the consumer stopped")
+
+    app.state.readiness_checks["consumer"] = consumer_alive
+    log.info("consuming", extra={"queue": settings.queue_name, "events": events.event_keys})
+    return task
 
 
 def _verifier(settings: KitSettings) -> JwtVerifier:

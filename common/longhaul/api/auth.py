@@ -67,11 +67,14 @@ class JwtVerifier:
         async with self._lock:
             # An unknown kid may mean rotated keys: refetch, at most once a minute.
             if kid not in self._keys and time.monotonic() - self._fetched_at >= self._min_refresh:
-                response = await self._http.get(self.jwks_url)
-                response.raise_for_status()
-                jwks = PyJWKSet.from_dict(response.json())
+                self._fetched_at = time.monotonic()  # a failing issuer is asked once a minute too
+                try:
+                    response = await self._http.get(self.jwks_url)
+                    response.raise_for_status()
+                    jwks = PyJWKSet.from_dict(response.json())
+                except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
+                    raise AuthError(f"issuer keys unavailable: {type(exc).__name__}") from None
                 self._keys = {k.key_id: k for k in jwks.keys if k.key_id}
-                self._fetched_at = time.monotonic()
         if kid not in self._keys:
             raise AuthError("signing key not found in the issuer's JWKS")
         return self._keys[kid]
@@ -82,15 +85,18 @@ class JwtVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise AuthError("malformed token") from None
-        if header.get("alg") != ALGORITHM:
-            raise AuthError(f"algorithm {header.get('alg')!r} is not accepted")
+        alg = header.get("alg")
+        if alg != ALGORITHM:
+            shown = (
+                repr(alg)
+                if alg in {"none", "HS256", "HS384", "HS512", "RS384", "RS512", "ES256", "PS256"}
+                else "this"
+            )
+            raise AuthError(f"algorithm {shown} is not accepted")
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise AuthError("token has no key id")
-        try:
-            key = await self._key(kid)
-        except httpx.HTTPError as exc:
-            raise AuthError(f"issuer keys unavailable: {type(exc).__name__}") from None
+        key = await self._key(kid)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -37,7 +38,9 @@ async def current_caller(
     try:
         return await verifier.verify(credentials.credentials)
     except AuthError as exc:
-        challenge = f'Bearer error="invalid_token", error_description="{exc}"'
+        # Only printable ASCII without quotes may go into the header.
+        description = re.sub(r"[^ !#-\[\]-~]", "", str(exc))
+        challenge = f'Bearer error="invalid_token", error_description="{description}"'
         raise Problem(401, str(exc), headers={"WWW-Authenticate": challenge}) from None
 
 

@@ -191,7 +191,7 @@ class EventRouter:
             count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             try:
                 envelope = self._decode(message)
-            except (json.JSONDecodeError, ValidationError, TypeError) as exc:
+            except Exception as exc:  # any body at all must not stop the consumer
                 self._count("malformed", message, error=type(exc).__name__)
                 outcome.retry.append((receipt, count))
                 continue
@@ -269,7 +269,7 @@ class EventRouter:
                 log.exception("batch handler failed", extra={"events": len(deliveries)})
                 failed = ids
             else:
-                failed = (result.failed if result else set()) & ids
+                failed = set(result.failed if result else ()) & ids
         _failed.add(len(failed), attributes)
         _handled.add(len(deliveries) - len(failed), attributes)
         return failed
@@ -320,13 +320,16 @@ class SqsConsumer:
                 messages = receive.result()
             except Exception as exc:  # the queue or the endpoint is unavailable
                 failures += 1
-                delay = min(30.0, 0.5 * 2**failures)
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
                 log.warning("receive failed; retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 continue
             failures = 0
             if messages:
-                await self.handle(messages)
+                try:
+                    await self.handle(messages)
+                except Exception:  # settling failed; unsettled messages reappear by timeout
+                    log.exception("settling a receive failed", extra={"messages": len(messages)})
 
     async def _receive(self) -> list[dict[str, Any]]:
         response = await self._sqs.receive_message(
@@ -343,10 +346,15 @@ class SqsConsumer:
         """Dispatch one receive and settle every message: delete or back off."""
         outcome = await self._router.dispatch(messages)
         if outcome.delete:
-            await self._sqs.delete_message_batch(
+            deleted = await self._sqs.delete_message_batch(
                 QueueUrl=self._queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(outcome.delete)],
             )
+            if deleted.get("Failed"):
+                log.warning(
+                    "messages not deleted; they will be redelivered",
+                    extra={"failed": deleted["Failed"]},
+                )
         if outcome.retry:
             await self._sqs.change_message_visibility_batch(
                 QueueUrl=self._queue_url,

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from longhaul.spec import ServiceSpec
 __all__ = ["DevRunner"]
 
 STOP_GRACE_S = 15.0
+PIPE_LIMIT = 1024 * 1024  # longest log line read whole
 
 
 @dataclass
@@ -59,7 +61,13 @@ class DevRunner:
         print(f"{'runner':>16} | {line}", file=self.out, flush=True)
 
     async def _pump(self, name: str, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line over the buffer limit: pass on what is buffered
+                line = await stream.read(PIPE_LIMIT)
+            if not line:
+                return
             text = line.decode(errors="replace").rstrip()
             print(f"{name:>16} | {text}", file=self.out, flush=True)
 
@@ -69,6 +77,7 @@ class DevRunner:
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            limit=PIPE_LIMIT,
             start_new_session=True,  # its own process group, so its children stop with it
         )
         assert process.stdout is not None
@@ -85,7 +94,7 @@ class DevRunner:
                         f"moto exited with {moto.process.returncode}; is port {self.port} free?"
                     )
                 try:
-                    if (await http.get(f"{self.endpoint}/moto-api/")).status_code < 500:
+                    if (await http.get(f"{self.endpoint}/moto-api/")).status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
@@ -99,6 +108,7 @@ class DevRunner:
             loop.add_signal_handler(signum, self._stop.set)
         base = {**os.environ, **platform.DUMMY_CREDENTIALS, "PYTHONUNBUFFERED": "1"}
         try:
+            _require_free_port(self.host, self.port)
             moto = await self._start(
                 "moto",
                 [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
@@ -167,10 +177,18 @@ class DevRunner:
                     self.say(f"{child.name} did not stop in {STOP_GRACE_S:.0f}s; killing it")
                 _signal_group(child.process, signal.SIGKILL)  # stragglers of its group
                 await child.process.wait()
-                await child.pump
+                with contextlib.suppress(Exception):
+                    await child.pump
         if self.children:
             self.say("stopped everything")
         self.children.clear()
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """Fail before starting moto if something else already answers on its port."""
+    with socket.socket() as sock:
+        if sock.connect_ex((host, port)) == 0:
+            raise RuntimeError(f"port {port} is in use (another moto or LocalStack?)")
 
 
 def _signal_group(process: asyncio.subprocess.Process, signum: int) -> None:

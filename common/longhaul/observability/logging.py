@@ -23,12 +23,23 @@ _redacted_lock = threading.Lock()
 
 
 def redact(value: str) -> None:
-    """Never write `value` to a log line again (used for every secret the service loads)."""
-    if len(value) < 4:  # too short to search for without mangling unrelated text
-        return
+    """Never write `value` to a log line again (used for every secret the service loads).
+
+    A JSON object's string values are redacted one by one too: a password stored as
+    `{"username": ..., "password": ...}` must not leak on its own either.
+    """
+    values = [value]
+    try:
+        document = json.loads(value)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        values += [v for v in document.values() if isinstance(v, str)]
     with _redacted_lock:
-        _redacted.add(value)
-        _redacted.add(json.dumps(value)[1:-1])  # the form it takes inside a JSON string
+        for item in values:
+            if len(item) >= 4:  # too short to search for without mangling unrelated text
+                _redacted.add(item)
+                _redacted.add(json.dumps(item, ensure_ascii=False)[1:-1])  # inside a JSON string
 
 
 def _scrub(line: str) -> str:
