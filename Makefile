@@ -16,7 +16,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 .PHONY: help install dev test lint typecheck unit integration e2e fmt token reset provision schemas compose pins clean
 
 help: ## List every target with one line each
-	@grep -hE '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -64,7 +64,7 @@ reset: install ## Reset all local state on the running platform and provision ag
 provision: install ## Create the declared resources on the running local AWS endpoint (idempotent)
 	$(BIN)/longhaul provision
 
-schemas: install ## Regenerate the JSON Schemas of every registered event into schemas/
+schemas: install ## Regenerate the JSON Schemas of every registered event into docs/events/
 	$(BIN)/longhaul schemas
 
 compose: install ## Regenerate docker-compose.yml from the service specs
