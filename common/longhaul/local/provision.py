@@ -61,13 +61,13 @@ async def provision(
         await events.create_event_bus(Name=bus)
         report.note("bus", bus, created=True)
     for spec in specs:
-        await _service(aws, spec, ResourceNames.of(spec, env), report)
+        await _service(aws, spec, ResourceNames.of(spec, env), region, report)
     report.auth = await _auth(aws, env, region, report)
     return report
 
 
 async def _service(
-    aws: AwsClients, spec: ServiceSpec, names: ResourceNames, report: Provisioned
+    aws: AwsClients, spec: ServiceSpec, names: ResourceNames, region: str, report: Provisioned
 ) -> None:
     if spec.queue and names.queue and names.dlq:
         dlq_arn = await _queue(
@@ -112,7 +112,10 @@ async def _service(
             await s3.head_bucket(Bucket=names.bucket)
             report.note("bucket", names.bucket, created=False)
         except ClientError:
-            await s3.create_bucket(Bucket=names.bucket)
+            placement: dict[str, Any] = {}
+            if region != "us-east-1":  # S3 refuses a constraint naming us-east-1
+                placement["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            await s3.create_bucket(Bucket=names.bucket, **placement)
             report.note("bucket", names.bucket, created=True)
         if spec.bucket.eventbridge_notifications:
             await s3.put_bucket_notification_configuration(
