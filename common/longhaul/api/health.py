@@ -24,34 +24,23 @@ router = APIRouter(tags=["health"])
 
 def readiness_checks(spec: ServiceSpec, settings: KitSettings, aws: AwsClients) -> dict[str, Check]:
     """One cheap read per declared resource, by name."""
-    checks: dict[str, Check] = {}
-
-    async def bus() -> Any:
-        return await (await aws.get("events")).describe_event_bus(Name=settings.bus_name)
-
-    checks["bus"] = bus
+    reads: dict[str, tuple[str, str, dict[str, str]]] = {
+        "bus": ("events", "describe_event_bus", {"Name": settings.bus_name})
+    }
     if spec.table and settings.table_name:
-        table_name = settings.table_name
-
-        async def table() -> Any:
-            return await (await aws.get("dynamodb")).describe_table(TableName=table_name)
-
-        checks["table"] = table
+        reads["table"] = ("dynamodb", "describe_table", {"TableName": settings.table_name})
     if spec.queue and settings.queue_name:
-        queue_name = settings.queue_name
-
-        async def queue() -> Any:
-            return await (await aws.get("sqs")).get_queue_url(QueueName=queue_name)
-
-        checks["queue"] = queue
+        reads["queue"] = ("sqs", "get_queue_url", {"QueueName": settings.queue_name})
     if spec.bucket and settings.bucket_name:
-        bucket_name = settings.bucket_name
+        reads["bucket"] = ("s3", "head_bucket", {"Bucket": settings.bucket_name})
 
-        async def bucket() -> Any:
-            return await (await aws.get("s3")).head_bucket(Bucket=bucket_name)
+    def check(service: str, operation: str, arguments: dict[str, str]) -> Check:
+        async def read() -> Any:
+            return await getattr(await aws.get(service), operation)(**arguments)
 
-        checks["bucket"] = bucket
-    return checks
+        return read
+
+    return {name: check(*read) for name, read in reads.items()}
 
 
 @router.get("/healthz", summary="Liveness: the process answers")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -11,7 +10,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from longhaul.api.problems import PROBLEM_JSON, problem_body
+from longhaul.api.problems import problem_response
 from longhaul.observability import context
 from longhaul.observability.tracing import extract, tracer
 
@@ -20,21 +19,6 @@ __all__ = ["RequestContextMiddleware"]
 CORRELATION_HEADER = "x-correlation-id"
 access_log = logging.getLogger("longhaul.access")
 log = logging.getLogger(__name__)
-
-
-async def _send_problem(send: Send, status: int, detail: str | None = None) -> None:
-    body = json.dumps(problem_body(status, detail)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", PROBLEM_JSON.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class RequestContextMiddleware:
@@ -100,13 +84,13 @@ class RequestContextMiddleware:
             try:
                 declared = headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > limit:
-                    await _send_problem(send_with_context, 413, too_large)
+                    await problem_response(413, too_large)(scope, receive, send_with_context)
                 else:
                     await self.app(scope, counting_receive, send_with_context)
             except Exception:
                 log.exception("unhandled error", extra={"path": scope["path"], "method": method})
                 if not response_started:
-                    await _send_problem(send_with_context, 500)
+                    await problem_response(500)(scope, receive, send_with_context)
             route = scope.get("route")
             if route is not None and hasattr(route, "path"):
                 span.update_name(f"{method} {route.path}")

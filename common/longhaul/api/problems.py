@@ -74,12 +74,11 @@ def problem_response(
     detail: str | None = None,
     *,
     headers: dict[str, str] | None = None,
-    instance: str | None = None,
-    **extensions: Any,
+    **fields: Any,
 ) -> JSONResponse:
-    """A problem+json response."""
+    """A problem+json response; `fields` are `problem_body`'s keywords and extensions."""
     return JSONResponse(
-        problem_body(status, detail, instance=instance, **extensions),
+        problem_body(status, detail, **fields),
         status_code=status,
         headers=headers,
         media_type=PROBLEM_JSON,
@@ -95,18 +94,14 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Problem)
-    return JSONResponse(
-        problem_body(
-            exc.status,
-            exc.detail,
-            title=exc.title,
-            type_=exc.type,
-            instance=request.url.path,
-            **exc.extensions,
-        ),
-        status_code=exc.status,
+    return problem_response(
+        exc.status,
+        exc.detail,
         headers=exc.headers,
-        media_type=PROBLEM_JSON,
+        title=exc.title,
+        type_=exc.type,
+        instance=request.url.path,
+        **exc.extensions,
     )
 
 

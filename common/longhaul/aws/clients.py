@@ -75,9 +75,19 @@ def _trace(client: Any) -> Any:
 class AwsClients:
     """Long-lived aioboto3 clients, created on first use and closed together."""
 
-    def __init__(self, region: str, *, config: Config | None = None) -> None:
-        self._session = aioboto3.Session(region_name=region)
+    def __init__(
+        self,
+        region: str,
+        *,
+        config: Config | None = None,
+        endpoint_url: str | None = None,
+        credentials: dict[str, str] | None = None,
+    ) -> None:
+        """`endpoint_url` and `credentials` are for local tools only; services take both
+        from the environment (`AWS_ENDPOINT_URL`, the task role), as botocore does."""
+        self._session = aioboto3.Session(region_name=region, **(credentials or {}))
         self._config = config or client_config()
+        self._endpoint_url = endpoint_url
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
         self._lock = asyncio.Lock()
@@ -88,7 +98,9 @@ class AwsClients:
             return client
         async with self._lock:
             if service not in self._clients:
-                created = self._session.client(service, config=self._config)
+                created = self._session.client(
+                    service, config=self._config, endpoint_url=self._endpoint_url
+                )
                 self._clients[service] = _trace(await self._stack.enter_async_context(created))
             return self._clients[service]
 

@@ -223,6 +223,9 @@ class EventRouter:
 
         for key, items in groups.items():
             failed = await self._run(self._routes[key], [d for _, d in items])
+            attributes = {"longhaul.event.type": key[0]}
+            _failed.add(len(failed), attributes)
+            _handled.add(len(items) - len(failed), attributes)
             for message, delivery in items:
                 if delivery.message_id in failed:
                     outcome.retry.append((message["ReceiptHandle"], delivery.receive_count))
@@ -231,7 +234,6 @@ class EventRouter:
         return outcome
 
     async def _run(self, route: _Route, deliveries: list[Delivery[Any]]) -> set[str]:
-        attributes = {"longhaul.event.type": route.model.event_type}
         if route.one is not None:
             failed: set[str] = set()
             for delivery in deliveries:
@@ -245,8 +247,6 @@ class EventRouter:
                             "event handler failed", extra={"event_id": delivery.envelope.id}
                         )
                         failed.add(delivery.message_id)
-            _failed.add(len(failed), attributes)
-            _handled.add(len(deliveries) - len(failed), attributes)
             return failed
         assert route.batch is not None
         links = [
@@ -270,8 +270,6 @@ class EventRouter:
                 failed = ids
             else:
                 failed = set(result.failed if result else ()) & ids
-        _failed.add(len(failed), attributes)
-        _handled.add(len(deliveries) - len(failed), attributes)
         return failed
 
 

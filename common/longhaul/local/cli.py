@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -39,13 +38,9 @@ T = TypeVar("T")
 
 def _with_aws(endpoint: str, region: str, work: Callable[[AwsClients], Awaitable[T]]) -> T:
     """Run `work` with clients pointed at the local `endpoint`, and close them after."""
-    platform.assert_local(endpoint)
-    for key, value in platform.DUMMY_CREDENTIALS.items():
-        os.environ.setdefault(key, value)
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
 
     async def run() -> T:
-        aws = AwsClients(region)
+        aws = platform.local_clients(endpoint, region)
         try:
             return await work(aws)
         finally:
@@ -58,8 +53,8 @@ def _with_aws(endpoint: str, region: str, work: Callable[[AwsClients], Awaitable
 def dev(
     service: Extra = [],  # noqa: B006 - typer reads the default
     port: Annotated[int, typer.Option(help="moto's port")] = platform.MOTO_PORT,
-    env: Env = "local",
-    region: Region = "us-east-1",
+    env: Env = platform.DEFAULT_ENV,
+    region: Region = platform.DEFAULT_REGION,
 ) -> None:
     """Run moto, provision it, and run every service's api and worker until Ctrl-C."""
     from longhaul.local.runner import DevRunner
@@ -71,8 +66,8 @@ def dev(
 @app.command("provision")
 def provision_command(
     endpoint: Endpoint = platform.DEFAULT_ENDPOINT,
-    env: Env = "local",
-    region: Region = "us-east-1",
+    env: Env = platform.DEFAULT_ENV,
+    region: Region = platform.DEFAULT_REGION,
     service: Extra = [],  # noqa: B006
 ) -> None:
     """Create every declared resource on the local endpoint (running it twice changes nothing)."""
@@ -87,8 +82,8 @@ def provision_command(
 @app.command()
 def reset(
     endpoint: Endpoint = platform.DEFAULT_ENDPOINT,
-    env: Env = "local",
-    region: Region = "us-east-1",
+    env: Env = platform.DEFAULT_ENV,
+    region: Region = platform.DEFAULT_REGION,
     service: Extra = [],  # noqa: B006
 ) -> None:
     """Wipe all state on the local endpoint, then provision again."""
@@ -101,8 +96,8 @@ def reset(
 @app.command()
 def token(
     endpoint: Endpoint = platform.DEFAULT_ENDPOINT,
-    env: Env = "local",
-    region: Region = "us-east-1",
+    env: Env = platform.DEFAULT_ENV,
+    region: Region = platform.DEFAULT_REGION,
 ) -> None:
     """Print an RS256 access token for the local dev user."""
     from longhaul.local.token import dev_token

@@ -12,8 +12,8 @@ from longhaul.spec import ServiceSpec
 
 __all__ = ["BASE_IMAGE", "COMPOSE_ENDPOINT", "compose_document", "render"]
 
-REGION = "us-east-1"
-ENV = "local"
+REGION = platform.DEFAULT_REGION
+ENV = platform.DEFAULT_ENV
 COMPOSE_ENDPOINT = f"http://moto:{platform.MOTO_PORT}"
 BASE_IMAGE = "longhaul-base"
 HEADER = "# Generated from the service specs by `make compose`; edit the specs, not this file.\n"

@@ -11,15 +11,19 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from longhaul.aws.clients import AwsClients
 from longhaul.spec import ResourceNames, ServiceSpec, platform_bus_name
 
 __all__ = [
     "DEFAULT_ENDPOINT",
+    "DEFAULT_ENV",
+    "DEFAULT_REGION",
     "MOTO_ENV",
     "MOTO_VERSION",
     "LocalAuth",
     "assert_local",
     "expected_auth",
+    "local_clients",
     "role_environment",
 ]
 
@@ -32,9 +36,23 @@ MOTO_ENV = {
     "MOTO_COGNITO_IDP_USER_POOL_ID_STRATEGY": "HASH",
     "MOTO_COGNITO_IDP_USER_POOL_CLIENT_ID_STRATEGY": "HASH",
 }
+DEFAULT_ENV = "local"
+DEFAULT_REGION = "us-east-1"
 DEV_USER = "dev"
 # moto needs credentials to sign with; these are moto's conventional dummies, not secrets.
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def local_clients(endpoint: str, region: str) -> AwsClients:
+    """Clients for the local tools, pointed at `endpoint` with moto's dummy credentials."""
+    return AwsClients(
+        region,
+        endpoint_url=assert_local(endpoint),
+        credentials={
+            "aws_access_key_id": DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        },
+    )
 
 
 def pool_name(env: str) -> str:

@@ -15,7 +15,6 @@ from typing import TextIO
 
 import httpx
 
-from longhaul.aws.clients import AwsClients
 from longhaul.local import platform
 from longhaul.local.provision import provision
 from longhaul.spec import ServiceSpec
@@ -40,8 +39,8 @@ class DevRunner:
         self,
         specs: list[ServiceSpec],
         *,
-        env: str = "local",
-        region: str = "us-east-1",
+        env: str = platform.DEFAULT_ENV,
+        region: str = platform.DEFAULT_REGION,
         port: int = platform.MOTO_PORT,
         host: str = "127.0.0.1",
         out: TextIO = sys.stdout,
@@ -115,9 +114,7 @@ class DevRunner:
                 {**base, **platform.MOTO_ENV},
             )
             await self._wait_for_moto(moto)
-            os.environ.update(platform.DUMMY_CREDENTIALS)
-            aws = AwsClients(self.region)
-            os.environ["AWS_ENDPOINT_URL"] = self.endpoint
+            aws = platform.local_clients(self.endpoint, self.region)
             try:
                 report = await provision(aws, self.specs, env=self.env, region=self.region)
             finally:

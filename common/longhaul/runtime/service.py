@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
@@ -30,7 +30,6 @@ class Service:
     settings: type[KitSettings] = KitSettings
     routers: Sequence[APIRouter] = ()
     events: EventRouter | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
     def app(self, role: Role, settings: KitSettings | None = None) -> FastAPI:
         """The FastAPI app of `role`, with settings read from the environment by default."""
