@@ -73,6 +73,29 @@ class KitSettings(BaseSettings):
     consumer_concurrency: int = Field(
         default=2, ge=1, le=64, validation_alias=_kit("LONGHAUL_CONSUMER_CONCURRENCY")
     )
+    job_concurrency: int = Field(
+        default=2, ge=1, le=256, validation_alias=_kit("LONGHAUL_JOB_CONCURRENCY")
+    )
+    shutdown_deadline_s: float = Field(
+        default=100.0, gt=0, le=3600, validation_alias=_kit("LONGHAUL_SHUTDOWN_DEADLINE_S")
+    )
+    heartbeat_s: float | None = Field(
+        default=None, gt=0, validation_alias=_kit("LONGHAUL_HEARTBEAT_S")
+    )
+    cancel_poll_s: float = Field(
+        default=1.0, gt=0, le=60, validation_alias=_kit("LONGHAUL_CANCEL_POLL_S")
+    )
+    reconcile_every_s: float = Field(
+        default=30.0, gt=0, validation_alias=_kit("LONGHAUL_RECONCILE_EVERY_S")
+    )
+    reconcile_after_s: float = Field(
+        default=60.0, gt=0, validation_alias=_kit("LONGHAUL_RECONCILE_AFTER_S")
+    )
+    retry_base_s: int = Field(default=5, ge=1, validation_alias=_kit("LONGHAUL_RETRY_BASE_S"))
+    retry_max_s: int = Field(
+        default=900, ge=1, le=43_200, validation_alias=_kit("LONGHAUL_RETRY_MAX_S")
+    )
+    ecs_agent_uri: str | None = Field(default=None, validation_alias=_kit("ECS_AGENT_URI"))
     readiness_timeout_s: float = Field(
         default=2.0, gt=0, le=30, validation_alias=_kit("LONGHAUL_READINESS_TIMEOUT_S")
     )

@@ -92,7 +92,7 @@ async def test_provisioned_resources_match_the_spec(aws: AwsClients) -> None:
     assert int(attributes["VisibilityTimeout"]) == ECHO.queue.visibility_timeout_s
 
     table = (await (await aws.get("dynamodb")).describe_table(TableName=names.table))["Table"]
-    assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {"GSI1", "GSI2"}
+    assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {"GSI1", "GSI2", "GSI3"}
 
     # The bucket's EventBridge notifications and the default-bus rule route uploads to the queue.
     await (await aws.get("s3")).put_object(Bucket=names.bucket, Key="in/clip.mp4", Body=b"x")

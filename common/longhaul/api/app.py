@@ -18,6 +18,13 @@ from longhaul.aws.secrets import Secrets, load_secrets
 from longhaul.config import KitSettings, Role
 from longhaul.events.consumer import EventRouter, SqsConsumer
 from longhaul.events.publisher import EventPublisher
+from longhaul.jobs.events import register_job_facts
+from longhaul.jobs.protection import TaskProtection
+from longhaul.jobs.queue import dlq_url_of
+from longhaul.jobs.registry import JobTypes
+from longhaul.jobs.routes import job_routes
+from longhaul.jobs.store import JobStore
+from longhaul.jobs.worker import JobWorker, WorkerConfig
 from longhaul.spec import ServiceSpec
 
 __all__ = ["create_app"]
@@ -34,12 +41,16 @@ def create_app(
     role: Role = "all",
     routers: Sequence[APIRouter] = (),
     events: EventRouter | None = None,
+    jobs: JobTypes | None = None,
     verifier: JwtVerifier | None = None,
 ) -> FastAPI:
     """The service's FastAPI app for `role`: health, problem+json, correlation ids, auth,
-    and, for the worker role, the queue consumer running beside the health endpoints."""
+    the job routes when the service runs jobs, and, for the worker role, the queue consumer
+    (or the job worker) running beside the health endpoints."""
     serves_api = role in ("api", "all")
-    consumes = role in ("worker", "all") and events is not None and spec.queue is not None
+    consumes = role in ("worker", "all") and spec.queue is not None and (events or jobs) is not None
+    if jobs is not None and (spec.queue is None or spec.table is None):
+        raise ValueError(f"service {spec.name!r} runs jobs, so it must declare a queue and a table")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,7 +61,8 @@ def create_app(
         app.state.aws = aws
         app.state.readiness_checks = health.readiness_checks(spec, settings, probe)
         stop = asyncio.Event()
-        consumer_task: asyncio.Task[None] | None = None
+        background: asyncio.Task[None] | None = None
+        stop_timeout = float(CONSUMER_STOP_TIMEOUT_S)
         try:
             app.state.secrets = (
                 await load_secrets(aws, {s.name: settings.secret_ids[s.name] for s in spec.secrets})
@@ -60,20 +72,44 @@ def create_app(
             app.state.publisher = EventPublisher(
                 await aws.get("events"), bus_name=settings.bus_name, source=f"longhaul.{spec.name}"
             )
+            if settings.queue_name:
+                app.state.sqs = await aws.get("sqs")
+                app.state.queue_url = (
+                    await app.state.sqs.get_queue_url(QueueName=settings.queue_name)
+                )["QueueUrl"]
+            if jobs is not None:
+                register_job_facts(spec.name)
+                app.state.job_store = JobStore(
+                    await aws.get("dynamodb"),
+                    str(settings.table_name),
+                    s3=await aws.get("s3") if settings.bucket_name else None,
+                    bucket=settings.bucket_name,
+                )
             if serves_api:
                 app.state.verifier = verifier or _verifier(settings)
             if consumes:
-                consumer_task = await _start_consumer(app, settings, events, aws, stop)
+                runner = await _background(app, spec, settings, events, jobs, aws)
+                background = asyncio.create_task(runner.run(stop), name="consumer")
+                stop_timeout += settings.shutdown_deadline_s if jobs is not None else 0
+
+                async def consumer_alive() -> None:
+                    assert background is not None
+                    if background.done() and not stop.is_set():
+                        raise RuntimeError("the consumer stopped")
+
+                app.state.readiness_checks["consumer"] = consumer_alive
             yield
         finally:
             stop.set()
-            if consumer_task is not None:
+            if background is not None:
                 try:
-                    await asyncio.wait_for(consumer_task, CONSUMER_STOP_TIMEOUT_S)
+                    await asyncio.wait_for(background, stop_timeout)
                 except TimeoutError:
                     log.warning("consumer did not stop in time")
                 except Exception:
                     log.exception("consumer failed")
+            if hasattr(app.state, "protection"):
+                await app.state.protection.close()
             if serves_api and hasattr(app.state, "verifier"):
                 await app.state.verifier.close()
             await probe.close()
@@ -93,39 +129,61 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     if serves_api:
+        if jobs is not None:
+            app.include_router(job_routes(spec.name, jobs))
         for router in routers:
             app.include_router(router)
     return app
 
 
-async def _start_consumer(
+async def _background(
     app: FastAPI,
+    spec: ServiceSpec,
     settings: KitSettings,
     events: EventRouter | None,
+    jobs: JobTypes | None,
     aws: AwsClients,
-    stop: asyncio.Event,
-) -> asyncio.Task[None]:
-    """Run the queue consumer beside the app; readiness fails if it ever stops on its own."""
-    assert events is not None
-    assert settings.queue_name
-    sqs = await aws.get("sqs")
-    queue_url = (await sqs.get_queue_url(QueueName=settings.queue_name))["QueueUrl"]
-    app.state.consumer = SqsConsumer(
-        sqs,
-        queue_url,
-        events,
+) -> SqsConsumer | JobWorker:
+    """The queue consumer of the worker role: the job worker when the service runs jobs
+    (it passes event messages to the consumer), the plain event consumer otherwise."""
+    assert spec.queue is not None
+    consumer = SqsConsumer(
+        app.state.sqs,
+        app.state.queue_url,
+        events or EventRouter(),
         wait_s=settings.poll_wait_s,
         concurrency=settings.consumer_concurrency,
     )
-    task = asyncio.create_task(app.state.consumer.run(stop), name="consumer")
-
-    async def consumer_alive() -> None:
-        if task.done() and not stop.is_set():
-            raise RuntimeError("the consumer stopped")
-
-    app.state.readiness_checks["consumer"] = consumer_alive
-    log.info("consuming", extra={"queue": settings.queue_name, "events": events.event_keys})
-    return task
+    app.state.consumer = consumer
+    if jobs is None:
+        log.info("consuming", extra={"queue": settings.queue_name})
+        return consumer
+    app.state.protection = TaskProtection(settings.ecs_agent_uri)
+    app.state.job_worker = JobWorker(
+        service=spec.name,
+        types=jobs,
+        store=app.state.job_store,
+        sqs=app.state.sqs,
+        queue_url=app.state.queue_url,
+        dlq_url=await dlq_url_of(app.state.sqs, app.state.queue_url),
+        publisher=app.state.publisher,
+        events=consumer,
+        protection=app.state.protection,
+        config=WorkerConfig(
+            visibility_s=spec.queue.visibility_timeout_s,
+            concurrency=settings.job_concurrency,
+            poll_wait_s=settings.poll_wait_s,
+            heartbeat_s=settings.heartbeat_s,
+            cancel_poll_s=settings.cancel_poll_s,
+            shutdown_deadline_s=settings.shutdown_deadline_s,
+            reconcile_every_s=settings.reconcile_every_s,
+            reconcile_after_s=settings.reconcile_after_s,
+            retry_base_s=settings.retry_base_s,
+            retry_max_s=settings.retry_max_s,
+        ),
+    )
+    worker: JobWorker = app.state.job_worker
+    return worker
 
 
 def _verifier(settings: KitSettings) -> JwtVerifier:

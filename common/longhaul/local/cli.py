@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
@@ -18,6 +18,7 @@ from longhaul.events.registry import registered
 from longhaul.events.schemas import drift, schema_documents, write_schemas
 from longhaul.local import platform
 from longhaul.local.discovery import discover, load_event_modules
+from longhaul.spec import ResourceNames, ServiceSpec
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -111,8 +112,7 @@ def schemas(
     directory: Annotated[Path, typer.Option(help="Where the schema files live")] = SCHEMA_DIR,
 ) -> None:
     """Write the JSON Schema of every registered event into docs/events/."""
-    load_event_modules(discover())
-    documents = schema_documents(platform_events())
+    documents = schema_documents(platform_events(discover()))
     if check:
         stale = drift(directory, documents)
         if stale:
@@ -123,9 +123,13 @@ def schemas(
         typer.echo(f"wrote {directory / name}")
 
 
-def platform_events() -> list[tuple[str, int, type]]:
-    """The registered events of the kit and the services (not those of tests)."""
-    return [e for e in registered() if e[2].__module__.split(".")[0].startswith("longhaul")]
+def platform_events(specs: list[ServiceSpec]) -> list[tuple[str, int, type]]:
+    """The registered events of the installed services: those whose domain (the type's
+    first part) is a service's name. A service's `events` module registers its own models
+    and, when it runs jobs, its job facts (`register_job_facts`)."""
+    load_event_modules(specs)
+    names = {spec.name for spec in specs}
+    return [e for e in registered() if e[0].split(".", 1)[0] in names]
 
 
 @app.command()
@@ -134,6 +138,96 @@ def compose() -> None:
     from longhaul.local.compose import render
 
     sys.stdout.write(render(discover()))
+
+
+dlq = typer.Typer(
+    no_args_is_help=True, help="A service's dead-letter queue (any endpoint, AWS too)"
+)
+app.add_typer(dlq, name="dlq")
+
+
+def _dlq_target(name: str, env: str, extra: list[str]) -> tuple[str, str]:
+    specs = {spec.name: spec for spec in discover(tuple(extra))}
+    if name not in specs:
+        raise typer.BadParameter(
+            f"no service {name!r}; known: {', '.join(sorted(specs)) or 'none'}"
+        )
+    names = ResourceNames.of(specs[name], env)
+    if names.queue is None or names.dlq is None:
+        raise typer.BadParameter(f"service {name!r} declares no queue")
+    return names.queue, names.dlq
+
+
+async def _urls(aws: AwsClients, queue: str, dlq_name: str) -> tuple[Any, str, str]:
+    sqs = await aws.get("sqs")
+    return (
+        sqs,
+        (await sqs.get_queue_url(QueueName=queue))["QueueUrl"],
+        (await sqs.get_queue_url(QueueName=dlq_name))["QueueUrl"],
+    )
+
+
+@dlq.command("list")
+def dlq_list(
+    name: Annotated[str, typer.Argument(help="The service")],
+    env: Env = platform.DEFAULT_ENV,
+    region: Region = platform.DEFAULT_REGION,
+    service: Extra = [],  # noqa: B006
+) -> None:
+    """Print the DLQ's messages as JSON lines (they stay in the DLQ)."""
+    from longhaul.jobs.dlq import describe, peek
+
+    queue, dlq_name = _dlq_target(name, env, service)
+
+    async def run() -> list[dict[str, Any]]:
+        aws = AwsClients(region)
+        try:
+            sqs, _, dlq_url = await _urls(aws, queue, dlq_name)
+            return [describe(m) for m in await peek(sqs, dlq_url)]
+        finally:
+            await aws.close()
+
+    for row in asyncio.run(run()):
+        typer.echo(json.dumps(row))
+
+
+@dlq.command("redrive")
+def dlq_redrive(
+    name: Annotated[str, typer.Argument(help="The service")],
+    env: Env = platform.DEFAULT_ENV,
+    region: Region = platform.DEFAULT_REGION,
+    service: Extra = [],  # noqa: B006
+) -> None:
+    """Retry what the DLQ holds: reset its failed jobs and move its messages back."""
+    from longhaul.jobs.dlq import redrive
+    from longhaul.jobs.store import JobStore
+
+    specs = {spec.name: spec for spec in discover(tuple(service))}
+    queue, dlq_name = _dlq_target(name, env, service)
+    names = ResourceNames.of(specs[name], env)
+
+    async def run() -> Any:
+        aws = AwsClients(region)
+        try:
+            sqs, queue_url, dlq_url = await _urls(aws, queue, dlq_name)
+            store = (
+                JobStore(
+                    await aws.get("dynamodb"),
+                    names.table,
+                    s3=await aws.get("s3"),
+                    bucket=names.bucket,
+                )
+                if names.table
+                else None
+            )
+            return await redrive(sqs, dlq_url, queue_url, store)
+        finally:
+            await aws.close()
+
+    result = asyncio.run(run())
+    typer.echo(
+        f"moved {result.moved} message(s) by {result.method}; {len(result.jobs_reset)} job(s) reset"
+    )
 
 
 @app.command()

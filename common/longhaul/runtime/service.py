@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 from longhaul.api.app import create_app
 from longhaul.config import KitSettings, Role, SettingsError, load_settings
 from longhaul.events.consumer import EventRouter
+from longhaul.jobs.registry import JobTypes
 from longhaul.observability.logging import configure_logging
 from longhaul.observability.tracing import configure_telemetry
 from longhaul.spec import ServiceSpec
@@ -20,6 +22,10 @@ from longhaul.spec import ServiceSpec
 __all__ = ["Service"]
 
 ROLES: tuple[Role, ...] = ("api", "worker", "all")
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @dataclass(frozen=True)
@@ -30,12 +36,15 @@ class Service:
     settings: type[KitSettings] = KitSettings
     routers: Sequence[APIRouter] = ()
     events: EventRouter | None = None
+    jobs: JobTypes | None = None
 
     def app(self, role: Role, settings: KitSettings | None = None) -> FastAPI:
         """The FastAPI app of `role`, with settings read from the environment by default."""
         settings = settings or load_settings(self.settings)
         settings.check_against(self.spec, role)
-        return create_app(self.spec, settings, role=role, routers=self.routers, events=self.events)
+        return create_app(
+            self.spec, settings, role=role, routers=self.routers, events=self.events, jobs=self.jobs
+        )
 
     def main(self, argv: Sequence[str] | None = None) -> None:
         """The entry point: `python -m longhaul_<name> --role api|worker|all [--port N]`."""
@@ -52,6 +61,11 @@ class Service:
         configure_logging(self.spec.name, role, settings.log_level)
         configure_telemetry(self.spec.name, role)
         default_port = self.spec.worker_port if role == "worker" else self.spec.port
+        # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to
+        # the handler that was there before it; make that handler end the process with 0,
+        # because a graceful stop (a deploy, Spot's notice, scale-in) is not a failure.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _exit_cleanly)
         uvicorn.run(
             self.app(role, settings),
             host=settings.host,

@@ -1,6 +1,7 @@
 """The echo service's events."""
 
 from longhaul.events import Event, event
+from longhaul.jobs.events import register_job_facts
 
 
 @event("echo.message.sent", 1)
@@ -9,3 +10,6 @@ class MessageSent(Event):
 
     text: str
     fail: bool = False
+
+
+JOB_FACTS = register_job_facts("echo")

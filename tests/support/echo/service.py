@@ -10,6 +10,7 @@ from longhaul import Service
 from longhaul.api import Caller, CallerDep, PublisherDep, require_group
 from longhaul.events import Delivery, EventRouter
 from tests.support.echo.events import MessageSent
+from tests.support.echo.jobs import jobs
 from tests.support.echo.spec import SPEC
 
 log = logging.getLogger("echo")
@@ -58,4 +59,4 @@ async def on_message(delivery: Delivery[MessageSent]) -> None:
     log.info("echo received", extra={"text": delivery.event.text})
 
 
-SERVICE = Service(spec=SPEC, routers=[router], events=events)
+SERVICE = Service(spec=SPEC, routers=[router], events=events, jobs=jobs)

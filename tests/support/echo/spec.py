@@ -1,20 +1,13 @@
 """The echo service's spec."""
 
-from longhaul.spec import (
-    BucketSpec,
-    GsiSpec,
-    QueueSpec,
-    RuleSpec,
-    SecretSpec,
-    ServiceSpec,
-    TableSpec,
-)
+from longhaul.jobs import jobs_table
+from longhaul.spec import BucketSpec, GsiSpec, QueueSpec, RuleSpec, SecretSpec, ServiceSpec
 
 SPEC = ServiceSpec(
     name="echo",
     package="tests.support.echo",
     port=18100,
-    queue=QueueSpec(visibility_timeout_s=30, max_receive_count=3),
+    queue=QueueSpec(visibility_timeout_s=6, max_receive_count=20),
     rules=(
         RuleSpec(name="own-facts", pattern={"source": ["longhaul.echo"]}),
         RuleSpec(
@@ -23,9 +16,7 @@ SPEC = ServiceSpec(
             pattern={"source": ["aws.s3"], "detail-type": ["Object Created"]},
         ),
     ),
-    table=TableSpec(
-        gsis=(GsiSpec(name="GSI1", pk="GSI1PK", sk="GSI1SK"), GsiSpec(name="GSI2", pk="GSI2PK")),
-    ),
+    table=jobs_table(GsiSpec(name="GSI3", pk="GSI3PK")),
     bucket=BucketSpec(eventbridge_notifications=True),
     secrets=(SecretSpec(name="api-key", description="a key the service signs with"),),
 )

@@ -7,14 +7,13 @@ from pathlib import Path
 from longhaul.events import Event, event
 from longhaul.events.schemas import drift, schema_documents, write_schemas
 from longhaul.local.cli import SCHEMA_DIR, platform_events
-from longhaul.local.discovery import discover, load_event_modules
+from longhaul.local.discovery import discover
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_committed_schemas_match_the_code() -> None:
-    load_event_modules(discover())
-    stale = drift(ROOT / SCHEMA_DIR, schema_documents(platform_events()))
+    stale = drift(ROOT / SCHEMA_DIR, schema_documents(platform_events(discover())))
     assert stale == [], f"run `make schemas` and commit: {stale}"
 
 
@@ -40,3 +39,10 @@ def test_drift_names_a_changed_a_missing_and_an_extra_schema(tmp_path: Path) -> 
         [("drift.thing.happened", 1, Happened), ("drift.thing.happened", 2, HappenedV2)]
     )
     assert "drift.thing.happened.v2.schema.json" in drift(tmp_path, more)
+
+
+def test_job_facts_of_a_service_are_part_of_its_schemas() -> None:
+    from tests.support.echo.spec import SPEC as ECHO
+
+    names = {f"{t}.v{v}" for t, v, _ in platform_events([ECHO])}
+    assert {"echo.message.sent.v1", "echo.job.submitted.v1", "echo.job.failed.v1"} <= names

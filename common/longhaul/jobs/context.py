@@ -1,0 +1,176 @@
+"""What a handler gets besides its payload: progress, checkpoints, cancellation, a logger
+bound to the job, and child processes for CPU-heavy work that die with the job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from multiprocessing.connection import Connection
+from typing import Any
+
+from longhaul.jobs.exceptions import JobCancelled, JobInterrupted
+from longhaul.jobs.store import JobStore
+
+__all__ = ["JobContext"]
+
+PROGRESS_EVERY_S = 0.5  # at most this often to the table; the last one always
+
+_spawn = multiprocessing.get_context("spawn")
+
+
+def _child_main(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    try:
+        conn.send(("ok", fn(*args)))
+    except BaseException as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+class JobContext:
+    """The running job's side of the runtime."""
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        attempt: int,
+        worker: str,
+        store: JobStore,
+        resume: Any,
+        log: logging.Logger,
+    ) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.resume = resume  # the last checkpoint, or None on a first run
+        self.log = log
+        self._worker = worker
+        self._store = store
+        self._cancelled = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._children: set[Any] = set()
+        self._last_progress = 0.0
+
+    # -- progress and checkpoints -------------------------------------------------------
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report progress in [0, 1]; throttled, the last report of a burst always written."""
+        self.raise_if_cancelled()
+        now = time.monotonic()
+        if fraction < 1.0 and now - self._last_progress < PROGRESS_EVERY_S:
+            return
+        self._last_progress = now
+        await self._store.progress(self.job_id, self._worker, max(0.0, min(1.0, fraction)), message)
+
+    async def checkpoint(self, state: Any) -> None:
+        """Save `state` (JSON); a resumed attempt gets it back as `ctx.resume`.
+
+        When the worker is shutting down this is where the handler stops: the state is
+        saved first, then `JobInterrupted` unwinds it and another worker resumes from here.
+        """
+        self.raise_if_cancelled()
+        await self._store.checkpoint(self.job_id, self._worker, state)
+        self.resume = state
+        if self._stopping.is_set():
+            raise JobInterrupted(self.job_id)
+
+    # -- cancellation and shutdown ------------------------------------------------------
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the owner asked the job to stop."""
+        return self._cancelled.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the worker is shutting down and wants a checkpoint."""
+        return self._stopping.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise `JobCancelled` if the owner asked the job to stop."""
+        if self._cancelled.is_set():
+            raise JobCancelled(self.job_id)
+
+    def cancel(self) -> None:
+        """Runtime side: the owner cancelled; kill the children at once."""
+        self._cancelled.set()
+        self.kill_children()
+
+    def stop(self) -> None:
+        """Runtime side: the worker is shutting down; ask for a checkpoint."""
+        self._stopping.set()
+
+    def kill_children(self) -> None:
+        """SIGKILL every child process (and its process group) this job started."""
+        for child in list(self._children):
+            pid = child.pid
+            if pid is None:
+                continue
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    # -- child processes ----------------------------------------------------------------
+
+    async def run_in_child(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` (importable, picklable) in a fresh child process and return its
+        result. The event loop stays free; cancel or shutdown kills the child."""
+        self.raise_if_cancelled()
+        parent, child_end = _spawn.Pipe(duplex=False)
+        process = _spawn.Process(target=_child_main, args=(child_end, fn, args), daemon=True)
+        process.start()
+        child_end.close()
+        self._children.add(process)
+        try:
+            while not parent.poll():
+                if not process.is_alive() and not parent.poll():
+                    break
+                await asyncio.sleep(0.05)
+            self.raise_if_cancelled()
+            if not parent.poll():
+                raise RuntimeError(f"child process died with exit code {process.exitcode}")
+            status, value = parent.recv()
+        finally:
+            self._children.discard(process)
+            if process.is_alive():
+                process.kill()
+            await asyncio.to_thread(process.join, 5)
+            parent.close()
+        if status == "error":
+            raise RuntimeError(f"child process failed: {value}")
+        return value
+
+    async def run_process(
+        self, argv: Sequence[str], *, timeout_s: float | None = None
+    ) -> tuple[int, bytes]:
+        """Run a command (ffmpeg, a trainer) in its own process group; return its exit code
+        and stderr. Cancel, shutdown or the timeout kill the whole group."""
+        self.raise_if_cancelled()
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        self._children.add(process)
+        try:
+            _, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
+        except TimeoutError:
+            self.kill_children()
+            await process.wait()
+            raise
+        finally:
+            self._children.discard(process)
+            if process.returncode is None:
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+        self.raise_if_cancelled()
+        return int(process.returncode or 0), stderr

@@ -1,0 +1,41 @@
+"""Errors of the jobs capability."""
+
+from __future__ import annotations
+
+__all__ = [
+    "IdempotencyConflict",
+    "JobCancelled",
+    "JobError",
+    "JobInterrupted",
+    "JobNotFound",
+    "LeaseLost",
+    "NonRetryable",
+]
+
+
+class JobError(Exception):
+    """Base of every jobs error."""
+
+
+class NonRetryable(JobError):
+    """Raise from a handler: the job fails at once with this message, without retries."""
+
+
+class JobCancelled(JobError):
+    """The job's owner asked for it to stop."""
+
+
+class JobInterrupted(JobError):
+    """The worker is shutting down; the job was checkpointed and will resume elsewhere."""
+
+
+class LeaseLost(JobError):
+    """Another worker owns the job now (its lease expired here); stop without writing."""
+
+
+class JobNotFound(JobError):
+    """No job with that id belongs to the caller."""
+
+
+class IdempotencyConflict(JobError):
+    """The Idempotency-Key was used before with a different request body."""

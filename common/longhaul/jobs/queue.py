@@ -1,0 +1,56 @@
+"""Job messages on the service's queue."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from longhaul.jobs.types import JobMessage
+from longhaul.observability import context
+from longhaul.observability.tracing import inject
+
+__all__ = ["dlq_url_of", "enqueue", "parse_job_message"]
+
+
+async def enqueue(sqs: Any, queue_url: str, job_id: str, *, delay_s: int = 0) -> str:
+    """Send the message that asks a worker to run `job_id`, with the request's context."""
+    attributes: dict[str, Any] = {
+        "correlation_id": {
+            "DataType": "String",
+            "StringValue": context.correlation_id() or context.new_correlation_id(),
+        }
+    }
+    if traceparent := inject().get("traceparent"):
+        attributes["traceparent"] = {"DataType": "String", "StringValue": traceparent}
+    response = await sqs.send_message(
+        QueueUrl=queue_url,
+        MessageBody=JobMessage(job_id=job_id).model_dump_json(),
+        MessageAttributes=attributes,
+        DelaySeconds=delay_s,
+    )
+    return str(response["MessageId"])
+
+
+def parse_job_message(body: str) -> JobMessage | None:
+    """The job message in `body`, or None when it is something else (an event)."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or document.get("kind") != "job":
+        return None
+    try:
+        return JobMessage.model_validate(document)
+    except ValueError:
+        return None
+
+
+async def dlq_url_of(sqs: Any, queue_url: str) -> str | None:
+    """The URL of the dead-letter queue named in `queue_url`'s redrive policy."""
+    attributes = (
+        await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
+    )["Attributes"]
+    if "RedrivePolicy" not in attributes:
+        return None
+    arn = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"]
+    return str((await sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[1]))["QueueUrl"])

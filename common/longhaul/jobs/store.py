@@ -1,0 +1,574 @@
+"""Jobs in the service's DynamoDB table (single-table design).
+
+Items (key attributes; GSI1 lists a caller's jobs newest first, GSI2 finds jobs by state):
+
+- job: PK `JOB#<id>`, SK `META`; GSI1 `OWNER#<sub>` / `<created>#<id>`;
+  GSI2 `STATE#<state>` / `<updated>#<id>`
+- job history (the SSE stream): PK `JOB#<id>`, SK `EVENT#<time ns>-<random>`
+- idempotency key: PK `IDEM#<sub>#<key>`, SK `IDEM`, holding the job id and a body hash
+
+Every state change is a conditional write: a job starts only from queued (or from running
+whose lease has expired), and only the lease holder may heartbeat, checkpoint, retry or
+finish it. A lost update or a double start fails the condition instead of happening.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from longhaul.jobs.exceptions import IdempotencyConflict, JobNotFound, LeaseLost
+from longhaul.jobs.types import TERMINAL, Job, JobEvent, JobState
+
+__all__ = ["CHECKPOINT_INLINE_BYTES", "JobStore", "Page", "StartResult"]
+
+CHECKPOINT_INLINE_BYTES = 32 * 1024  # larger checkpoints go to S3
+OWNER_INDEX = "GSI1"
+STATE_INDEX = "GSI2"
+
+_serialize = TypeSerializer().serialize
+_deserialize = TypeDeserializer().deserialize
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; give JSON-friendly values back."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _to_item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serialize(_dynamo(v)) for k, v in values.items() if v is not None}
+
+
+def _dynamo(value: Any) -> Any:
+    """JSON values as DynamoDB accepts them (no floats: Decimals)."""
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+def _from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_deserialize(v)) for k, v in item.items()}
+
+
+def _job(values: dict[str, Any]) -> Job:
+    return Job.model_validate(values)
+
+
+def body_hash(job_type: str, payload: dict[str, Any]) -> str:
+    """A stable fingerprint of a submission, to compare idempotent retries."""
+    canonical = json.dumps({"type": job_type, "payload": payload}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Page:
+    """One page of a listing and the opaque cursor of the next (None at the end)."""
+
+    def __init__(self, jobs: list[Job], cursor: str | None) -> None:
+        self.jobs = jobs
+        self.cursor = cursor
+
+
+class StartResult:
+    """What `start` found: the job it started, or why it did not."""
+
+    def __init__(self, job: Job | None, started: bool, lease_expires: float = 0.0) -> None:
+        self.job = job
+        self.started = started
+        self.lease_expires = lease_expires
+
+
+class JobStore:
+    """Reads and conditional writes of jobs in one table."""
+
+    def __init__(
+        self, dynamodb: Any, table: str, *, s3: Any = None, bucket: str | None = None
+    ) -> None:
+        self._db = dynamodb
+        self._table = table
+        self._s3 = s3
+        self._bucket = bucket
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def _get_raw(self, job_id: str) -> dict[str, Any] | None:
+        response = await self._db.get_item(
+            TableName=self._table,
+            Key=_to_item({"PK": f"JOB#{job_id}", "SK": "META"}),
+            ConsistentRead=True,
+        )
+        return _from_item(response["Item"]) if "Item" in response else None
+
+    async def get(self, job_id: str, owner: str | None = None) -> Job:
+        """The job, if it exists and (when `owner` is given) belongs to `owner`."""
+        raw = await self._get_raw(job_id)
+        if raw is None or (owner is not None and raw["owner"] != owner):
+            raise JobNotFound(job_id)  # another caller's job looks exactly like a missing one
+        return _job(raw)
+
+    async def checkpoint_of(self, job_id: str) -> Any:
+        """The job's last checkpoint (None if it never made one)."""
+        raw = await self._get_raw(job_id)
+        if raw is None:
+            return None
+        if "checkpoint_key" in raw and self._s3 is not None:
+            body = await self._s3.get_object(Bucket=self._bucket, Key=raw["checkpoint_key"])
+            return json.loads(await body["Body"].read())
+        return raw.get("checkpoint")
+
+    async def page(
+        self,
+        owner: str,
+        *,
+        state: JobState | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """The owner's jobs, newest first, `limit` at a time."""
+        start = _decode_cursor(cursor, owner) if cursor else None
+        jobs: list[Job] = []
+        while len(jobs) < limit:
+            arguments: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": OWNER_INDEX,
+                "KeyConditionExpression": "GSI1PK = :owner",
+                "ExpressionAttributeValues": {":owner": {"S": f"OWNER#{owner}"}},
+                "ScanIndexForward": False,
+                "Limit": limit - len(jobs),
+            }
+            if state is not None:
+                arguments["FilterExpression"] = "#state = :state"
+                arguments["ExpressionAttributeNames"] = {"#state": "state"}
+                arguments["ExpressionAttributeValues"][":state"] = {"S": state.value}
+            if start:
+                arguments["ExclusiveStartKey"] = start
+            response = await self._db.query(**arguments)
+            jobs += [_job(_from_item(item)) for item in response.get("Items", [])]
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                break
+        return Page(jobs, _encode_cursor(start) if start else None)
+
+    async def events(self, job_id: str, after: str | None = None) -> list[JobEvent]:
+        """The job's history after event id `after`, oldest first."""
+        lower = f"EVENT#{after}" if after else "EVENT#"
+        response = await self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :pk AND SK > :after",
+            ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}, ":after": {"S": lower}},
+            ConsistentRead=True,
+        )
+        return [
+            JobEvent.model_validate(_from_item(item))
+            for item in response.get("Items", [])
+            if item["SK"]["S"].startswith("EVENT#")
+        ]
+
+    async def stale(
+        self, state: JobState, older_than: datetime, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Jobs in `state` not updated since `older_than` (for the reconciler)."""
+        response = await self._db.query(
+            TableName=self._table,
+            IndexName=STATE_INDEX,
+            KeyConditionExpression="GSI2PK = :state AND GSI2SK < :before",
+            ExpressionAttributeValues={
+                ":state": {"S": f"STATE#{state.value}"},
+                ":before": {"S": _iso(older_than)},
+            },
+            Limit=limit,
+        )
+        return [_from_item(item) for item in response.get("Items", [])]
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def _event(
+        self, job_id: str, kind: str, state: JobState, progress: float, message: str | None
+    ) -> None:
+        event_id = f"{time.time_ns():020d}-{secrets.token_hex(3)}"
+        await self._db.put_item(
+            TableName=self._table,
+            Item=_to_item(
+                {
+                    "PK": f"JOB#{job_id}",
+                    "SK": f"EVENT#{event_id}",
+                    "id": event_id,
+                    "kind": kind,
+                    "state": state.value,
+                    "progress": progress,
+                    "message": message,
+                    "at": _iso(_now()),
+                }
+            ),
+        )
+
+    async def submit(
+        self,
+        *,
+        owner: str,
+        job_type: str,
+        payload: dict[str, Any],
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Write a queued job; return it and whether it is new. A repeated Idempotency-Key
+        with the same body returns the first job; with another body, `IdempotencyConflict`."""
+        now = _now()
+        job_id = uuid.uuid4().hex
+        fingerprint = body_hash(job_type, payload)
+        values = {
+            "PK": f"JOB#{job_id}",
+            "SK": "META",
+            "id": job_id,
+            "type": job_type,
+            "owner": owner,
+            "state": JobState.QUEUED.value,
+            "payload": payload,
+            "progress": 0,
+            "attempts": 0,
+            "runs": 0,
+            "cancel_requested": False,
+            "created_at": _iso(now),
+            "updated_at": _iso(now),
+            "correlation_id": correlation_id,
+            "GSI1PK": f"OWNER#{owner}",
+            "GSI1SK": f"{_iso(now)}#{job_id}",
+            "GSI2PK": f"STATE#{JobState.QUEUED.value}",
+            "GSI2SK": f"{_iso(now)}#{job_id}",
+        }
+        writes: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _to_item(values),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            }
+        ]
+        if idempotency_key is not None:
+            writes.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": _to_item(
+                            {
+                                "PK": f"IDEM#{owner}#{idempotency_key}",
+                                "SK": "IDEM",
+                                "job_id": job_id,
+                                "body_hash": fingerprint,
+                            }
+                        ),
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                }
+            )
+        try:
+            await self._db.transact_write_items(TransactItems=writes)
+        except self._db.exceptions.TransactionCanceledException:
+            if idempotency_key is None:
+                raise
+            response = await self._db.get_item(
+                TableName=self._table,
+                Key=_to_item({"PK": f"IDEM#{owner}#{idempotency_key}", "SK": "IDEM"}),
+                ConsistentRead=True,
+            )
+            first = _from_item(response["Item"])
+            if first["body_hash"] != fingerprint:
+                raise IdempotencyConflict(idempotency_key) from None
+            return await self.get(first["job_id"], owner), False
+        await self._event(job_id, "state", JobState.QUEUED, 0.0, "submitted")
+        return _job(values), True
+
+    async def _update(
+        self,
+        job_id: str,
+        sets: dict[str, Any],
+        condition: str,
+        condition_values: dict[str, Any],
+        *,
+        remove: tuple[str, ...] = (),
+        add: dict[str, int] | None = None,
+    ) -> dict[str, Any] | None:
+        """One conditional update; the new item, or None when the condition failed."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        clauses = []
+        for i, (key, value) in enumerate(sets.items()):
+            names[f"#s{i}"] = key
+            values[f":s{i}"] = _serialize(_dynamo(value))
+            clauses.append(f"#s{i} = :s{i}")
+        expression = "SET " + ", ".join(clauses)
+        for i, (key, amount) in enumerate((add or {}).items()):
+            names[f"#a{i}"] = key
+            values[f":a{i}"] = {"N": str(amount)}
+            expression += f", #a{i} = if_not_exists(#a{i}, :zero) + :a{i}"
+            values[":zero"] = {"N": "0"}
+        if remove:
+            for i, key in enumerate(remove):
+                names[f"#r{i}"] = key
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        for key, value in condition_values.items():
+            values[key] = _serialize(_dynamo(value))
+        names.update(
+            {"#state": "state", "#lease_owner": "lease_owner", "#lease_expires": "lease_expires"}
+        )
+        used = {k: v for k, v in names.items() if k in expression or k in condition}
+        try:
+            response = await self._db.update_item(
+                TableName=self._table,
+                Key=_to_item({"PK": f"JOB#{job_id}", "SK": "META"}),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=used,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return None
+        return _from_item(response["Attributes"])
+
+    @staticmethod
+    def _state_fields(state: JobState, now: datetime, job_id: str) -> dict[str, Any]:
+        return {
+            "state": state.value,
+            "updated_at": _iso(now),
+            "GSI2PK": f"STATE#{state.value}",
+            "GSI2SK": f"{_iso(now)}#{job_id}",
+        }
+
+    async def mark_enqueued(self, job_id: str) -> None:
+        """Record that a message for the job is on the queue."""
+        await self._update(job_id, {"enqueued_at": _iso(_now())}, "attribute_exists(PK)", {})
+
+    async def start(self, job_id: str, worker: str, lease_s: float) -> StartResult:
+        """Take the job's lease: from queued, or from a running job whose lease expired."""
+        now = _now()
+        lease_expires = time.time() + lease_s
+        sets = {
+            **self._state_fields(JobState.RUNNING, now, job_id),
+            "lease_owner": worker,
+            "lease_expires": lease_expires,
+        }
+        raw = await self._update(
+            job_id,
+            sets,
+            "#state = :queued OR (#state = :running AND #lease_expires < :now)",
+            {":queued": "queued", ":running": "running", ":now": time.time()},
+            add={"runs": 1},
+        )
+        if raw is None:
+            current = await self._get_raw(job_id)
+            if current is None:
+                return StartResult(None, False)
+            return StartResult(_job(current), False, float(current.get("lease_expires", 0)))
+        if "started_at" not in raw:
+            raw = (
+                await self._update(
+                    job_id, {"started_at": _iso(now)}, "#lease_owner = :w", {":w": worker}
+                )
+                or raw
+            )
+        await self._event(job_id, "state", JobState.RUNNING, float(raw.get("progress", 0)), None)
+        return StartResult(_job(raw), True, lease_expires)
+
+    async def heartbeat(self, job_id: str, worker: str, lease_s: float) -> bool:
+        """Extend the lease; return whether cancellation was requested. `LeaseLost` if the
+        lease is no longer this worker's."""
+        raw = await self._update(
+            job_id,
+            {"lease_expires": time.time() + lease_s},
+            "#state = :running AND #lease_owner = :w",
+            {":running": "running", ":w": worker},
+        )
+        if raw is None:
+            raise LeaseLost(job_id)
+        return bool(raw.get("cancel_requested"))
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        """Whether the owner asked for the job to stop."""
+        raw = await self._get_raw(job_id)
+        return bool(raw and raw.get("cancel_requested"))
+
+    async def progress(
+        self, job_id: str, worker: str, fraction: float, message: str | None
+    ) -> None:
+        """Record progress (lease holder only)."""
+        raw = await self._update(
+            job_id,
+            {"progress": fraction, "message": message, "updated_at": _iso(_now())},
+            "#state = :running AND #lease_owner = :w",
+            {":running": "running", ":w": worker},
+        )
+        if raw is None:
+            raise LeaseLost(job_id)
+        await self._event(job_id, "progress", JobState.RUNNING, fraction, message)
+
+    async def checkpoint(self, job_id: str, worker: str, state: Any) -> None:
+        """Save `state` for a resume: in the row when small, in S3 when large."""
+        encoded = json.dumps(state)
+        if len(encoded) <= CHECKPOINT_INLINE_BYTES or self._s3 is None:
+            sets: dict[str, Any] = {"checkpoint": state}
+            remove: tuple[str, ...] = ("checkpoint_key",)
+        else:
+            key = f"checkpoints/{job_id}/{time.time_ns()}.json"
+            await self._s3.put_object(Bucket=self._bucket, Key=key, Body=encoded.encode())
+            sets, remove = {"checkpoint_key": key}, ("checkpoint",)
+        raw = await self._update(
+            job_id,
+            sets,
+            "#state = :running AND #lease_owner = :w",
+            {":running": "running", ":w": worker},
+            remove=remove,
+        )
+        if raw is None:
+            raise LeaseLost(job_id)
+
+    async def release(
+        self, job_id: str, worker: str, *, error: str | None = None, failed_attempt: bool = False
+    ) -> Job | None:
+        """Give the job back to the queue (shutdown, or a retry after a failure)."""
+        sets = self._state_fields(JobState.QUEUED, _now(), job_id)
+        if error is not None:
+            sets["error"] = error
+        raw = await self._update(
+            job_id,
+            sets,
+            "#state = :running AND #lease_owner = :w",
+            {":running": "running", ":w": worker},
+            remove=("lease_owner", "lease_expires"),
+            add={"attempts": 1} if failed_attempt else None,
+        )
+        if raw is None:
+            return None
+        await self._event(job_id, "state", JobState.QUEUED, float(raw.get("progress", 0)), error)
+        return _job(raw)
+
+    async def finish(
+        self,
+        job_id: str,
+        worker: str,
+        state: JobState,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        failed_attempt: bool = False,
+    ) -> Job | None:
+        """End the job in a terminal `state` (lease holder only)."""
+        assert state in TERMINAL
+        now = _now()
+        sets = {**self._state_fields(state, now, job_id), "finished_at": _iso(now)}
+        if result is not None:
+            sets["result"] = result
+            sets["progress"] = 1.0
+        if error is not None:
+            sets["error"] = error
+        raw = await self._update(
+            job_id,
+            sets,
+            "#state = :running AND #lease_owner = :w",
+            {":running": "running", ":w": worker},
+            remove=("lease_owner", "lease_expires"),
+            add={"attempts": 1} if failed_attempt else None,
+        )
+        if raw is None:
+            return None
+        await self._event(job_id, "state", state, float(raw.get("progress", 0)), error)
+        return _job(raw)
+
+    async def cancel(self, job_id: str, owner: str) -> Job:
+        """Cancel a queued job at once, or ask a running one to stop."""
+        job = await self.get(job_id, owner)
+        if job.terminal:
+            return job
+        now = _now()
+        raw = await self._update(
+            job_id,
+            {
+                **self._state_fields(JobState.CANCELLED, now, job_id),
+                "finished_at": _iso(now),
+                "cancel_requested": True,
+            },
+            "#state = :queued",
+            {":queued": "queued"},
+        )
+        if raw is not None:
+            await self._event(
+                job_id, "state", JobState.CANCELLED, float(raw.get("progress", 0)), "cancelled"
+            )
+            return _job(raw)
+        raw = await self._update(
+            job_id, {"cancel_requested": True}, "#state = :running", {":running": "running"}
+        )
+        return _job(raw) if raw is not None else await self.get(job_id, owner)
+
+    async def reset_failed(self, job_id: str) -> bool:
+        """Give a failed job a fresh set of attempts (a DLQ redrive)."""
+        raw = await self._update(
+            job_id,
+            {**self._state_fields(JobState.QUEUED, _now(), job_id), "attempts": 0},
+            "#state = :failed",
+            {":failed": "failed"},
+            remove=("finished_at", "error"),
+        )
+        if raw is None:
+            return False
+        await self._event(
+            job_id, "state", JobState.QUEUED, float(raw.get("progress", 0)), "redriven"
+        )
+        return True
+
+    async def requeue_expired(self, job_id: str) -> bool:
+        """Return a running job whose lease expired to the queue (reconciler)."""
+        now = _now()
+        raw = await self._update(
+            job_id,
+            self._state_fields(JobState.QUEUED, now, job_id),
+            "#state = :running AND #lease_expires < :now",
+            {":running": "running", ":now": time.time()},
+            remove=("lease_owner", "lease_expires"),
+        )
+        return raw is not None
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
+
+
+class InvalidCursor(ValueError):
+    """The cursor was not issued for this caller's listing."""
+
+
+def _decode_cursor(cursor: str, owner: str) -> dict[str, Any]:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, binascii.Error):
+        raise InvalidCursor("the cursor is not one this API issued") from None
+    if not isinstance(key, dict) or key.get("GSI1PK", {}).get("S") != f"OWNER#{owner}":
+        raise InvalidCursor("the cursor is not one this API issued")
+    return key
+
+
+def timedelta_ago(seconds: float) -> datetime:
+    """The moment `seconds` ago."""
+    return _now() - timedelta(seconds=seconds)

@@ -1,0 +1,255 @@
+"""The durable-jobs guarantees, proven with real worker processes killed for real against a
+real moto server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from longhaul.aws.clients import AwsClients
+from longhaul.jobs import JobState
+from tests.conftest import Platform
+from tests.support.workers import Jobs, Worker, effects_of, kinds, never_concurrent
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def effects(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def jobs(aws: AwsClients, platform: Platform) -> Jobs:
+    return Jobs(aws, platform.env)
+
+
+@pytest.fixture
+def workers() -> list[Worker]:
+    started: list[Worker] = []
+    yield started  # type: ignore[misc]
+    for worker in started:
+        worker.stop()
+
+
+async def _until(predicate, timeout: float = 30, what: str = "") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out: {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_job_runs_to_success_and_records_its_result(
+    jobs: Jobs, platform: Platform, effects: Path, workers: list[Worker]
+) -> None:
+    workers.append(Worker(platform, effects))
+    job_id = await jobs.submit({"steps": 3, "step_s": 0.1})
+    job = await jobs.wait(job_id, JobState.SUCCEEDED)
+    assert job.result == {"steps": 3}
+    assert job.progress == 1.0
+    assert job.runs == 1
+    records = effects_of(effects, job_id)
+    assert [r["kind"] for r in records] == ["start", "step", "step", "step", "done"]
+
+
+async def test_kill_9_mid_job_another_worker_finishes_from_the_checkpoint_once(
+    jobs: Jobs, platform: Platform, effects: Path, workers: list[Worker]
+) -> None:
+    first = Worker(platform, effects, "first")
+    workers.append(first)
+    job_id = await jobs.submit({"steps": 8, "step_s": 0.5})
+    await _until(lambda: len(kinds(effects_of(effects, job_id), "step")) >= 3, what="three steps")
+    first.kill9()
+    done_before = len(kinds(effects_of(effects, job_id), "step"))
+
+    workers.append(Worker(platform, effects, "second"))
+    job = await jobs.wait(job_id, JobState.SUCCEEDED, timeout=60)
+
+    records = effects_of(effects, job_id)
+    starts = kinds(records, "start")
+    assert len(starts) == 2
+    assert starts[1]["pid"] != first.pid
+    assert starts[1]["resume"] >= done_before - 1, "resumed from the last checkpoint"
+    assert sorted(r["step"] for r in kinds(records, "step")) == list(range(8)), "each step once"
+    assert len(kinds(records, "step_again")) <= 1, "at most the step in flight is redone"
+    assert len(kinds(records, "done")) == 1
+    assert never_concurrent(records)
+    assert job.runs == 2 and job.attempts == 0, "a kill is not a failed attempt"
+
+
+async def test_sigterm_releases_the_job_at_once_and_it_resumes_elsewhere(
+    aws: AwsClients, jobs: Jobs, platform: Platform, effects: Path, workers: list[Worker]
+) -> None:
+    first = Worker(platform, effects, "first", LONGHAUL_SHUTDOWN_DEADLINE_S="8")
+    workers.append(first)
+    job_id = await jobs.submit({"steps": 20, "step_s": 0.3})
+    await _until(lambda: len(kinds(effects_of(effects, job_id), "step")) >= 2, what="two steps")
+
+    signalled = time.monotonic()
+    first.term()
+    assert first.wait(timeout=8) == 0, first.log()
+    exit_s = time.monotonic() - signalled
+    assert exit_s < 8, "exits within the shutdown deadline"
+
+    # The message is visible again at once (the queue's visibility timeout is 6 s).
+    sqs = await aws.get("sqs")
+    received = await sqs.receive_message(QueueUrl=await jobs.queue_url(), WaitTimeSeconds=1)
+    assert len(received.get("Messages", [])) == 1
+    await sqs.change_message_visibility(
+        QueueUrl=await jobs.queue_url(),
+        ReceiptHandle=received["Messages"][0]["ReceiptHandle"],
+        VisibilityTimeout=0,
+    )
+    released = await jobs.get(job_id)
+    assert released.state is JobState.QUEUED
+
+    workers.append(Worker(platform, effects, "second"))
+    await jobs.wait(job_id, JobState.SUCCEEDED, timeout=60)
+    records = effects_of(effects, job_id)
+    first_steps = [r["step"] for r in kinds(records, "step") if r["pid"] == first.pid]
+    second_start = [r for r in kinds(records, "start") if r["pid"] != first.pid]
+    assert second_start[0]["resume"] == max(first_steps) + 1, "nothing after the checkpoint is lost"
+    assert kinds(records, "step_again") == [], "a graceful stop redoes nothing"
+    assert sorted(r["step"] for r in kinds(records, "step")) == list(range(20))
+
+
+async def test_cpu_job_three_times_the_visibility_timeout_is_never_redelivered(
+    jobs: Jobs, platform: Platform, effects: Path, workers: list[Worker]
+) -> None:
+    # The queue's visibility timeout is 6 s; the job burns 3 x 6 s of CPU in a child process
+    # while a second worker polls the same queue, ready to take any message that reappears.
+    workers.append(Worker(platform, effects, "a", LONGHAUL_JOB_CONCURRENCY="1"))
+    workers.append(Worker(platform, effects, "b", LONGHAUL_JOB_CONCURRENCY="1"))
+    job_id = await jobs.submit({"steps": 3, "cpu_s": 6})
+    job = await jobs.wait(job_id, JobState.SUCCEEDED, timeout=90)
+    records = effects_of(effects, job_id)
+    assert len(kinds(records, "start")) == 1
+    assert job.runs == 1
+    assert records[-1]["t"] - records[0]["t"] >= 18
+
+
+async def test_duplicate_messages_and_racing_workers_run_the_job_once(
+    aws: AwsClients, jobs: Jobs, platform: Platform, effects: Path, workers: list[Worker]
+) -> None:
+    from longhaul.jobs.queue import enqueue
+
+    job_id = await jobs.submit({"steps": 4, "step_s": 0.3})
+    sqs = await aws.get("sqs")
+    for _ in range(3):  # the same job asked for four times over
+        await enqueue(sqs, await jobs.queue_url(), job_id)
+    workers.extend(Worker(platform, effects, name) for name in ("a", "b", "c"))
+
+    job = await jobs.wait(job_id, JobState.SUCCEEDED, timeout=60)
+    await asyncio.sleep(3)  # let the duplicates come back and be dropped
+    records = effects_of(effects, job_id)
+    assert len(kinds(records, "start")) == 1
+    assert len(kinds(records, "done")) == 1
+    assert job.runs == 1
+    attributes = await sqs.get_queue_attributes(
+        QueueUrl=await jobs.queue_url(),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )
+    assert (
+        attributes["Attributes"]
+        == {
+            "ApproximateNumberOfMessages": "0",
+            "ApproximateNumberOfMessagesNotVisible": "0",
+        }
+        or int(attributes["Attributes"]["ApproximateNumberOfMessages"]) == 0
+    )
+
+
+async def test_job_written_but_never_enqueued_is_finished_by_the_reconciler(
+    jobs: Jobs, platform: Platform, effects: Path, workers: list[Worker]
+) -> None:
+    # What a kill between the table write and the SQS send leaves behind.
+    job_id = await jobs.submit({"steps": 2, "step_s": 0.1}, enqueue_it=False)
+    workers.append(Worker(platform, effects))
+    job = await jobs.wait(job_id, JobState.SUCCEEDED, timeout=60)
+    assert job.runs == 1
+    assert "reconciler re-enqueued the job" in workers[0].log()
+
+
+async def test_cancel_while_running_kills_the_child_within_two_seconds(
+    jobs: Jobs, platform: Platform, effects: Path, workers: list[Worker]
+) -> None:
+    worker = Worker(platform, effects)
+    workers.append(worker)
+    job_id = await jobs.submit({"steps": 1, "cpu_s": 60})
+    await jobs.wait(job_id, JobState.RUNNING)
+    await _until(lambda: bool(worker.children()), what="the CPU child to start")
+    children = worker.children()
+
+    await (await jobs.store()).cancel(job_id, "user-1")
+    asked = time.monotonic()
+    await _until(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in children),
+        timeout=5,
+        what="child gone",
+    )
+    gone_s = time.monotonic() - asked
+    job = await jobs.wait(job_id, JobState.CANCELLED, timeout=10)
+    assert gone_s < 2, f"the child outlived the cancel by {gone_s:.2f}s"
+    assert job.error == "cancelled"
+    assert worker.process.poll() is None, "the worker lives on"
+
+
+async def test_always_failing_job_backs_off_then_fails_lands_in_dlq_and_redrive_retries_it(
+    aws: AwsClients,
+    jobs: Jobs,
+    platform: Platform,
+    effects: Path,
+    workers: list[Worker],
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.workers import ROOT
+
+    blocker = tmp_path / "broken-dependency"
+    blocker.touch()
+    workers.append(Worker(platform, effects))
+    job_id = await jobs.submit({"steps": 1, "step_s": 0.1, "fail_while": str(blocker)})
+    job = await jobs.wait(job_id, JobState.FAILED, timeout=90)
+
+    starts = [r["t"] for r in kinds(effects_of(effects, job_id), "start")]
+    assert len(starts) == 3, "max_attempts of the job type"
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert gaps[1] > gaps[0], f"delays grow: {gaps}"
+    assert job.attempts == 3
+    assert job.error is not None and job.error.startswith(
+        "failed after 3 attempts: RuntimeError: asked to fail"
+    )
+
+    command = [sys.executable, "-m", "longhaul.local.cli", "dlq"]
+    spec = ["--service", "tests.support.echo.spec:SPEC", "--env", platform.env]
+    listed = subprocess.run(
+        [*command, "list", "echo", *spec], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert f'"job_id": "{job_id}"' in listed.stdout
+
+    blocker.unlink()  # the dependency is fixed; retry what failed
+    redriven = subprocess.run(
+        [*command, "redrive", "echo", *spec], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "moved 1 message(s) by copy; 1 job(s) reset" in redriven.stdout
+    job = await jobs.wait(job_id, JobState.SUCCEEDED, timeout=60)
+    assert job.result == {"steps": 1}
+    sqs = await aws.get("sqs")
+    left = await sqs.receive_message(QueueUrl=await jobs.queue_url(dlq=True), WaitTimeSeconds=0)
+    assert left.get("Messages", []) == []
+
+
+async def test_non_retryable_error_fails_at_once(
+    jobs: Jobs, platform: Platform, effects: Path, workers: list[Worker]
+) -> None:
+    workers.append(Worker(platform, effects))
+    job_id = await jobs.submit({"non_retryable": True})
+    job = await jobs.wait(job_id, JobState.FAILED, timeout=30)
+    assert job.error == "asked to fail for good"
+    assert len(kinds(effects_of(effects, job_id), "start")) == 1

@@ -1,0 +1,93 @@
+"""The echo service's test job: it sleeps or burns CPU in a child, checkpoints after each
+step, fails on demand, and records its side effects in $ECHO_EFFECTS_DIR/<job>.jsonl."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from longhaul.jobs import JobContext, JobTypes, NonRetryable
+
+jobs = JobTypes()
+
+
+class WorkPayload(BaseModel):
+    """What the test job does."""
+
+    steps: int = Field(default=3, ge=1, le=1000)
+    step_s: float = Field(default=0.2, ge=0, le=60)
+    cpu_s: float = Field(default=0, ge=0, le=600, description="CPU burnt in a child per step")
+    fail_first: int = Field(default=0, ge=0, description="fail this many attempts")
+    fail_always: bool = False
+    non_retryable: bool = False
+    fail_while: str | None = Field(default=None, description="fail while this file exists")
+
+
+class Effects:
+    """Side effects of one job, appended as JSON lines (O_APPEND: whole lines, any process)."""
+
+    def __init__(self, job_id: str) -> None:
+        root = os.environ.get("ECHO_EFFECTS_DIR")
+        self.path = Path(root) / f"{job_id}.jsonl" if root else None
+        self.steps = Path(root) / f"{job_id}.steps" if root else None
+
+    def record(self, kind: str, **fields: Any) -> None:
+        if self.path is None:
+            return
+        line = json.dumps({"kind": kind, "pid": os.getpid(), "t": time.time(), **fields}) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def step(self, number: int) -> None:
+        """A step's effect, made idempotent the way a real handler must: once per step."""
+        if self.steps is None:
+            return
+        self.steps.mkdir(exist_ok=True)
+        try:
+            os.close(os.open(self.steps / str(number), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            self.record("step", step=number)
+        except FileExistsError:
+            self.record("step_again", step=number)
+
+
+def burn(seconds: float) -> int:
+    """Spin a CPU for `seconds` (runs in a child process)."""
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:
+        count += 1
+    return count
+
+
+@jobs.handler("work", payload=WorkPayload, max_attempts=3)
+async def work(payload: WorkPayload, ctx: JobContext) -> dict[str, int]:
+    """Run `steps` steps, checkpointing after each one."""
+    effects = Effects(ctx.job_id)
+    step = int((ctx.resume or {}).get("next", 0))
+    effects.record("start", attempt=ctx.attempt, resume=step)
+    if payload.non_retryable:
+        raise NonRetryable("asked to fail for good")
+    blocked = payload.fail_while is not None and Path(payload.fail_while).exists()
+    if payload.fail_always or blocked or ctx.attempt <= payload.fail_first:
+        effects.record("fail", attempt=ctx.attempt)
+        raise RuntimeError(f"asked to fail (attempt {ctx.attempt})")
+    while step < payload.steps:
+        if payload.cpu_s:
+            await ctx.run_in_child(burn, payload.cpu_s)
+        else:
+            await asyncio.sleep(payload.step_s)
+        effects.step(step)
+        step += 1
+        await ctx.checkpoint({"next": step})
+        await ctx.progress(step / payload.steps, f"step {step} of {payload.steps}")
+    effects.record("done")
+    return {"steps": payload.steps}
