@@ -4,7 +4,9 @@ real moto server."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,9 +30,9 @@ def jobs(aws: AwsClients, platform: Platform) -> Jobs:
 
 
 @pytest.fixture
-def workers() -> list[Worker]:
+def workers() -> Iterator[list[Worker]]:
     started: list[Worker] = []
-    yield started  # type: ignore[misc]
+    yield started
     for worker in started:
         worker.stop()
 
@@ -78,7 +80,8 @@ async def test_kill_9_mid_job_another_worker_finishes_from_the_checkpoint_once(
     assert len(kinds(records, "step_again")) <= 1, "at most the step in flight is redone"
     assert len(kinds(records, "done")) == 1
     assert never_concurrent(records)
-    assert job.runs == 2 and job.attempts == 0, "a kill is not a failed attempt"
+    assert job.runs == 2
+    assert job.attempts == 0, "a kill is not a failed attempt"
 
 
 async def test_sigterm_releases_the_job_at_once_and_it_resumes_elsewhere(
@@ -219,12 +222,11 @@ async def test_always_failing_job_backs_off_then_fails_lands_in_dlq_and_redrive_
 
     starts = [r["t"] for r in kinds(effects_of(effects, job_id), "start")]
     assert len(starts) == 3, "max_attempts of the job type"
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps[1] > gaps[0], f"delays grow: {gaps}"
     assert job.attempts == 3
-    assert job.error is not None and job.error.startswith(
-        "failed after 3 attempts: RuntimeError: asked to fail"
-    )
+    assert job.error is not None
+    assert job.error.startswith("failed after 3 attempts: RuntimeError: asked to fail")
 
     command = [sys.executable, "-m", "longhaul.local.cli", "dlq"]
     spec = ["--service", "tests.support.echo.spec:SPEC", "--env", platform.env]
@@ -253,3 +255,59 @@ async def test_non_retryable_error_fails_at_once(
     job = await jobs.wait(job_id, JobState.FAILED, timeout=30)
     assert job.error == "asked to fail for good"
     assert len(kinds(effects_of(effects, job_id), "start")) == 1
+
+
+class FakeEcsAgent:
+    """The ECS agent's task-protection endpoint, recording every request it gets."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        requests: list[dict[str, object]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                requests.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
+                body = b'{"protection": {"ProtectionEnabled": true}}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.requests = requests
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.uri = f"http://127.0.0.1:{self.server.server_address[1]}/v3/task"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+async def test_task_is_protected_from_scale_in_while_busy_and_released_when_idle(
+    jobs: Jobs, platform: Platform, effects: Path, workers: list[Worker]
+) -> None:
+    agent = FakeEcsAgent()
+    try:
+        workers.append(Worker(platform, effects, ECS_AGENT_URI=agent.uri))
+        await asyncio.sleep(2)
+        assert agent.requests == [], "an idle worker does not touch protection"
+        job_id = await jobs.submit({"steps": 4, "step_s": 0.3})
+        await jobs.wait(job_id, JobState.RUNNING)
+        await _until(lambda: len(agent.requests) >= 1, what="protection on")
+        assert agent.requests[0] == {
+            "path": "/v3/task/task-protection/v1/state",
+            "body": {"ProtectionEnabled": True, "ExpiresInMinutes": 60},
+        }
+        await jobs.wait(job_id, JobState.SUCCEEDED)
+        await _until(lambda: len(agent.requests) >= 2, what="protection off")
+        assert agent.requests[-1]["body"] == {"ProtectionEnabled": False}
+        assert len(agent.requests) == 2
+    finally:
+        agent.close()

@@ -1,0 +1,164 @@
+"""The job routes: idempotent submission, ownership, cursor pagination, SSE with resume."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from longhaul.aws.clients import AwsClients
+from tests.conftest import Platform
+from tests.support.app import forge, running_app
+from tests.support.workers import Jobs
+
+PROBLEM = "application/problem+json"
+
+
+def _auth(platform: Platform, sub: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {forge(platform.auth, sub=sub)}"}
+
+
+async def test_same_idempotency_key_and_body_returns_the_same_job_another_body_409(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = _auth(platform, "alice")
+    body = {"type": "work", "payload": {"steps": 2}}
+    async with running_app(monkeypatch, platform) as (_, client):
+        first = await client.post("/jobs", json=body, headers={**alice, "Idempotency-Key": "k-1"})
+        again = await client.post("/jobs", json=body, headers={**alice, "Idempotency-Key": "k-1"})
+        other = await client.post(
+            "/jobs",
+            json={"type": "work", "payload": {"steps": 3}},
+            headers={**alice, "Idempotency-Key": "k-1"},
+        )
+        no_key = await client.post("/jobs", json=body, headers=alice)
+        bob_same_key = await client.post(
+            "/jobs", json=body, headers={**_auth(platform, "bob"), "Idempotency-Key": "k-1"}
+        )
+
+    assert first.status_code == 202
+    assert first.headers["location"] == f"/jobs/{first.json()['id']}"
+    assert again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert other.status_code == 409
+    assert other.headers["content-type"] == PROBLEM
+    assert no_key.json()["id"] != first.json()["id"]
+    assert bob_same_key.json()["id"] != first.json()["id"], "keys are per caller"
+    assert first.json()["owner"] == "alice"
+    assert first.json()["state"] == "queued"
+
+
+async def test_bad_submissions_are_422_with_field_paths(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = _auth(platform, "alice")
+    async with running_app(monkeypatch, platform) as (_, client):
+        unknown = await client.post("/jobs", json={"type": "nope"}, headers=alice)
+        invalid = await client.post(
+            "/jobs", json={"type": "work", "payload": {"steps": 0}}, headers=alice
+        )
+    assert unknown.status_code == 422
+    assert unknown.json()["known_types"] == ["work"]
+    assert invalid.status_code == 422
+    assert [e["field"] for e in invalid.json()["errors"]] == ["body.payload.steps"]
+
+
+async def test_another_callers_job_answers_404_like_a_missing_one(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = _auth(platform, "alice"), _auth(platform, "bob")
+    async with running_app(monkeypatch, platform) as (_, client):
+        job_id = (await client.post("/jobs", json={"type": "work"}, headers=alice)).json()["id"]
+        missing = uuid.uuid4().hex
+        answers = [
+            await client.get(f"/jobs/{job_id}", headers=bob),
+            await client.post(f"/jobs/{job_id}/cancel", headers=bob),
+            await client.get(f"/jobs/{job_id}/events", headers=bob),
+        ]
+        for_missing = await client.get(f"/jobs/{missing}", headers=bob)
+        bobs_list = await client.get("/jobs", headers=bob)
+        own = await client.get(f"/jobs/{job_id}", headers=alice)
+    for answer in answers:
+        assert answer.status_code == 404
+        assert answer.json()["detail"] == for_missing.json()["detail"] == "no such job"
+    assert bobs_list.json()["jobs"] == []
+    assert own.status_code == 200
+
+
+async def test_cursor_pagination_over_250_jobs_returns_each_once_newest_first(
+    aws: AwsClients, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = Jobs(aws, platform.env)
+    created = [await jobs.submit({"steps": 1}, owner="carol", enqueue_it=False) for _ in range(250)]
+    carol = _auth(platform, "carol")
+    seen: list[str] = []
+    pages = 0
+    async with running_app(monkeypatch, platform) as (_, client):
+        cursor = None
+        while True:
+            params = {"limit": "40", **({"cursor": cursor} if cursor else {})}
+            page = (await client.get("/jobs", params=params, headers=carol)).json()
+            seen += [job["id"] for job in page["jobs"]]
+            pages += 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        succeeded = (await client.get("/jobs", params={"state": "succeeded"}, headers=carol)).json()
+        forged = await client.get("/jobs", params={"cursor": "eyJHU0kxUEsiOiB7fX0="}, headers=carol)
+    assert len(seen) == 250
+    assert set(seen) == set(created)
+    assert seen == list(reversed(created)), "newest first, in a stable order"
+    assert pages == 7
+    assert succeeded["jobs"] == [], "none has run"
+    assert forged.status_code == 400
+
+
+async def test_event_stream_follows_the_job_to_its_end_and_resumes_from_last_event_id(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = _auth(platform, "alice")
+    overrides = {"LONGHAUL_POLL_WAIT_S": "1", "LONGHAUL_CANCEL_POLL_S": "0.3"}
+    async with running_app(monkeypatch, platform, role="all", **overrides) as (_, client):
+        job = (
+            await client.post(
+                "/jobs",
+                json={"type": "work", "payload": {"steps": 3, "step_s": 0.6}},
+                headers=alice,
+            )
+        ).json()
+        stream = await client.get(f"/jobs/{job['id']}/events", headers=alice, timeout=60)
+        events = _parse_sse(stream.text)
+        resumed = await client.get(
+            f"/jobs/{job['id']}/events",
+            headers={**alice, "Last-Event-ID": events[1]["id"]},
+            timeout=60,
+        )
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    states = [(e["event"], e["data"]["state"]) for e in events]
+    assert states[0] == ("state", "queued")
+    assert ("state", "running") in states
+    assert states[-1] == ("state", "succeeded")
+    assert [e["data"]["progress"] for e in events if e["event"] == "progress"][-1] == 1.0
+    assert _parse_sse(resumed.text) == events[2:]
+
+
+def _parse_sse(text: str) -> list[dict[str, Any]]:
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(
+            line.split(": ", 1)
+            for line in block.splitlines()
+            if ": " in line and not line.startswith(":")
+        )
+        if "data" in fields:
+            events.append(
+                {
+                    "id": fields.get("id"),
+                    "event": fields.get("event"),
+                    "data": json.loads(fields["data"]),
+                }
+            )
+    return events
