@@ -69,11 +69,17 @@ async def test_chaos_200_jobs_3_workers_killed_at_random_nothing_lost_nothing_do
     concurrent = [job_id for job_id in ids if not never_concurrent(effects_of(tmp_path, job_id))]
     done_twice = [job_id for job_id in ids if len(kinds(effects_of(tmp_path, job_id), "done")) > 1]
     runs = sum(job.runs for job in final.values())
-    redone = sum(len(kinds(effects_of(tmp_path, job_id), "step_again")) for job_id in ids)
+    redone = sum(
+        len(kinds(effects_of(tmp_path, job_id), "step_again"))
+        + len(kinds(effects_of(tmp_path, job_id), "done_again"))
+        for job_id in ids
+    )
     print(
         f"\nchaos: {JOBS} jobs, {WORKERS} workers, {sum(kills.values())} kills "
         f"({kills['kill -9']} kill -9, {kills['TERM']} TERM) in {elapsed:.1f}s; "
-        f"states {dict(states)}; {runs} runs for {JOBS} jobs; {redone} steps redone after kills; "
+        f"states {dict(states)}; {runs} runs for {JOBS} jobs; "
+        f"{redone} effects repeated after kills "
+        "(absorbed by their idempotency); "
         f"lost {JOBS - sum(states[s.value] for s in TERMINAL)}; concurrent {len(concurrent)}; "
         f"completed twice {len(done_twice)}"
     )

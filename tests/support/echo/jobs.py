@@ -47,16 +47,22 @@ class Effects:
         finally:
             os.close(fd)
 
-    def step(self, number: int) -> None:
-        """A step's effect, made idempotent the way a real handler must: once per step."""
+    def once(self, name: str, kind: str, **fields: Any) -> None:
+        """An effect made idempotent the way a real handler must (a run resumed after a kill
+        may repeat the work since the last checkpoint): recorded as `kind` the first time,
+        as `<kind>_again` after that."""
         if self.steps is None:
             return
         self.steps.mkdir(exist_ok=True)
         try:
-            os.close(os.open(self.steps / str(number), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            self.record("step", step=number)
+            os.close(os.open(self.steps / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            self.record(kind, **fields)
         except FileExistsError:
-            self.record("step_again", step=number)
+            self.record(f"{kind}_again", **fields)
+
+    def step(self, number: int) -> None:
+        """A step's effect: once per step."""
+        self.once(str(number), "step", step=number)
 
 
 def burn(seconds: float) -> int:
@@ -89,5 +95,5 @@ async def work(payload: WorkPayload, ctx: JobContext) -> dict[str, int]:
         step += 1
         await ctx.checkpoint({"next": step})
         await ctx.progress(step / payload.steps, f"step {step} of {payload.steps}")
-    effects.record("done")
+    effects.once("done", "done")
     return {"steps": payload.steps}
