@@ -13,7 +13,7 @@ RUNTIME_PINS := requirements-runtime.txt
 export UV_PYTHON_DOWNLOADS := never
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install dev test lint typecheck unit integration e2e fmt token reset provision schemas compose pins clean
+.PHONY: help install dev test lint typecheck unit integration e2e fmt token reset provision schemas compose pins bench clean
 
 help: ## List every target with one line each
 	@grep -hE '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ pins: $(UV) ## Re-resolve and write the URL-free pins after a dependency change
 	$(UV) export --frozen --all-packages --all-groups --no-hashes --no-emit-project --quiet -o $(PINS)
 	@# Images get the members' own dependencies only: dev tools and deploy/'s CDK live in groups.
 	$(UV) export --frozen --all-packages --no-default-groups --no-emit-workspace --no-hashes --quiet -o $(RUNTIME_PINS)
+
+bench: install ## Run the benchmarks (each beside a baseline measured in the same run)
+	$(BIN)/python -m bench
 
 clean: ## Remove the virtualenvs and caches
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache cdk.out .longhaul

@@ -162,3 +162,37 @@ def _parse_sse(text: str) -> list[dict[str, Any]]:
                 }
             )
     return events
+
+
+async def test_submission_publishes_the_versioned_submitted_fact(
+    aws: AwsClients, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_app(monkeypatch, platform) as (_, client):
+        job = (
+            await client.post("/jobs", json={"type": "work"}, headers=_auth(platform, "alice"))
+        ).json()
+    jobs = Jobs(aws, platform.env)
+    sqs = await aws.get("sqs")
+    facts = []
+    for _ in range(3):  # the queue holds the job message and the fact (own-facts rule)
+        received = await sqs.receive_message(
+            QueueUrl=await jobs.queue_url(), MaxNumberOfMessages=10, WaitTimeSeconds=2
+        )
+        facts += [
+            json.loads(m["Body"])
+            for m in received.get("Messages", [])
+            if "detail-type" in m["Body"]
+        ]
+        if facts:
+            break
+    [fact] = facts
+    assert fact["detail-type"] == "echo.job.submitted"
+    assert fact["detail"]["version"] == 1
+    assert fact["detail"]["data"] == {
+        "job_id": job["id"],
+        "job_type": "work",
+        "owner": "alice",
+        "state": "queued",
+        "attempts": 0,
+        "error": None,
+    }

@@ -309,6 +309,7 @@ class JobStore:
         *,
         remove: tuple[str, ...] = (),
         add: dict[str, int] | None = None,
+        if_missing: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """One conditional update; the new item, or None when the condition failed."""
         names: dict[str, str] = {}
@@ -319,6 +320,10 @@ class JobStore:
             values[f":s{i}"] = _serialize(_dynamo(value))
             clauses.append(f"#s{i} = :s{i}")
         expression = "SET " + ", ".join(clauses)
+        for i, (key, value) in enumerate((if_missing or {}).items()):
+            names[f"#m{i}"] = key
+            values[f":m{i}"] = _serialize(_dynamo(value))
+            expression += f", #m{i} = if_not_exists(#m{i}, :m{i})"
         for i, (key, amount) in enumerate((add or {}).items()):
             names[f"#a{i}"] = key
             values[f":a{i}"] = {"N": str(amount)}
@@ -376,19 +381,13 @@ class JobStore:
             "#state = :queued OR (#state = :running AND #lease_expires < :now)",
             {":queued": "queued", ":running": "running", ":now": time.time()},
             add={"runs": 1},
+            if_missing={"started_at": _iso(now)},
         )
         if raw is None:
             current = await self._get_raw(job_id)
             if current is None:
                 return StartResult(None, False)
             return StartResult(_job(current), False, float(current.get("lease_expires", 0)))
-        if "started_at" not in raw:
-            raw = (
-                await self._update(
-                    job_id, {"started_at": _iso(now)}, "#lease_owner = :w", {":w": worker}
-                )
-                or raw
-            )
         await self._event(job_id, "state", JobState.RUNNING, float(raw.get("progress", 0)), None)
         return StartResult(_job(raw), True, lease_expires)
 

@@ -226,12 +226,14 @@ class JobWorker:
                 (job.started_at - job.created_at).total_seconds(), {"type": job.type}
             )
         log.info("job started", extra={"type": job.type, "run": job.runs, "attempts": job.attempts})
-        await self._fact("started", job)
+        # The fact goes out beside the handler, not before it: dispatch does not wait on the bus.
+        started_fact = asyncio.create_task(self._fact("started", job))
         keepalive = asyncio.create_task(self._keepalive(run))
         try:
             await self._execute(job, run)
         finally:
             keepalive.cancel()
+            await started_fact
             if run.ctx is not None:
                 run.ctx.kill_children()
             self.runs.pop(job_id, None)
