@@ -95,6 +95,7 @@ class KitSettings(BaseSettings):
     retry_max_s: int = Field(
         default=900, ge=1, le=43_200, validation_alias=_kit("LONGHAUL_RETRY_MAX_S")
     )
+    max_takeovers: int = Field(default=5, ge=0, validation_alias=_kit("LONGHAUL_MAX_TAKEOVERS"))
     ecs_agent_uri: str | None = Field(default=None, validation_alias=_kit("ECS_AGENT_URI"))
     readiness_timeout_s: float = Field(
         default=2.0, gt=0, le=30, validation_alias=_kit("LONGHAUL_READINESS_TIMEOUT_S")

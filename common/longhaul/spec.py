@@ -34,7 +34,7 @@ class _Spec(BaseModel):
 class QueueSpec(_Spec):
     """The service's work queue and its dead-letter queue."""
 
-    visibility_timeout_s: int = Field(default=60, ge=0, le=43_200)
+    visibility_timeout_s: int = Field(default=60, ge=5, le=43_200)
     max_receive_count: int = Field(default=5, ge=1, le=1000)
     retention_s: int = Field(default=4 * 24 * 3600, ge=60, le=14 * 24 * 3600)
     dlq_retention_s: int = Field(default=14 * 24 * 3600, ge=60, le=14 * 24 * 3600)

@@ -311,3 +311,25 @@ async def test_task_is_protected_from_scale_in_while_busy_and_released_when_idle
         assert len(agent.requests) == 2
     finally:
         agent.close()
+
+
+async def test_job_that_kills_every_worker_ends_failed_in_the_dlq(
+    jobs: Jobs, platform: Platform, effects: Path, workers: list[Worker]
+) -> None:
+    job_id = await jobs.submit({"crash": True})
+    deaths = 0
+    deadline = time.monotonic() + 90
+    while (await jobs.get(job_id)).state is not JobState.FAILED:
+        assert time.monotonic() < deadline, "the job never gave up"
+        worker = Worker(platform, effects, f"w{deaths}", LONGHAUL_MAX_TAKEOVERS="1")
+        workers.append(worker)
+        while (
+            worker.process.poll() is None and (await jobs.get(job_id)).state is not JobState.FAILED
+        ):
+            await asyncio.sleep(0.2)
+        deaths += worker.process.poll() is not None
+    job = await jobs.get(job_id)
+    assert deaths == 2, "the first run and one takeover; the second takeover gives up"
+    assert job.takeovers == 2
+    assert job.error is not None
+    assert job.error.startswith("its worker died 2 times")

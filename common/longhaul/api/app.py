@@ -180,6 +180,7 @@ async def _background(
             reconcile_after_s=settings.reconcile_after_s,
             retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s,
+            max_takeovers=settings.max_takeovers,
         ),
     )
     worker: JobWorker = app.state.job_worker

@@ -86,7 +86,7 @@ async def redrive(sqs: Any, dlq_url: str, queue_url: str, store: JobStore | None
         if not batch:
             break
         # Copy first, delete after: a crash in between duplicates a message, never loses one.
-        await sqs.send_message_batch(
+        sent = await sqs.send_message_batch(
             QueueUrl=queue_url,
             Entries=[
                 {
@@ -101,13 +101,19 @@ async def redrive(sqs: Any, dlq_url: str, queue_url: str, store: JobStore | None
                 for i, m in enumerate(batch)
             ],
         )
-        await sqs.delete_message_batch(
-            QueueUrl=dlq_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
-            ],
-        )
-        moved += len(batch)
+        copied = {entry["Id"] for entry in sent.get("Successful", [])}
+        if copied:
+            await sqs.delete_message_batch(
+                QueueUrl=dlq_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(batch)
+                    if str(i) in copied
+                ],
+            )
+        moved += len(copied)
+        if sent.get("Failed"):
+            raise RuntimeError(f"{len(sent['Failed'])} message(s) not copied; they stay in the DLQ")
     return Redrive(moved=moved, jobs_reset=reset, method="copy")
 
 

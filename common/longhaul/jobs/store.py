@@ -188,18 +188,28 @@ class JobStore:
     async def stale(
         self, state: JobState, older_than: datetime, limit: int = 100
     ) -> list[dict[str, Any]]:
-        """Jobs in `state` not updated since `older_than` (for the reconciler)."""
-        response = await self._db.query(
-            TableName=self._table,
-            IndexName=STATE_INDEX,
-            KeyConditionExpression="GSI2PK = :state AND GSI2SK < :before",
-            ExpressionAttributeValues={
-                ":state": {"S": f"STATE#{state.value}"},
-                ":before": {"S": _iso(older_than)},
-            },
-            Limit=limit,
-        )
-        return [_from_item(item) for item in response.get("Items", [])]
+        """Up to `limit` jobs in `state` not updated since `older_than` (for the reconciler)."""
+        found: list[dict[str, Any]] = []
+        start: dict[str, Any] | None = None
+        while len(found) < limit:
+            arguments: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": STATE_INDEX,
+                "KeyConditionExpression": "GSI2PK = :state AND GSI2SK < :before",
+                "ExpressionAttributeValues": {
+                    ":state": {"S": f"STATE#{state.value}"},
+                    ":before": {"S": _iso(older_than)},
+                },
+                "Limit": limit - len(found),
+            }
+            if start:
+                arguments["ExclusiveStartKey"] = start
+            response = await self._db.query(**arguments)
+            found += [_from_item(item) for item in response.get("Items", [])]
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                break
+        return found
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -378,8 +388,8 @@ class JobStore:
         raw = await self._update(
             job_id,
             sets,
-            "#state = :queued OR (#state = :running AND #lease_expires < :now)",
-            {":queued": "queued", ":running": "running", ":now": time.time()},
+            "#state = :queued",
+            {":queued": "queued"},
             add={"runs": 1},
             if_missing={"started_at": _iso(now)},
         )
@@ -387,7 +397,26 @@ class JobStore:
             current = await self._get_raw(job_id)
             if current is None:
                 return StartResult(None, False)
-            return StartResult(_job(current), False, float(current.get("lease_expires", 0)))
+            expired = (
+                current["state"] == "running"
+                and float(current.get("lease_expires", 0)) < time.time()
+            )
+            if expired:
+                # Its worker died holding the lease: take over, and count it, so a job that
+                # kills every worker it runs on ends failed instead of looping.
+                raw = await self._update(
+                    job_id,
+                    sets,
+                    "#state = :running AND #lease_owner = :previous AND #lease_expires < :now",
+                    {
+                        ":running": "running",
+                        ":previous": current.get("lease_owner"),
+                        ":now": time.time(),
+                    },
+                    add={"runs": 1, "takeovers": 1},
+                )
+            if raw is None:
+                return StartResult(_job(current), False, float(current.get("lease_expires", 0)))
         await self._event(job_id, "state", JobState.RUNNING, float(raw.get("progress", 0)), None)
         return StartResult(_job(raw), True, lease_expires)
 
@@ -448,6 +477,7 @@ class JobStore:
     ) -> Job | None:
         """Give the job back to the queue (shutdown, or a retry after a failure)."""
         sets = self._state_fields(JobState.QUEUED, _now(), job_id)
+        sets["enqueued_at"] = _iso(_now())  # its message stays on the queue, delayed or not
         if error is not None:
             sets["error"] = error
         raw = await self._update(
@@ -525,7 +555,12 @@ class JobStore:
         """Give a failed job a fresh set of attempts (a DLQ redrive)."""
         raw = await self._update(
             job_id,
-            {**self._state_fields(JobState.QUEUED, _now(), job_id), "attempts": 0},
+            {
+                **self._state_fields(JobState.QUEUED, _now(), job_id),
+                "attempts": 0,
+                "takeovers": 0,
+                "enqueued_at": _iso(_now()),
+            },
             "#state = :failed",
             {":failed": "failed"},
             remove=("finished_at", "error"),
@@ -546,6 +581,7 @@ class JobStore:
             "#state = :running AND #lease_expires < :now",
             {":running": "running", ":now": time.time()},
             remove=("lease_owner", "lease_expires"),
+            add={"takeovers": 1},
         )
         return raw is not None
 

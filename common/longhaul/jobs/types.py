@@ -40,6 +40,7 @@ class Job(BaseModel):
     message: str | None = None
     attempts: int = Field(default=0, description="failed attempts so far")
     runs: int = Field(default=0, description="times a worker started it")
+    takeovers: int = Field(default=0, description="runs whose worker died holding the lease")
     cancel_requested: bool = False
     created_at: datetime
     updated_at: datetime

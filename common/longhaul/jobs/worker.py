@@ -47,6 +47,7 @@ _queue_wait = meter().create_histogram(
 )
 
 MAX_VISIBILITY_S = 43_200
+DEFAULT_ATTEMPTS = 3  # for a job whose type this worker does not know
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,14 @@ class WorkerConfig:
     reconcile_after_s: float = 60.0
     retry_base_s: int = 5
     retry_max_s: int = 900
+    max_takeovers: int = 5  # runs that ended with their worker dead before the job is failed
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_interval_s * 2 > self.visibility_s:
+            raise ValueError(
+                f"heartbeat every {self.heartbeat_interval_s}s cannot keep a "
+                f"{self.visibility_s}s visibility timeout; use at most half of it"
+            )
 
     @property
     def heartbeat_interval_s(self) -> float:
@@ -74,6 +83,7 @@ class WorkerConfig:
 class _Run:
     job_id: str
     receipt: str
+    lease: str  # this run's own lease token: fences even another run of this process
     ctx: JobContext | None = None
     task: asyncio.Task[Any] | None = None
     reason: str | None = None  # why the handler task was cancelled: cancel|shutdown|lease|timeout
@@ -111,6 +121,8 @@ class JobWorker:
         self.runs: dict[str, _Run] = {}
         self._slots = asyncio.Semaphore(config.concurrency)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False  # shutdown asked for checkpoints
+        self._releasing = False  # shutdown's deadline: no new handler may start
 
     # -- main loop -----------------------------------------------------------------------
 
@@ -150,7 +162,8 @@ class JobWorker:
                 failures += 1
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))
                 log.warning("receive failed; retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
                 continue
             failures = 0
             jobs = [(m, parse_job_message(m["Body"])) for m in messages]
@@ -211,14 +224,23 @@ class JobWorker:
 
     async def _attempt(self, message: dict[str, Any], job_id: str) -> None:
         receipt = message["ReceiptHandle"]
-        started = await self.store.start(job_id, self.worker_id, self.config.visibility_s)
+        lease = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
+        started = await self.store.start(job_id, lease, self.config.visibility_s)
         if not started.started:
             await self._not_started(job_id, receipt, started.job, started.lease_expires)
             return
         job = started.job
         assert job is not None
-        run = _Run(job_id, receipt)
+        run = _Run(job_id, receipt, lease)
         self.runs[job_id] = run
+        try:
+            await self._run(job, run)
+        finally:
+            if self.runs.get(job_id) is run:
+                self.runs.pop(job_id)
+            run.done.set()
+
+    async def _run(self, job: Job, run: _Run) -> None:
         await self.protection.acquire()
         _started.add(1, {"service": self.service, "type": job.type})
         if job.runs == 1 and job.started_at is not None:
@@ -230,14 +252,19 @@ class JobWorker:
         started_fact = asyncio.create_task(self._fact("started", job))
         keepalive = asyncio.create_task(self._keepalive(run))
         try:
-            await self._execute(job, run)
+            if job.takeovers > self.config.max_takeovers:
+                reason = (
+                    f"its worker died {job.takeovers} times while running it "
+                    "(a crash, out of memory, or an event loop blocked past the lease)"
+                )
+                await self._fail(job, run, reason, dlq=True)
+            else:
+                await self._execute(job, run)
         finally:
             keepalive.cancel()
             await started_fact
             if run.ctx is not None:
                 run.ctx.kill_children()
-            self.runs.pop(job_id, None)
-            run.done.set()
             await self.protection.release()
 
     async def _not_started(
@@ -257,26 +284,33 @@ class JobWorker:
             await self._visibility(receipt, wait)
 
     async def _execute(self, job: Job, run: _Run) -> None:
+        # Unknown types and payloads this worker cannot read are retried and end in the DLQ,
+        # not deleted: in a rolling deploy the API may be newer than this worker, and a
+        # redrive after the deploy runs them.
         job_type = self.types.get(job.type)
         if job_type is None:
-            await self._fail(job, run, f"unknown job type {job.type!r}", dlq=False)
+            await self._failed_attempt(job, run, DEFAULT_ATTEMPTS, f"unknown job type {job.type!r}")
             return
         try:
             payload = job_type.payload.model_validate(job.payload)
         except ValidationError as exc:
-            await self._fail(
-                job, run, f"invalid payload: {exc.errors(include_url=False)}", dlq=False
-            )
+            reason = f"invalid payload: {exc.errors(include_url=False)}"
+            await self._failed_attempt(job, run, job_type.max_attempts, reason)
             return
         resume = await self.store.checkpoint_of(job.id) if job.runs > 1 else None
         run.ctx = JobContext(
             job_id=job.id,
             attempt=job.attempts + 1,
-            worker=self.worker_id,
+            worker=run.lease,
             store=self.store,
             resume=resume,
             log=logging.getLogger(f"longhaul.jobs.{job.type}"),
         )
+        if self._releasing:  # shutdown's deadline came while this run was starting
+            await self._release(job, run)
+            return
+        if self._stopping:
+            run.ctx.stop()
         run.task = asyncio.create_task(job_type.handler(payload, run.ctx))
         timeout = job_type.timeout_s
         try:
@@ -312,9 +346,7 @@ class JobWorker:
             )
             return
         result = output.model_dump(mode="json") if isinstance(output, BaseModel) else (output or {})
-        finished = await self.store.finish(
-            job.id, self.worker_id, JobState.SUCCEEDED, result=result
-        )
+        finished = await self.store.finish(job.id, run.lease, JobState.SUCCEEDED, result=result)
         if finished is None:
             log.warning("lease lost before the result was written; another worker will redo it")
             return
@@ -327,10 +359,10 @@ class JobWorker:
         ctx_cancelled = run.ctx is not None and run.ctx.cancelled
         if isinstance(exc, JobCancelled) or run.reason == "cancel" or ctx_cancelled:
             finished = await self.store.finish(
-                job.id, self.worker_id, JobState.CANCELLED, error="cancelled"
+                job.id, run.lease, JobState.CANCELLED, error="cancelled"
             )
-            await self._delete(run.receipt)
             if finished is not None:
+                await self._delete(run.receipt)
                 self._ended(finished)
                 log.info("job cancelled")
                 await self._fact("cancelled", finished)
@@ -340,7 +372,7 @@ class JobWorker:
             await self._release(job, run)
 
     async def _release(self, job: Job, run: _Run) -> None:
-        await self.store.release(job.id, self.worker_id)
+        await self.store.release(job.id, run.lease)
         await self._visibility(
             run.receipt, 0
         )  # another worker resumes it now, not after the timeout
@@ -357,9 +389,7 @@ class JobWorker:
                 failed_attempt=True,
             )
             return
-        released = await self.store.release(
-            job.id, self.worker_id, error=reason, failed_attempt=True
-        )
+        released = await self.store.release(job.id, run.lease, error=reason, failed_attempt=True)
         if released is None:
             return
         delay = self.backoff_s(attempts)
@@ -383,7 +413,7 @@ class JobWorker:
         self, job: Job, run: _Run, reason: str, *, dlq: bool, failed_attempt: bool = False
     ) -> None:
         finished = await self.store.finish(
-            job.id, self.worker_id, JobState.FAILED, error=reason, failed_attempt=failed_attempt
+            job.id, run.lease, JobState.FAILED, error=reason, failed_attempt=failed_attempt
         )
         if finished is None:
             return
@@ -401,35 +431,54 @@ class JobWorker:
         await self._delete(receipt)
 
     async def _keepalive(self, run: _Run) -> None:
-        """Renew the lease and the message's invisibility; watch for a cancel request."""
-        next_beat = time.monotonic() + self.config.heartbeat_interval_s
+        """Renew the lease (then the message's invisibility, best effort) and watch for a
+        cancel request. If the lease cannot be renewed before it expires, stop the run: by
+        then another worker may own the job."""
+        interval = self.config.heartbeat_interval_s
+        next_beat = time.monotonic() + interval
+        lease_until = time.monotonic() + self.config.visibility_s
         while True:
             await asyncio.sleep(self.config.cancel_poll_s)
+            cancel = False
             try:
                 cancel = await self.store.cancel_requested(run.job_id)
                 if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + self.config.heartbeat_interval_s
-                    await self._visibility(run.receipt, self.config.visibility_s)
+                    beat_at = time.monotonic()
                     cancel = (
-                        await self.store.heartbeat(
-                            run.job_id, self.worker_id, self.config.visibility_s
-                        )
+                        await self.store.heartbeat(run.job_id, run.lease, self.config.visibility_s)
                         or cancel
                     )
+                    lease_until = beat_at + self.config.visibility_s
+                    next_beat = beat_at + interval
+                    try:
+                        await self._visibility(run.receipt, self.config.visibility_s)
+                    except Exception as exc:  # the lease, not the message, fences the job
+                        log.warning("could not extend the message's visibility: %s", exc)
                     await self.protection.renew_if_due()
             except LeaseLost:
-                run.reason = "lease"
-                if run.task is not None:
-                    run.task.cancel()
+                self._stop_run(run, "lease")
                 return
-            except Exception as exc:  # a missed beat is retried at the next one
-                log.warning("heartbeat failed: %s", exc)
+            except Exception as exc:
+                log.warning("heartbeat failed; trying again shortly: %s", exc)
+                next_beat = time.monotonic()  # at the next tick, not a whole interval later
+                if time.monotonic() >= lease_until:
+                    log.error("lease expired without a heartbeat; stopping the run")
+                    self._stop_run(run, "lease")
+                    return
                 continue
             if cancel and run.ctx is not None and not run.ctx.cancelled:
                 run.reason = "cancel"
                 run.ctx.cancel()  # kills child processes at once
                 if run.task is not None:
                     run.task.cancel()
+
+    @staticmethod
+    def _stop_run(run: _Run, reason: str) -> None:
+        run.reason = reason
+        if run.ctx is not None:
+            run.ctx.kill_children()
+        if run.task is not None:
+            run.task.cancel()
 
     # -- shutdown ------------------------------------------------------------------------
 
@@ -440,6 +489,7 @@ class JobWorker:
             return
         deadline = time.monotonic() + self.config.shutdown_deadline_s
         log.info("shutting down", extra={"running": sorted(self.runs)})
+        self._stopping = True
         for run in list(self.runs.values()):
             if run.ctx is not None:
                 run.ctx.stop()
@@ -448,12 +498,9 @@ class JobWorker:
         pending = set(self._tasks)
         if pending:
             await asyncio.wait(pending, timeout=max(0.0, grace - time.monotonic()))
+        self._releasing = True
         for run in list(self.runs.values()):
-            run.reason = run.reason or "shutdown"
-            if run.ctx is not None:
-                run.ctx.kill_children()
-            if run.task is not None:
-                run.task.cancel()
+            self._stop_run(run, run.reason or "shutdown")
         pending = set(self._tasks)
         if pending:
             await asyncio.wait(pending, timeout=max(0.1, deadline - time.monotonic()))

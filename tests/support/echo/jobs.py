@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ class WorkPayload(BaseModel):
     fail_always: bool = False
     non_retryable: bool = False
     fail_while: str | None = Field(default=None, description="fail while this file exists")
+    crash: bool = Field(default=False, description="SIGKILL the worker running it")
 
 
 class Effects:
@@ -80,6 +82,8 @@ async def work(payload: WorkPayload, ctx: JobContext) -> dict[str, int]:
     effects = Effects(ctx.job_id)
     step = int((ctx.resume or {}).get("next", 0))
     effects.record("start", attempt=ctx.attempt, resume=step)
+    if payload.crash:
+        os.kill(os.getpid(), signal.SIGKILL)
     if payload.non_retryable:
         raise NonRetryable("asked to fail for good")
     blocked = payload.fail_while is not None and Path(payload.fail_while).exists()
