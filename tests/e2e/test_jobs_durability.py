@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +57,10 @@ async def test_job_runs_to_success_and_records_its_result(
     assert job.runs == 1
     records = effects_of(effects, job_id)
     assert [r["kind"] for r in records] == ["start", "step", "step", "step", "done"]
+    lines = [json.loads(line) for line in workers[0].log().splitlines() if line.startswith("{")]
+    succeeded = [line for line in lines if line["message"] == "job succeeded"]
+    assert succeeded[0]["job_id"] == job_id, "the worker's log lines carry the job id"
+    assert succeeded[0]["role"] == "worker"
 
 
 async def test_kill_9_mid_job_another_worker_finishes_from_the_checkpoint_once(

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from longhaul.aws.clients import AwsClients
 from tests.conftest import Platform
@@ -117,7 +118,7 @@ async def test_cursor_pagination_over_250_jobs_returns_each_once_newest_first(
 
 
 async def test_event_stream_follows_the_job_to_its_end_and_resumes_from_last_event_id(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, metric_reader: InMemoryMetricReader
 ) -> None:
     alice = _auth(platform, "alice")
     overrides = {"LONGHAUL_POLL_WAIT_S": "1", "LONGHAUL_CANCEL_POLL_S": "0.3"}
@@ -143,6 +144,25 @@ async def test_event_stream_follows_the_job_to_its_end_and_resumes_from_last_eve
     assert states[-1] == ("state", "succeeded")
     assert [e["data"]["progress"] for e in events if e["event"] == "progress"][-1] == 1.0
     assert _parse_sse(resumed.text) == events[2:]
+    # The business metrics of the run, from the in-process OpenTelemetry reader.
+    recorded = _metric_names(metric_reader)
+    assert {
+        "longhaul.jobs.submitted",
+        "longhaul.jobs.started",
+        "longhaul.jobs.finished",
+        "longhaul.jobs.duration",
+        "longhaul.jobs.queue_wait",
+    } <= recorded
+
+
+def _metric_names(reader: InMemoryMetricReader) -> set[str]:
+    data = reader.get_metrics_data()
+    return {
+        metric.name
+        for resource in (data.resource_metrics if data else [])
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
 
 
 def _parse_sse(text: str) -> list[dict[str, Any]]:
