@@ -119,7 +119,8 @@ class JobWorker:
         self.config = config
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runs: dict[str, _Run] = {}
-        self._slots = asyncio.Semaphore(config.concurrency)
+        self._free = config.concurrency  # job slots not taken
+        self._slot_freed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False  # shutdown asked for checkpoints
         self._releasing = False  # shutdown's deadline: no new handler may start
@@ -139,14 +140,16 @@ class JobWorker:
     async def _poll(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
-            slot = asyncio.ensure_future(self._slots.acquire())  # receive only with a free slot
-            stopping = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({slot, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if not slot.done():
+            if self._free == 0:  # receive only with a free slot
+                self._slot_freed.clear()
+                slot = asyncio.ensure_future(self._slot_freed.wait())
+                stopping = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({slot, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 slot.cancel()
-                break
-            free = 1 + sum(1 for _ in range(9) if self._try_acquire())
+                stopping.cancel()
+                continue
+            free = min(10, self._free)  # SQS returns at most 10 a receive
+            self._free -= free
             receive = asyncio.ensure_future(self._receive(free))
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -180,16 +183,10 @@ class JobWorker:
                 except Exception:
                     log.exception("settling event messages failed")
 
-    def _try_acquire(self) -> bool:
-        if self._slots.locked():
-            return False
-        # Semaphore.acquire() would not block here, but it is a coroutine; take it directly.
-        self._slots._value -= 1
-        return True
-
     def _give_back(self, count: int) -> None:
-        for _ in range(max(0, count)):
-            self._slots.release()
+        if count > 0:
+            self._free += count
+            self._slot_freed.set()
 
     async def _receive(self, count: int) -> list[dict[str, Any]]:
         response = await self.sqs.receive_message(
@@ -220,7 +217,7 @@ class JobWorker:
         except Exception:
             log.exception("job runtime error; the message will come back")
         finally:
-            self._slots.release()
+            self._give_back(1)
 
     async def _attempt(self, message: dict[str, Any], job_id: str) -> None:
         receipt = message["ReceiptHandle"]
