@@ -480,6 +480,18 @@ class JobStore:
         sets["enqueued_at"] = _iso(_now())  # its message stays on the queue, delayed or not
         if error is not None:
             sets["error"] = error
+        return await self._hand_back(job_id, worker, JobState.QUEUED, sets, error, failed_attempt)
+
+    async def _hand_back(
+        self,
+        job_id: str,
+        worker: str,
+        state: JobState,
+        sets: dict[str, Any],
+        error: str | None,
+        failed_attempt: bool,
+    ) -> Job | None:
+        """The lease holder gives the job up: to `state`, with its history entry."""
         raw = await self._update(
             job_id,
             sets,
@@ -490,7 +502,7 @@ class JobStore:
         )
         if raw is None:
             return None
-        await self._event(job_id, "state", JobState.QUEUED, float(raw.get("progress", 0)), error)
+        await self._event(job_id, "state", state, float(raw.get("progress", 0)), error)
         return _job(raw)
 
     async def finish(
@@ -512,18 +524,7 @@ class JobStore:
             sets["progress"] = 1.0
         if error is not None:
             sets["error"] = error
-        raw = await self._update(
-            job_id,
-            sets,
-            "#state = :running AND #lease_owner = :w",
-            {":running": "running", ":w": worker},
-            remove=("lease_owner", "lease_expires"),
-            add={"attempts": 1} if failed_attempt else None,
-        )
-        if raw is None:
-            return None
-        await self._event(job_id, "state", state, float(raw.get("progress", 0)), error)
-        return _job(raw)
+        return await self._hand_back(job_id, worker, state, sets, error, failed_attempt)
 
     async def cancel(self, job_id: str, owner: str) -> Job:
         """Cancel a queued job at once, or ask a running one to stop."""

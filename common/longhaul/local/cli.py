@@ -146,7 +146,7 @@ dlq = typer.Typer(
 app.add_typer(dlq, name="dlq")
 
 
-def _dlq_target(name: str, env: str, extra: list[str]) -> tuple[str, str]:
+def _dlq_names(name: str, env: str, extra: list[str]) -> ResourceNames:
     specs = {spec.name: spec for spec in discover(tuple(extra))}
     if name not in specs:
         raise typer.BadParameter(
@@ -155,16 +155,25 @@ def _dlq_target(name: str, env: str, extra: list[str]) -> tuple[str, str]:
     names = ResourceNames.of(specs[name], env)
     if names.queue is None or names.dlq is None:
         raise typer.BadParameter(f"service {name!r} declares no queue")
-    return names.queue, names.dlq
+    return names
 
 
-async def _urls(aws: AwsClients, queue: str, dlq_name: str) -> tuple[Any, str, str]:
-    sqs = await aws.get("sqs")
-    return (
-        sqs,
-        (await sqs.get_queue_url(QueueName=queue))["QueueUrl"],
-        (await sqs.get_queue_url(QueueName=dlq_name))["QueueUrl"],
-    )
+def _with_service_aws(
+    names: ResourceNames, region: str, work: Callable[[Any, str, str, AwsClients], Awaitable[T]]
+) -> T:
+    """Run `work(sqs, queue_url, dlq_url, aws)` with clients from the ordinary credential chain."""
+
+    async def run() -> T:
+        aws = AwsClients(region)
+        try:
+            sqs = await aws.get("sqs")
+            queue_url = (await sqs.get_queue_url(QueueName=names.queue))["QueueUrl"]
+            dlq_url = (await sqs.get_queue_url(QueueName=names.dlq))["QueueUrl"]
+            return await work(sqs, queue_url, dlq_url, aws)
+        finally:
+            await aws.close()
+
+    return asyncio.run(run())
 
 
 @dlq.command("list")
@@ -177,17 +186,10 @@ def dlq_list(
     """Print the DLQ's messages as JSON lines (they stay in the DLQ)."""
     from longhaul.jobs.dlq import describe, peek
 
-    queue, dlq_name = _dlq_target(name, env, service)
+    async def work(sqs: Any, queue_url: str, dlq_url: str, aws: AwsClients) -> list[dict[str, Any]]:
+        return [describe(m) for m in await peek(sqs, dlq_url)]
 
-    async def run() -> list[dict[str, Any]]:
-        aws = AwsClients(region)
-        try:
-            sqs, _, dlq_url = await _urls(aws, queue, dlq_name)
-            return [describe(m) for m in await peek(sqs, dlq_url)]
-        finally:
-            await aws.close()
-
-    for row in asyncio.run(run()):
+    for row in _with_service_aws(_dlq_names(name, env, service), region, work):
         typer.echo(json.dumps(row))
 
 
@@ -202,29 +204,17 @@ def dlq_redrive(
     from longhaul.jobs.dlq import redrive
     from longhaul.jobs.store import JobStore
 
-    specs = {spec.name: spec for spec in discover(tuple(service))}
-    queue, dlq_name = _dlq_target(name, env, service)
-    names = ResourceNames.of(specs[name], env)
+    names = _dlq_names(name, env, service)
 
-    async def run() -> Any:
-        aws = AwsClients(region)
-        try:
-            sqs, queue_url, dlq_url = await _urls(aws, queue, dlq_name)
-            store = (
-                JobStore(
-                    await aws.get("dynamodb"),
-                    names.table,
-                    s3=await aws.get("s3"),
-                    bucket=names.bucket,
-                )
-                if names.table
-                else None
+    async def work(sqs: Any, queue_url: str, dlq_url: str, aws: AwsClients) -> Any:
+        store = None
+        if names.table:
+            store = JobStore(
+                await aws.get("dynamodb"), names.table, s3=await aws.get("s3"), bucket=names.bucket
             )
-            return await redrive(sqs, dlq_url, queue_url, store)
-        finally:
-            await aws.close()
+        return await redrive(sqs, dlq_url, queue_url, store)
 
-    result = asyncio.run(run())
+    result = _with_service_aws(names, region, work)
     typer.echo(
         f"moved {result.moved} message(s) by {result.method}; {len(result.jobs_reset)} job(s) reset"
     )
