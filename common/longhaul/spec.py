@@ -50,6 +50,21 @@ class RuleSpec(_Spec):
     name: str = Field(pattern=_SLUG)
     pattern: dict[str, Any]
     bus: Literal["platform", "default"] = "platform"
+    own_bucket: bool = Field(
+        default=False,
+        description="match only S3 events of the service's own bucket (its name is added "
+        "to the pattern where the environment is known)",
+    )
+
+    def pattern_for(self, bucket: str | None) -> dict[str, Any]:
+        """The event pattern in an environment where the service's bucket is `bucket`."""
+        if not self.own_bucket:
+            return self.pattern
+        if bucket is None:
+            raise ValueError(f"rule {self.name!r} matches the service's bucket, but it has none")
+        detail = dict(self.pattern.get("detail", {}))
+        detail["bucket"] = {"name": [bucket]}
+        return {**self.pattern, "detail": detail}
 
     @field_validator("pattern")
     @classmethod
@@ -140,6 +155,8 @@ class ServiceSpec(_Spec):
         names = [rule.name for rule in self.rules]
         if len(names) != len(set(names)):
             raise ValueError(f"service {self.name!r} declares a rule name twice")
+        if any(rule.own_bucket for rule in self.rules) and self.bucket is None:
+            raise ValueError(f"service {self.name!r} has a rule on its own bucket but no bucket")
         secrets = [secret.name for secret in self.secrets]
         if len(secrets) != len(set(secrets)):
             raise ValueError(f"service {self.name!r} declares a secret twice")

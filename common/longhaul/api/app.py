@@ -24,6 +24,7 @@ from longhaul.jobs.queue import dlq_url_of
 from longhaul.jobs.registry import JobTypes
 from longhaul.jobs.routes import job_routes
 from longhaul.jobs.store import JobStore
+from longhaul.jobs.submit import JobResources
 from longhaul.jobs.worker import JobWorker, WorkerConfig
 from longhaul.spec import ServiceSpec
 
@@ -147,10 +148,11 @@ async def _background(
     """The queue consumer of the worker role: the job worker when the service runs jobs
     (it passes event messages to the consumer), the plain event consumer otherwise."""
     assert spec.queue is not None
+    router = events or EventRouter()
     consumer = SqsConsumer(
         app.state.sqs,
         app.state.queue_url,
-        events or EventRouter(),
+        router,
         wait_s=settings.poll_wait_s,
         concurrency=settings.consumer_concurrency,
     )
@@ -158,6 +160,16 @@ async def _background(
     if jobs is None:
         log.info("consuming", extra={"queue": settings.queue_name})
         return consumer
+    resources = JobResources(
+        service=spec.name,
+        settings=settings,
+        aws=aws,
+        publisher=app.state.publisher,
+        store=app.state.job_store,
+        sqs=app.state.sqs,
+        queue_url=app.state.queue_url,
+    )
+    router.resources = resources
     app.state.protection = TaskProtection(settings.ecs_agent_uri)
     app.state.job_worker = JobWorker(
         service=spec.name,
@@ -182,6 +194,7 @@ async def _background(
             retry_max_s=settings.retry_max_s,
             max_takeovers=settings.max_takeovers,
         ),
+        resources=resources,
     )
     worker: JobWorker = app.state.job_worker
     return worker

@@ -1,5 +1,6 @@
 """Events: the envelope, the registry of event models, publishing and consuming."""
 
+from longhaul.events.aws import S3ObjectCreated
 from longhaul.events.consumer import (
     BatchResult,
     Delivery,
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidEvent",
     "Outcome",
     "PublishError",
+    "S3ObjectCreated",
     "SqsConsumer",
     "UnknownEventType",
     "UnknownEventVersion",

@@ -30,6 +30,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from pydantic import ValidationError
 
+from longhaul.events.aws import aws_envelope, is_aws_event
 from longhaul.events.envelope import Envelope
 from longhaul.events.exceptions import UnknownEventType, UnknownEventVersion
 from longhaul.events.registry import Event, lookup
@@ -74,6 +75,7 @@ class Delivery(Generic[E]):
     envelope: Envelope
     event: E
     receive_count: int
+    resources: Any = None  # what the service hands its handlers (JobResources in a worker)
 
     @contextmanager
     def activate(self, name: str | None = None) -> Iterator[trace.Span]:
@@ -127,6 +129,7 @@ class EventRouter:
 
     def __init__(self) -> None:
         self._routes: dict[tuple[str, int], _Route] = {}
+        self.resources: Any = None  # set by the app: handed to handlers with each delivery
         self.unrouted: Counter[str] = Counter()  # reason -> count, also exported as a metric
 
     def on(self, model: type[E]) -> Callable[[Callable[[Delivery[E]], Awaitable[None]]], Any]:
@@ -174,6 +177,9 @@ class EventRouter:
     def _decode(self, message: dict[str, Any]) -> Envelope:
         """The envelope in an SQS message: EventBridge-wrapped, or sent straight to SQS."""
         document = json.loads(message["Body"])
+        if is_aws_event(document):
+            attribute = message.get("MessageAttributes", {}).get("correlation_id", {})
+            return aws_envelope(document, attribute.get("StringValue"))
         if isinstance(document, dict) and "detail-type" in document and "detail" in document:
             document = document["detail"]  # EventBridge rule target: the envelope is the detail
         if isinstance(document, dict) and "correlation_id" not in document:
@@ -218,7 +224,7 @@ class EventRouter:
                 self._count("no_handler", message, type=envelope.type, version=envelope.version)
                 outcome.delete.append(receipt)
                 continue
-            delivery = Delivery(message["MessageId"], envelope, data, count)
+            delivery = Delivery(message["MessageId"], envelope, data, count, self.resources)
             groups.setdefault(key, []).append((message, delivery))
 
         for key, items in groups.items():

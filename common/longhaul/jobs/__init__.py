@@ -7,11 +7,13 @@ from longhaul.jobs.exceptions import (
     JobError,
     JobInterrupted,
     JobNotFound,
+    JobParked,
     LeaseLost,
     NonRetryable,
 )
 from longhaul.jobs.registry import JobType, JobTypes
 from longhaul.jobs.store import JobStore
+from longhaul.jobs.submit import JobResources, submit_job
 from longhaul.jobs.types import TERMINAL, Job, JobEvent, JobMessage, JobState
 from longhaul.spec import GsiSpec, TableSpec
 
@@ -27,6 +29,8 @@ __all__ = [
     "JobInterrupted",
     "JobMessage",
     "JobNotFound",
+    "JobParked",
+    "JobResources",
     "JobState",
     "JobStore",
     "JobType",
@@ -34,6 +38,7 @@ __all__ = [
     "LeaseLost",
     "NonRetryable",
     "jobs_table",
+    "submit_job",
 ]
 
 

@@ -9,17 +9,23 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NoReturn
 
-from longhaul.jobs.exceptions import JobCancelled, JobInterrupted
+from longhaul.jobs.exceptions import JobCancelled, JobInterrupted, JobParked
+from longhaul.jobs.queue import enqueue
 from longhaul.jobs.store import JobStore
+from longhaul.jobs.submit import JobResources
+from longhaul.jobs.types import Job
+from longhaul.observability import context as log_context
 
 __all__ = ["JobContext"]
 
+CHILD_OWNER_PREFIX = "job:"  # child jobs are owned by their parent, never listed to a caller
 PROGRESS_EVERY_S = 0.5  # at most this often to the table; the last one always
+STDERR_TAIL_BYTES = 16 * 1024  # what run_process keeps of a child's stderr
 
 _spawn = multiprocessing.get_context("spawn")
 
@@ -45,8 +51,12 @@ class JobContext:
         store: JobStore,
         resume: Any,
         log: logging.Logger,
+        owner: str = "",
+        resources: JobResources | None = None,
     ) -> None:
         self.job_id = job_id
+        self.owner = owner
+        self.resources = resources
         self.attempt = attempt
         self.resume = resume  # the last checkpoint, or None on a first run
         self.log = log
@@ -79,6 +89,45 @@ class JobContext:
         self.resume = state
         if self._stopping.is_set():
             raise JobInterrupted(self.job_id)
+
+    # -- child jobs ---------------------------------------------------------------------
+
+    @property
+    def parent_id(self) -> str | None:
+        """The id of the job that spawned this one, if it is a child job."""
+        if self.owner.startswith(CHILD_OWNER_PREFIX):
+            return self.owner.removeprefix(CHILD_OWNER_PREFIX)
+        return None
+
+    async def spawn(self, job_type: str, payload: dict[str, Any], *, key: str) -> str:
+        """Submit a child job (any worker may run it) and return its id.
+
+        `key` names the child among its siblings: spawning the same key again, as a resumed
+        parent does, returns the first child instead of making a second. A child written
+        but not enqueued (a crash in between) is enqueued by the reconciler.
+        """
+        if self.resources is None:
+            raise RuntimeError("this context was built without resources; cannot spawn")
+        job, created = await self._store.submit(
+            owner=f"{CHILD_OWNER_PREFIX}{self.job_id}",
+            job_type=job_type,
+            payload=payload,
+            idempotency_key=key,
+            correlation_id=log_context.correlation_id(),
+        )
+        if created:
+            await enqueue(self.resources.sqs, self.resources.queue_url, job.id)
+            await self._store.mark_enqueued(job.id)
+        return job.id
+
+    async def jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        """The current state of the given jobs (consistent reads), in the same order."""
+        return list(await asyncio.gather(*(self._store.get(job_id) for job_id in job_ids)))
+
+    def park(self, delay_s: int, message: str | None = None) -> NoReturn:
+        """Stop here and run again from the last checkpoint in `delay_s` seconds, freeing
+        the worker's slot meanwhile: how a parent waits for its children."""
+        raise JobParked(self.job_id, delay_s, message)
 
     # -- cancellation and shutdown ------------------------------------------------------
 
@@ -148,20 +197,49 @@ class JobContext:
         return value
 
     async def run_process(
-        self, argv: Sequence[str], *, timeout_s: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        on_stdout_line: Callable[[str], Awaitable[None]] | None = None,
     ) -> tuple[int, bytes]:
         """Run a command (ffmpeg, a trainer) in its own process group; return its exit code
-        and stderr. Cancel, shutdown or the timeout kill the whole group."""
+        and the tail of its stderr. With `on_stdout_line`, each stdout line is handed to it as
+        it comes (ffmpeg's `-progress pipe:1`). Cancel, shutdown or the timeout kill the
+        whole group."""
         self.raise_if_cancelled()
         process = await asyncio.create_subprocess_exec(
             *argv,
-            stdout=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE if on_stdout_line else asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
         self._children.add(process)
+
+        async def drain_stderr() -> bytes:
+            assert process.stderr is not None
+            tail = b""
+            while chunk := await process.stderr.read(65536):
+                tail = (tail + chunk)[-STDERR_TAIL_BYTES:]
+            return tail
+
+        async def follow_stdout() -> None:
+            assert process.stdout is not None
+            assert on_stdout_line is not None
+            async for line in process.stdout:
+                await on_stdout_line(line.decode(errors="replace").rstrip("\n"))
+
+        async def run() -> bytes:
+            readers: list[Awaitable[Any]] = [drain_stderr()]
+            if on_stdout_line:
+                readers.append(follow_stdout())
+            stderr, *_ = await asyncio.gather(*readers)
+            await process.wait()
+            return bytes(stderr)
+
         try:
-            _, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
+            stderr = await asyncio.wait_for(run(), timeout_s)
         except TimeoutError:
             self.kill_children()
             await process.wait()

@@ -8,6 +8,7 @@ __all__ = [
     "JobError",
     "JobInterrupted",
     "JobNotFound",
+    "JobParked",
     "LeaseLost",
     "NonRetryable",
 ]
@@ -27,6 +28,16 @@ class JobCancelled(JobError):
 
 class JobInterrupted(JobError):
     """The worker is shutting down; the job was checkpointed and will resume elsewhere."""
+
+
+class JobParked(JobError):
+    """The job is waiting on others (its child jobs): hand it back to the queue, to be run
+    again from its checkpoint after `delay_s`, without counting an attempt."""
+
+    def __init__(self, job_id: str, delay_s: int, message: str | None = None) -> None:
+        super().__init__(job_id)
+        self.delay_s = delay_s
+        self.message = message
 
 
 class LeaseLost(JobError):

@@ -15,19 +15,15 @@ from sse_starlette.sse import EventSourceResponse
 
 from longhaul.api.deps import CallerDep, PublisherDep
 from longhaul.api.problems import Problem
-from longhaul.jobs.events import job_fact
 from longhaul.jobs.exceptions import IdempotencyConflict, JobNotFound
-from longhaul.jobs.queue import enqueue
 from longhaul.jobs.registry import JobTypes
 from longhaul.jobs.store import InvalidCursor, JobStore
+from longhaul.jobs.submit import publish_fact, submit_job
 from longhaul.jobs.types import TERMINAL, Job, JobState
-from longhaul.observability import context
-from longhaul.observability.tracing import meter
 
 __all__ = ["JobList", "SubmitJob", "job_routes"]
 
 log = logging.getLogger(__name__)
-_submitted = meter().create_counter("longhaul.jobs.submitted", description="Jobs accepted")
 
 SSE_POLL_S = 0.5
 
@@ -62,15 +58,6 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
     """The /jobs routes for `service`'s job types."""
     router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-    async def publish(fact: str, job: Job, publisher: Any) -> None:
-        model = job_fact(service, fact)
-        try:
-            await publisher.publish(
-                model(job_id=job.id, job_type=job.type, owner=job.owner, state=job.state.value)
-            )
-        except Exception as exc:  # the job is accepted either way; the fact is best effort
-            log.warning("could not publish %s.job.%s: %s", service, fact, exc)
-
     @router.post("", status_code=202, response_model=Job)
     async def submit(
         body: SubmitJob,
@@ -82,11 +69,11 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
         idempotency_key: IdempotencyKey = None,
     ) -> Job:
         """Accept a job; with an Idempotency-Key, a retry returns the first job."""
-        job_type = types.get(body.type)
+        job_type = types.public(body.type)
         if job_type is None:
-            raise Problem(422, f"unknown job type {body.type!r}", known_types=types.names)
+            raise Problem(422, f"unknown job type {body.type!r}", known_types=types.public_names)
         try:
-            payload = job_type.payload.model_validate(body.payload).model_dump(mode="json")
+            model = job_type.payload.model_validate(body.payload)
         except ValidationError as exc:
             raise RequestValidationError(
                 [
@@ -94,13 +81,20 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
                     for e in exc.errors(include_url=False)
                 ]
             ) from None
+        if job_type.admit is not None and not job_type.admit(model, caller.sub):
+            raise Problem(404, "the job's input does not exist or is not yours")
+        payload = model.model_dump(mode="json")
         try:
-            job, created = await store.submit(
+            job, created = await submit_job(
+                service=service,
+                store=store,
+                sqs=request.app.state.sqs,
+                queue_url=request.app.state.queue_url,
+                publisher=publisher,
                 owner=caller.sub,
                 job_type=body.type,
                 payload=payload,
                 idempotency_key=idempotency_key,
-                correlation_id=context.correlation_id(),
             )
         except IdempotencyConflict:
             raise Problem(
@@ -109,13 +103,6 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
         response.headers["Location"] = f"/jobs/{job.id}"
         if not created:
             response.headers["Idempotent-Replayed"] = "true"
-            return job
-        # Accepted means finished: if this process dies before the send, the reconciler
-        # finds the job queued without a message and enqueues it.
-        await enqueue(request.app.state.sqs, request.app.state.queue_url, job.id)
-        await store.mark_enqueued(job.id)
-        _submitted.add(1, {"service": service, "type": job.type})
-        await publish("submitted", job, publisher)
         return job
 
     @router.get("", response_model=JobList)
@@ -147,11 +134,15 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
     ) -> Job:
         """Cancel a queued job now, or ask a running one to stop (its state follows)."""
         try:
+            before = await store.get(job_id, caller.sub)
             job = await store.cancel(job_id, caller.sub)
         except JobNotFound:
             raise Problem(404, "no such job") from None
-        if job.state is JobState.CANCELLED and job.started_at is None:
-            await publish("cancelled", job, publisher)
+        if before.state is JobState.QUEUED and job.state is JobState.CANCELLED:
+            # Cancelled here, not by a worker: a queued job, or a parent parked on children.
+            await publish_fact(service, "cancelled", job, publisher)
+        if job.state is JobState.CANCELLED:
+            await store.cancel_children(job.id)
         return job
 
     @router.get("/{job_id}/events")

@@ -473,14 +473,24 @@ class JobStore:
             raise LeaseLost(job_id)
 
     async def release(
-        self, job_id: str, worker: str, *, error: str | None = None, failed_attempt: bool = False
+        self,
+        job_id: str,
+        worker: str,
+        *,
+        error: str | None = None,
+        failed_attempt: bool = False,
+        message: str | None = None,
     ) -> Job | None:
-        """Give the job back to the queue (shutdown, or a retry after a failure)."""
+        """Give the job back to the queue (shutdown, a parked parent, or a retry)."""
         sets = self._state_fields(JobState.QUEUED, _now(), job_id)
         sets["enqueued_at"] = _iso(_now())  # its message stays on the queue, delayed or not
         if error is not None:
             sets["error"] = error
-        return await self._hand_back(job_id, worker, JobState.QUEUED, sets, error, failed_attempt)
+        if message is not None:
+            sets["message"] = message
+        return await self._hand_back(
+            job_id, worker, JobState.QUEUED, sets, error or message, failed_attempt
+        )
 
     async def _hand_back(
         self,
@@ -551,6 +561,21 @@ class JobStore:
             job_id, {"cancel_requested": True}, "#state = :running", {":running": "running"}
         )
         return _job(raw) if raw is not None else await self.get(job_id, owner)
+
+    async def cancel_children(self, job_id: str) -> int:
+        """Cancel every unfinished child job `job_id` spawned; return how many."""
+        owner = f"job:{job_id}"
+        count = 0
+        cursor: str | None = None
+        while True:
+            page = await self.page(owner, limit=100, cursor=cursor)
+            for child in page.jobs:
+                if not child.terminal:
+                    await self.cancel(child.id, owner)
+                    count += 1
+            if page.cursor is None:
+                return count
+            cursor = page.cursor
 
     async def reset_failed(self, job_id: str) -> bool:
         """Give a failed job a fresh set of attempts (a DLQ redrive)."""

@@ -14,6 +14,7 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +23,18 @@ from pydantic import BaseModel, ValidationError
 from longhaul.events.consumer import SqsConsumer
 from longhaul.events.publisher import EventPublisher
 from longhaul.jobs.context import JobContext
-from longhaul.jobs.events import job_fact
-from longhaul.jobs.exceptions import JobCancelled, JobInterrupted, LeaseLost, NonRetryable
+from longhaul.jobs.exceptions import (
+    JobCancelled,
+    JobInterrupted,
+    JobParked,
+    LeaseLost,
+    NonRetryable,
+)
 from longhaul.jobs.protection import TaskProtection
 from longhaul.jobs.queue import enqueue, parse_job_message
 from longhaul.jobs.registry import JobTypes
 from longhaul.jobs.store import JobStore, timedelta_ago
+from longhaul.jobs.submit import JobResources, publish_fact
 from longhaul.jobs.types import Job, JobState
 from longhaul.observability import context
 from longhaul.observability.tracing import extract, meter, tracer
@@ -106,6 +113,7 @@ class JobWorker:
         events: SqsConsumer,
         protection: TaskProtection,
         config: WorkerConfig,
+        resources: JobResources | None = None,
     ) -> None:
         self.service = service
         self.types = types
@@ -117,6 +125,7 @@ class JobWorker:
         self.events = events
         self.protection = protection
         self.config = config
+        self.resources = resources
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.runs: dict[str, _Run] = {}
         self._free = config.concurrency  # job slots not taken
@@ -273,6 +282,8 @@ class JobWorker:
         elif job.terminal:
             log.info("job already %s; dropping the duplicate message", job.state)
             await self._delete(receipt)
+            if job.state is JobState.CANCELLED:  # cancelled while queued: no run saw its end
+                await self._on_end(job)
         else:
             # Running elsewhere: come back when that lease would have expired, to take over
             # if its worker died without this message's twin ever reappearing.
@@ -302,6 +313,8 @@ class JobWorker:
             store=self.store,
             resume=resume,
             log=logging.getLogger(f"longhaul.jobs.{job.type}"),
+            owner=job.owner,
+            resources=self.resources,
         )
         if self._releasing:  # shutdown's deadline came while this run was starting
             await self._release(job, run)
@@ -329,6 +342,9 @@ class JobWorker:
             return
         except JobInterrupted:
             await self._release(job, run)
+            return
+        except JobParked as exc:
+            await self._park(job, run, exc)
             return
         except LeaseLost:
             log.warning("lease lost; another worker owns the job now")
@@ -374,6 +390,13 @@ class JobWorker:
             run.receipt, 0
         )  # another worker resumes it now, not after the timeout
         log.info("job released for another worker to resume")
+
+    async def _park(self, job: Job, run: _Run, parked: JobParked) -> None:
+        released = await self.store.release(job.id, run.lease, message=parked.message)
+        if released is None:
+            return
+        await self._visibility(run.receipt, max(0, min(MAX_VISIBILITY_S, parked.delay_s)))
+        log.debug("job parked for %ss: %s", parked.delay_s, parked.message)
 
     async def _failed_attempt(self, job: Job, run: _Run, max_attempts: int, reason: str) -> None:
         attempts = job.attempts + 1
@@ -549,23 +572,39 @@ class JobWorker:
         )
 
     def _ended(self, job: Job) -> None:
+        if job.state is not JobState.SUCCEEDED:
+            self._background(self._cancel_children(job.id))
+        self._background(self._on_end(job))
         _finished.add(1, {"service": self.service, "type": job.type, "state": job.state.value})
         if job.finished_at is not None:
             _duration.record((job.finished_at - job.created_at).total_seconds(), {"type": job.type})
 
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` beside the job; shutdown waits for it like for a job."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_end(self, job: Job) -> None:
+        job_type = self.types.get(job.type)
+        if job_type is None or job_type.on_end is None:
+            return
+        try:
+            await job_type.on_end(job, self.resources)
+        except Exception:
+            log.exception("the job type's end hook failed")
+
+    async def _cancel_children(self, job_id: str) -> None:
+        """A parent that failed or was cancelled leaves no child running."""
+        try:
+            if count := await self.store.cancel_children(job_id):
+                log.info("cancelled %d child jobs", count)
+        except Exception as exc:
+            log.warning("could not cancel child jobs: %s", exc)
+
     async def _fact(self, fact: str, job: Job) -> None:
         """Publish `<service>.job.<fact>`; the bus being down never fails a job."""
-        model = job_fact(self.service, fact)
-        try:
-            await self.publisher.publish(
-                model(
-                    job_id=job.id,
-                    job_type=job.type,
-                    owner=job.owner,
-                    state=job.state.value,
-                    attempts=job.attempts,
-                    error=job.error,
-                )
-            )
-        except Exception as exc:
-            log.warning("could not publish %s.job.%s: %s", self.service, fact, exc)
+        job_type = self.types.get(job.type)
+        if job_type is not None and job_type.internal:
+            return  # a child job's life is its parent's business
+        await publish_fact(self.service, fact, job, self.publisher)

@@ -98,7 +98,9 @@ async def _service(
             except events.exceptions.ResourceNotFoundException:
                 created = True
             await events.put_rule(
-                Name=name, EventBusName=bus, EventPattern=json.dumps(rule.pattern)
+                Name=name,
+                EventBusName=bus,
+                EventPattern=json.dumps(rule.pattern_for(names.bucket)),
             )
             await events.put_targets(
                 Rule=name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}]

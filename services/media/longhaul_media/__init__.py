@@ -1,0 +1,1 @@
+"""Longhaul media: upload, probe and transcode video to an adaptive-bitrate ladder."""

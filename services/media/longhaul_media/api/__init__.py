@@ -1,0 +1,1 @@
+"""The media API: uploads, presets and a transcode's outputs (the job routes are the kit's)."""

@@ -1,0 +1,172 @@
+"""Uploads (presigned PUT or multipart), the presets, and a finished transcode's outputs."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from longhaul.api import CallerDep, Problem
+from longhaul.jobs import JobNotFound, JobState
+from longhaul_media.api.deps import BucketDep, MediaSettingsDep, S3Dep, StoreDep
+from longhaul_media.models import UploadCompleted, UploadPart, UploadRequest, UploadTicket
+from longhaul_media.presets import Preset, load_presets
+from longhaul_media.storage import safe_filename, upload_prefix
+from longhaul_media.worker.handlers import NO_TRANSCODE
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["media"])
+
+MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
+
+
+@router.get("/presets")
+async def presets() -> dict[str, Preset]:
+    """Every preset a transcode may name."""
+    return load_presets()
+
+
+@router.post("/uploads", status_code=201, response_model=UploadTicket)
+async def create_upload(
+    body: UploadRequest,
+    caller: CallerDep,
+    settings: MediaSettingsDep,
+    s3: S3Dep,
+    bucket: BucketDep,
+) -> UploadTicket:
+    """Where to upload a video: one presigned PUT, or presigned parts for a big file."""
+    content_type = body.content_type.lower().split(";")[0].strip()
+    if content_type not in settings.upload_content_types:
+        raise Problem(
+            415,
+            f"content type {body.content_type!r} is not accepted",
+            accepted=list(settings.upload_content_types),
+        )
+    if body.size > settings.max_upload_bytes:
+        raise Problem(
+            413,
+            f"the file is {body.size} bytes, over the limit of {settings.max_upload_bytes} bytes",
+            max_bytes=settings.max_upload_bytes,
+        )
+    upload_id = uuid.uuid4().hex
+    key = upload_prefix(caller.sub, upload_id) + safe_filename(body.filename)
+    metadata = {"longhaul-preset": body.preset or settings.default_preset}
+    if not body.transcode:
+        metadata["longhaul-transcode"] = NO_TRANSCODE
+    ttl = settings.upload_url_ttl_s
+    if body.size <= settings.multipart_threshold_bytes:
+        url = await s3.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": bucket,
+                "Key": key,
+                "ContentType": content_type,
+                "ContentLength": body.size,
+                "Metadata": metadata,
+            },
+            ExpiresIn=ttl,
+        )
+        headers = {"Content-Type": content_type, "Content-Length": str(body.size)}
+        headers |= {f"x-amz-meta-{k}": v for k, v in metadata.items()}
+        return UploadTicket(
+            upload_id=upload_id, key=key, method="PUT", url=url, headers=headers, expires_in_s=ttl
+        )
+    part_bytes = max(settings.multipart_part_bytes, math.ceil(body.size / MAX_PARTS))
+    count = math.ceil(body.size / part_bytes)
+    started = await s3.create_multipart_upload(
+        Bucket=bucket, Key=key, ContentType=content_type, Metadata=metadata
+    )
+    parts = [
+        UploadPart(
+            part_number=number,
+            url=await s3.generate_presigned_url(
+                "upload_part",
+                Params={
+                    "Bucket": bucket,
+                    "Key": key,
+                    "UploadId": started["UploadId"],
+                    "PartNumber": number,
+                },
+                ExpiresIn=ttl,
+            ),
+        )
+        for number in range(1, count + 1)
+    ]
+    return UploadTicket(
+        upload_id=upload_id,
+        key=key,
+        method="MULTIPART",
+        multipart_upload_id=started["UploadId"],
+        part_bytes=part_bytes,
+        parts=parts,
+        complete_url=f"/uploads/{upload_id}/complete",
+        expires_in_s=ttl,
+    )
+
+
+@router.post("/uploads/{upload_id}/complete")
+async def complete_upload(
+    upload_id: str,
+    body: UploadCompleted,
+    caller: CallerDep,
+    s3: S3Dep,
+    bucket: BucketDep,
+) -> dict[str, str]:
+    """Finish a multipart upload once every part is in."""
+    if not body.key.startswith(upload_prefix(caller.sub, upload_id)):
+        raise Problem(404, "no such upload")
+    try:
+        await s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key=body.key,
+            UploadId=body.multipart_upload_id,
+            MultipartUpload={
+                "Parts": [
+                    {"PartNumber": p.part_number, "ETag": p.etag}
+                    for p in sorted(body.parts, key=lambda p: p.part_number)
+                ]
+            },
+        )
+    except s3.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchUpload":
+            raise Problem(404, "no such upload") from None
+        if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
+            raise Problem(422, f"the parts do not complete the upload ({code})") from None
+        raise
+    return {"upload_id": upload_id, "key": body.key}
+
+
+@router.get("/jobs/{job_id}/outputs")
+async def outputs(
+    job_id: str,
+    caller: CallerDep,
+    store: StoreDep,
+    settings: MediaSettingsDep,
+    s3: S3Dep,
+    bucket: BucketDep,
+    urls: bool = Query(default=False, description="add short-lived presigned GET URLs"),
+) -> dict[str, Any]:
+    """A finished transcode's outputs, with presigned GET URLs on request."""
+    try:
+        job = await store.get(job_id, caller.sub)
+    except JobNotFound:
+        raise Problem(404, "no such job") from None
+    if job.state is not JobState.SUCCEEDED or not job.result:
+        raise Problem(409, f"the job is {job.state.value}; outputs exist once it succeeded")
+    result = dict(job.result)
+    if urls:
+        ttl = settings.output_url_ttl_s
+
+        async def sign(key: str) -> str:
+            url: str = await s3.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
+            )
+            return url
+
+        result["urls"] = {o["key"]: await sign(o["key"]) for o in result["outputs"]}
+        result["urls_expire_in_s"] = ttl
+    return result

@@ -1,0 +1,1 @@
+"""The media worker: the transcode and chunk job handlers, and the upload event handler."""

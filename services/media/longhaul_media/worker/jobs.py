@@ -1,0 +1,268 @@
+"""The transcode job and its chunks.
+
+A `transcode` runs in three steps, each resumable from its checkpoint:
+1. prepare: probe the upload, plan keyframe-aligned chunks, split the video into them
+   (stream copy), encode the audio once, put both under work/, spawn one `transcode-chunk`
+   job per chunk (any worker runs them, in parallel);
+2. wait: check the chunks, report their progress, and park (free the worker's slot) until
+   every chunk is done;
+3. stitch: concatenate each rendition's chunks with the audio (no re-encode), package HLS,
+   the MP4, the poster and the thumbnails, and upload them under outputs/.
+A worker killed at any point redoes at most the step or the chunks it had in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import time
+from pathlib import Path
+from typing import Any
+
+from longhaul.jobs import JobContext, JobResources, JobState, JobTypes, NonRetryable
+from longhaul_media.config import MediaSettings, ffmpeg_binary
+from longhaul_media.media.ffmpeg import (
+    audio_command,
+    encode_command,
+    progress_seconds,
+    split_command,
+)
+from longhaul_media.media.plan import forced_keyframes, ladder, plan_chunks, rung_of
+from longhaul_media.media.probe import Limits, probe
+from longhaul_media.models import (
+    Chunk,
+    ChunkPayload,
+    ChunkResult,
+    MediaInfo,
+    RungSize,
+    TranscodePayload,
+)
+from longhaul_media.presets import Preset
+from longhaul_media.storage import download, object_size, scratch, upload, work_prefix
+from longhaul_media.worker._utils import (
+    ENCODED,
+    PREPARED,
+    preset_named,
+    resources_of,
+    run_ffmpeg,
+    settings_of,
+    stderr_tail,
+)
+from longhaul_media.worker.ended import transcode_ended
+from longhaul_media.worker.stitch import stitch
+
+__all__ = ["jobs"]
+
+jobs = JobTypes()
+
+
+def owns(payload: TranscodePayload, owner: str) -> bool:
+    """Whether the source is one of `owner`'s uploads."""
+    return payload.key.startswith(f"uploads/{owner}/")
+
+
+@jobs.handler(
+    "transcode", payload=TranscodePayload, max_attempts=3, on_end=transcode_ended, admit=owns
+)
+async def transcode(payload: TranscodePayload, ctx: JobContext) -> dict[str, Any]:
+    """Probe, chunk, fan out, wait, stitch: an upload to an adaptive-bitrate ladder."""
+    if not owns(payload, ctx.owner):
+        raise NonRetryable("the source is not one of the caller's uploads")
+    preset = preset_named(payload.preset)
+    resources = resources_of(ctx)
+    settings = settings_of(resources)
+    state: dict[str, Any] = ctx.resume or {}
+    if state.get("phase") != "encoding":
+        state = await _prepare(payload, preset, ctx, resources, settings)
+        await ctx.checkpoint(state)
+    chunks = [Chunk.model_validate(c) for c in state["chunks"]]
+    children = await ctx.jobs(state["children"])
+    for chunk, child in zip(chunks, children, strict=True):
+        if child.state in (JobState.FAILED, JobState.CANCELLED):
+            raise NonRetryable(f"chunk {chunk.index} {child.state.value}: {child.error}")
+    total = sum(c.duration_s for c in chunks)
+    done = sum(
+        c.duration_s * (1.0 if j.state is JobState.SUCCEEDED else j.progress)
+        for c, j in zip(chunks, children, strict=True)
+    )
+    finished = sum(1 for j in children if j.state is JobState.SUCCEEDED)
+    if finished < len(children):
+        message = f"{finished} of {len(children)} chunks encoded"
+        fraction = round(PREPARED + (ENCODED - PREPARED) * done / total, 3)
+        if fraction != state.get("reported"):
+            await ctx.progress(fraction, message)
+            state = {**state, "reported": fraction}
+            await ctx.checkpoint(state)
+        ctx.park(settings.wait_poll_s, message)
+    await ctx.progress(ENCODED, "stitching")
+    result = await stitch(
+        ctx,
+        resources,
+        settings,
+        preset,
+        source_key=payload.key,
+        info=MediaInfo.model_validate(state["info"]),
+        chunks=chunks,
+        rungs=[RungSize.model_validate(r) for r in state["rungs"]],
+        has_audio=bool(state["audio"]),
+        preset_name=payload.preset,
+    )
+    return result.model_dump(mode="json")
+
+
+async def _prepare(
+    payload: TranscodePayload,
+    preset: Preset,
+    ctx: JobContext,
+    resources: JobResources,
+    settings: MediaSettings,
+) -> dict[str, Any]:
+    s3 = await resources.aws.get("s3")
+    bucket = str(resources.settings.bucket_name)
+    size = await object_size(s3, bucket, payload.key)
+    if size is None:
+        raise NonRetryable(f"the upload {payload.key} does not exist")
+    if size > settings.max_upload_bytes:
+        raise NonRetryable(
+            f"the file is {size} bytes, over the limit of {settings.max_upload_bytes} bytes"
+        )
+    ffmpeg = ffmpeg_binary(settings)
+    work = work_prefix(ctx.job_id)
+    with scratch(settings.scratch_dir, f"media-{ctx.job_id[:8]}-") as tmp:
+        source = await download(
+            s3, bucket, payload.key, tmp / ("source" + Path(payload.key).suffix)
+        )
+        limits = Limits(
+            max_bytes=settings.max_upload_bytes,
+            max_duration_s=settings.max_duration_s,
+            max_width=settings.max_width,
+            max_height=settings.max_height,
+            max_pixels=settings.max_pixels,
+        )
+        found = await ctx.run_in_child(probe, str(source), limits)
+        if "error" in found:
+            raise NonRetryable(found["error"])
+        info = MediaInfo.model_validate(found)
+        rungs = ladder(preset, info)
+        planned = plan_chunks(
+            found["keyframes_s"], info.duration_s, settings.chunk_min_s, settings.chunk_max_s
+        )
+        ctx.log.info(
+            "probed the source",
+            extra={
+                "duration_s": info.duration_s,
+                "size": f"{info.width}x{info.height}",
+                "rotation": info.rotation,
+                "chunks": len(planned),
+                "rungs": [r.name for r in rungs],
+            },
+        )
+        pieces = tmp / "chunks"
+        pieces.mkdir()
+        cuts = [c.start_s for c in planned[1:]]
+        await run_ffmpeg(ctx, split_command(ffmpeg, source, cuts, pieces), "splitting", settings)
+        chunks = _split_chunks(pieces / "chunks.csv", info.duration_s)
+        uploads = [
+            upload(s3, bucket, f"{work}src/{c.index:05d}.mkv", pieces / f"{c.index:05d}.mkv")
+            for c in chunks
+        ]
+        has_audio = info.audio_codec is not None
+        if has_audio:
+            audio = tmp / "audio.m4a"
+            await run_ffmpeg(
+                ctx, audio_command(ffmpeg, source, preset.audio, audio), "audio", settings
+            )
+            uploads.append(upload(s3, bucket, f"{work}audio.m4a", audio))
+        await asyncio.gather(*uploads)
+    sizes = [RungSize(name=r.name, width=r.width, height=r.height) for r in rungs]
+    children = [
+        await ctx.spawn(
+            "transcode-chunk",
+            ChunkPayload(
+                parent=ctx.job_id,
+                index=c.index,
+                start_s=c.start_s,
+                end_s=c.end_s,
+                preset=payload.preset,
+                rotation=info.rotation,
+                rungs=sizes,
+            ).model_dump(mode="json"),
+            key=f"chunk-{c.index:05d}",
+        )
+        for c in chunks
+    ]
+    await ctx.progress(PREPARED, f"encoding {len(chunks)} chunks")
+    return {
+        "phase": "encoding",
+        "info": info.model_dump(mode="json"),
+        "chunks": [c.model_dump(mode="json") for c in chunks],
+        "rungs": [s.model_dump(mode="json") for s in sizes],
+        "audio": has_audio,
+        "children": children,
+    }
+
+
+def _split_chunks(listing: Path, duration_s: float) -> list[Chunk]:
+    """The chunks as the segmenter actually cut them (its CSV: file, start, end)."""
+    with listing.open(newline="") as handle:
+        rows = [row for row in csv.reader(handle) if row]
+    chunks = []
+    for index, row in enumerate(rows):
+        start = float(row[1])
+        end = float(rows[index + 1][1]) if index + 1 < len(rows) else max(duration_s, float(row[2]))
+        chunks.append(Chunk(index=index, start_s=start, end_s=end))
+    if not chunks:
+        raise RuntimeError("splitting produced no chunks")
+    return chunks
+
+
+@jobs.handler("transcode-chunk", payload=ChunkPayload, max_attempts=3, internal=True)
+async def transcode_chunk(payload: ChunkPayload, ctx: JobContext) -> dict[str, Any]:
+    """Encode one chunk into every rung (video only), and put the results under work/."""
+    [parent] = await ctx.jobs([payload.parent])
+    if parent.terminal:
+        raise NonRetryable(f"its transcode is already {parent.state.value}")
+    preset = preset_named(payload.preset)
+    resources = resources_of(ctx)
+    settings = settings_of(resources)
+    s3 = await resources.aws.get("s3")
+    bucket = str(resources.settings.bucket_name)
+    work = work_prefix(payload.parent)
+    rungs = [rung_of(preset, r.name, r.width, r.height) for r in payload.rungs]
+    duration = max(0.001, payload.end_s - payload.start_s)
+    began = time.monotonic()
+
+    async def on_progress(line: str) -> None:
+        seconds = progress_seconds(line)
+        if seconds is not None:
+            await ctx.progress(min(0.99, seconds / duration), f"chunk {payload.index}")
+
+    with scratch(settings.scratch_dir, f"chunk-{payload.index}-") as tmp:
+        source = await download(s3, bucket, f"{work}src/{payload.index:05d}.mkv", tmp / "in.mkv")
+        outputs = [tmp / f"{r.name}.mp4" for r in rungs]
+        argv = encode_command(
+            ffmpeg_binary(settings),
+            source,
+            rungs,
+            preset,
+            payload.rotation,
+            forced_keyframes(payload.start_s, payload.end_s, preset.gop_s),
+            outputs,
+        )
+        try:
+            code, stderr = await ctx.run_process(
+                argv, timeout_s=settings.chunk_timeout_s, on_stdout_line=on_progress
+            )
+        except TimeoutError:
+            raise RuntimeError(
+                f"chunk {payload.index} took longer than {settings.chunk_timeout_s:.0f} s"
+            ) from None
+        if code != 0:
+            raise RuntimeError(f"encoding chunk {payload.index} failed: {stderr_tail(stderr)}")
+        keys = {r.name: f"{work}enc/{r.name}/{payload.index:05d}.mp4" for r in rungs}
+        await asyncio.gather(
+            *(upload(s3, bucket, keys[r.name], out) for r, out in zip(rungs, outputs, strict=True))
+        )
+    return ChunkResult(
+        index=payload.index, outputs=keys, encode_s=round(time.monotonic() - began, 3)
+    ).model_dump(mode="json")

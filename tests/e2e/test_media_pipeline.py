@@ -1,0 +1,224 @@
+"""The media service end to end: a caller's presigned upload, the S3 event on the bus, the
+transcode fanned out over real worker processes running real ffmpeg, and the outputs
+verified by probing them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import m3u8
+import pytest
+
+from longhaul.aws.clients import AwsClients
+from longhaul.jobs import JobState
+from tests.support.app import forge
+from tests.support.media import (
+    MediaPlatform,
+    MediaWorker,
+    children_of,
+    decodes,
+    make_clip,
+    media_api,
+    probe_streams,
+    provision_media,
+    store_of,
+    wait_for,
+)
+from tests.support.moto import MotoServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+@pytest.fixture
+def workers() -> Iterator[list[MediaWorker]]:
+    started: list[MediaWorker] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+async def listen(aws: AwsClients, platform: MediaPlatform) -> str:
+    """A queue that receives every media fact from the platform bus."""
+    sqs, events = await aws.get("sqs"), await aws.get("events")
+    url = (await sqs.create_queue(QueueName=f"{platform.env}-listener"))["QueueUrl"]
+    arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))["Attributes"][
+        "QueueArn"
+    ]
+    await events.put_rule(
+        Name=f"{platform.env}-listener",
+        EventBusName=platform.names.bus,
+        EventPattern=json.dumps({"source": ["longhaul.media"]}),
+    )
+    await events.put_targets(
+        Rule=f"{platform.env}-listener",
+        EventBusName=platform.names.bus,
+        Targets=[{"Id": "listener", "Arn": arn}],
+    )
+    return str(url)
+
+
+async def facts(
+    aws: AwsClients, url: str, wanted: str, timeout: float = 30
+) -> list[dict[str, Any]]:
+    """The media facts of type `wanted` received so far (waiting for at least one)."""
+    sqs = await aws.get("sqs")
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while not found and time.monotonic() < deadline:
+        response = await sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
+        for message in response.get("Messages", []):
+            envelope = json.loads(message["Body"])["detail"]
+            if envelope["type"] == wanted:
+                found.append(envelope)
+    return found
+
+
+def bearer(platform: MediaPlatform, sub: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {forge(platform.auth, sub=sub)}"}
+
+
+async def upload(
+    api: httpx.AsyncClient, headers: dict[str, str], clip: Path, **extra: Any
+) -> dict[str, Any]:
+    """Ask for a presigned PUT and upload `clip` with it, as a browser would."""
+    response = await api.post(
+        "/uploads",
+        json={
+            "filename": clip.name,
+            "content_type": "video/mp4",
+            "size": clip.stat().st_size,
+            **extra,
+        },
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    ticket: dict[str, Any] = response.json()
+    assert ticket["method"] == "PUT"
+    async with httpx.AsyncClient() as s3:
+        put = await s3.put(ticket["url"], content=clip.read_bytes(), headers=ticket["headers"])
+    assert put.status_code == 200, put.text
+    return ticket
+
+
+async def the_job(
+    api: httpx.AsyncClient, headers: dict[str, str], timeout: float = 30
+) -> dict[str, Any]:
+    """The caller's one job, once the upload's event has created it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = (await api.get("/jobs", headers=headers)).json()["jobs"]
+        if jobs:
+            assert len(jobs) == 1
+            return dict(jobs[0])
+        await asyncio.sleep(0.25)
+    raise AssertionError("the upload created no job")
+
+
+async def test_upload_is_transcoded_to_a_verified_ladder_that_only_its_owner_sees(
+    aws: AwsClients,
+    moto: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    workers: list[MediaWorker],
+) -> None:
+    platform = await provision_media(aws, moto.endpoint)
+    listener = await listen(aws, platform)
+    clip = make_clip(tmp_path / "holiday.mp4", size="1280x720", seconds=7, gop_s=1)
+    workers += [MediaWorker(platform, tmp_path, "a"), MediaWorker(platform, tmp_path, "b")]
+    alice, bob = bearer(platform, "alice"), bearer(platform, "bob")
+    async with media_api(monkeypatch, platform) as (_, api):
+        ticket = await upload(api, alice, clip, preset="fast")
+        assert ticket["key"].startswith("uploads/alice/")
+        job = await the_job(api, alice)
+        assert job["payload"] == {"key": ticket["key"], "preset": "fast"}
+        store = await store_of(aws, platform)
+        done = await wait_for(store, job["id"], JobState.SUCCEEDED, JobState.FAILED, timeout=180)
+        assert done.state is JobState.SUCCEEDED, done.error
+
+        # The chunks ran on both workers, each exactly once.
+        chunks = await children_of(store, done.id)
+        assert len(chunks) >= 3
+        assert all(c.state is JobState.SUCCEEDED and c.runs == 1 for c in chunks)
+
+        # Another caller sees neither the job nor its outputs; the owner gets both.
+        assert (await api.get(f"/jobs/{done.id}", headers=bob)).status_code == 404
+        assert (await api.get(f"/jobs/{done.id}/outputs", headers=bob)).status_code == 404
+        assert (await api.get("/jobs", headers=bob)).json()["jobs"] == []
+        response = await api.get(f"/jobs/{done.id}/outputs", params={"urls": "true"}, headers=alice)
+        assert response.status_code == 200, response.text
+        outputs = response.json()
+
+    result = done.result
+    assert result is not None
+    local = tmp_path / "outputs"
+    async with httpx.AsyncClient() as http:
+
+        async def fetch(key: str) -> Path:
+            url = outputs["urls"].get(key) or outputs["urls"][key]
+            path = local / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            got = await http.get(url)
+            assert got.status_code == 200, key
+            path.write_bytes(got.content)
+            return path
+
+        for output in outputs["outputs"]:
+            await fetch(output["key"])
+        base = local / f"outputs/{done.id}/hls"
+        # Segments are not listed one by one; fetch them from the bucket beside the playlists.
+        s3 = await aws.get("s3")
+        for rendition in result["renditions"]:
+            for index in range(rendition["segments"]):
+                key = f"outputs/{done.id}/hls/{rendition['name']}/seg_{index:05d}.ts"
+                body = await s3.get_object(Bucket=platform.names.bucket, Key=key)
+                path = local / key
+                path.write_bytes(await body["Body"].read())
+
+    source = probe_streams(clip)["duration"]
+    master = m3u8.load(str(base / "master.m3u8"))
+    assert master.is_variant
+    ladder = {p.uri.split("/")[0]: p.stream_info for p in master.playlists}
+    assert set(ladder) == {"720p", "480p", "360p"}  # never upscaled past the 720p source
+    expected = {"720p": (1280, 720), "480p": (854, 480), "360p": (640, 360)}
+    for name, info in ladder.items():
+        assert info.resolution == expected[name]
+        assert info.bandwidth > 0
+        assert info.codecs.startswith("avc1.")
+        assert info.codecs.endswith(",mp4a.40.2")
+        playlist = m3u8.load(str(base / name / "index.m3u8"))
+        assert playlist.is_endlist
+        assert playlist.playlist_type == "vod"
+        assert abs(sum(s.duration for s in playlist.segments) - source) <= 0.1, name
+        assert all(s.duration <= 6 + 0.5 for s in playlist.segments)
+        for segment in playlist.segments:
+            assert decodes(base / name / segment.uri), f"{name}/{segment.uri} does not decode"
+
+    mp4 = probe_streams(local / result["mp4"])
+    assert abs(mp4["duration"] - source) <= 0.1
+    video, audio = mp4["streams"]["video"], mp4["streams"]["audio"]
+    assert (video["width"], video["height"]) == (1280, 720)
+    # In sync after stitching: both streams start together and end together.
+    assert abs(video["start"] - audio["start"]) <= 0.05
+    assert abs(video["duration"] - audio["duration"]) <= 0.1
+    poster = probe_streams(local / result["poster"])["streams"]["video"]
+    assert poster["codec"] == "mjpeg"
+    vtt = (local / result["vtt"]).read_text()
+    assert vtt.startswith("WEBVTT")
+    assert vtt.count("sprite.jpg#xywh=") == 4
+
+    [completed] = await facts(aws, listener, "media.transcode.completed")
+    assert completed["data"]["job_id"] == done.id
+    assert completed["data"]["owner"] == "alice"
+    assert completed["data"]["master_key"] == result["master"]
+    # Intermediates are gone from the bucket; only the upload and the outputs remain.
+    s3 = await aws.get("s3")
+    left = await s3.list_objects_v2(Bucket=platform.names.bucket, Prefix=f"work/{done.id}/")
+    assert left.get("KeyCount", 0) == 0

@@ -1,0 +1,257 @@
+"""The media service under test: generated clips, its platform on moto, its API in-process
+and its workers as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from longhaul.aws.clients import AwsClients
+from longhaul.config import load_settings
+from longhaul.jobs import Job, JobState, JobStore
+from longhaul.local.platform import LocalAuth, role_environment
+from longhaul.local.provision import provision
+from longhaul.spec import ResourceNames
+from longhaul_media.config import MediaSettings, ffmpeg_binary
+from longhaul_media.service import SERVICE
+from longhaul_media.spec import SPEC as MEDIA
+from tests.support.moto import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+
+# Small chunks, so that a few seconds of video make several; quick polls and retries.
+FAST = {
+    "LONGHAUL_POLL_WAIT_S": "1",
+    "LONGHAUL_CANCEL_POLL_S": "0.3",
+    "LONGHAUL_SHUTDOWN_DEADLINE_S": "10",
+    "LONGHAUL_RECONCILE_EVERY_S": "1",
+    "LONGHAUL_RECONCILE_AFTER_S": "3",
+    "LONGHAUL_RETRY_BASE_S": "1",
+    "LONGHAUL_RETRY_MAX_S": "4",
+    "LONGHAUL_JOB_CONCURRENCY": "2",
+    "MEDIA_CHUNK_MIN_S": "2",
+    "MEDIA_CHUNK_MAX_S": "3",
+    "MEDIA_WAIT_POLL_S": "1",
+}
+
+
+def ffmpeg() -> str:
+    """The ffmpeg the service itself would run here."""
+    return ffmpeg_binary(MediaSettings.model_construct())
+
+
+def make_clip(
+    path: Path,
+    *,
+    size: str = "640x360",
+    seconds: float = 4,
+    rate: int = 25,
+    gop_s: float = 1,
+    audio: bool = True,
+    rotate: int | None = None,
+    variable_rate: bool = False,
+) -> Path:
+    """A test pattern (and a sine tone) encoded as H.264/AAC MP4."""
+    argv = [ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    argv += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
+    if audio:
+        argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
+    if variable_rate:  # drop every fourth frame and keep the others' times: a variable rate
+        argv += ["-vf", "select='not(eq(mod(n\\,4)\\,1))'"]
+    argv += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    argv += ["-g", str(int(rate * gop_s)), "-keyint_min", str(int(rate * gop_s))]
+    if variable_rate:
+        argv += ["-fps_mode", "vfr"]
+    if audio:
+        argv += ["-c:a", "aac", "-b:a", "96k", "-shortest"]
+    argv += ["-movflags", "+faststart", str(path)]
+    subprocess.run(argv, check=True, timeout=120)
+    if rotate is not None:
+        rotated = path.with_name(f"rotated-{path.name}")
+        subprocess.run(
+            [
+                ffmpeg(),
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-display_rotation",
+                str(rotate),
+                "-i",
+                str(path),
+                "-c",
+                "copy",
+                str(rotated),
+            ],
+            check=True,
+            timeout=60,
+        )
+        rotated.replace(path)
+    return path
+
+
+@dataclass
+class MediaPlatform:
+    """The media service's resources in an environment of their own."""
+
+    env: str
+    auth: LocalAuth
+    endpoint: str
+    names: ResourceNames
+
+    def environment(self, role: str = "api", **extra: str) -> dict[str, str]:
+        """The variables the dev runner would give the media service."""
+        return {
+            **role_environment(
+                MEDIA,
+                role,
+                env=self.env,
+                region=REGION,
+                endpoint=self.endpoint,
+                auth=self.auth,
+                host="127.0.0.1",
+            ),
+            **FAST,
+            **extra,
+        }
+
+
+async def provision_media(aws: AwsClients, endpoint: str) -> MediaPlatform:
+    """Provision the media spec in a new environment."""
+    env = "m" + uuid.uuid4().hex[:8]
+    report = await provision(aws, [MEDIA], env=env, region=REGION)
+    assert report.auth is not None
+    return MediaPlatform(env, report.auth, endpoint, ResourceNames.of(MEDIA, env))
+
+
+@asynccontextmanager
+async def media_api(
+    monkeypatch: pytest.MonkeyPatch, platform: MediaPlatform, **extra: str
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The media API in-process (its lifespan running), and a client speaking to it."""
+    for key, value in platform.environment("api", **extra).items():
+        monkeypatch.setenv(key, value)
+    app = SERVICE.app("api", load_settings(MediaSettings))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://media.test") as client:
+            yield app, client
+
+
+class MediaWorker:
+    """`python -m longhaul_media --role worker` as its own process."""
+
+    def __init__(self, platform: MediaPlatform, logs: Path, name: str = "w", **extra: str) -> None:
+        self.name = name
+        self.log_path = logs / f"media-worker-{name}-{time.time_ns()}.log"
+        variables = {**os.environ, **platform.environment("worker", **extra)}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "longhaul_media",
+                    "--role",
+                    "worker",
+                    "--port",
+                    str(free_port()),
+                ],
+                cwd=ROOT,
+                env=variables,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill9(self) -> None:
+        """SIGKILL the worker and everything it started (its ffmpeg too, as a dead task's)."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.log().splitlines() if x.startswith("{")]
+
+
+async def store_of(aws: AwsClients, platform: MediaPlatform) -> JobStore:
+    """The media service's job store."""
+    assert platform.names.table is not None
+    return JobStore(
+        await aws.get("dynamodb"),
+        platform.names.table,
+        s3=await aws.get("s3"),
+        bucket=platform.names.bucket,
+    )
+
+
+async def wait_for(store: JobStore, job_id: str, *states: JobState, timeout: float = 120) -> Job:
+    """The job once it is in one of `states`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = await store.get(job_id)
+        if job.state in states:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job.state} (wanted {states}): {job}")
+        await asyncio.sleep(0.25)
+
+
+async def children_of(store: JobStore, job_id: str) -> list[Job]:
+    """The chunk jobs a transcode spawned."""
+    page = await store.page(f"job:{job_id}", limit=1000)
+    return sorted(page.jobs, key=lambda j: int(j.payload["index"]))
+
+
+def probe_streams(path: Path) -> dict[str, Any]:
+    """Duration, size and per-stream start and duration of a media file, by PyAV."""
+    import av
+
+    with av.open(str(path)) as container:
+        streams = {}
+        for stream in container.streams:
+            base = stream.time_base or 1
+            streams[stream.type] = {
+                "start": float(stream.start_time * base) if stream.start_time is not None else 0.0,
+                "duration": float(stream.duration * base) if stream.duration else None,
+                "width": getattr(stream.codec_context, "width", None),
+                "height": getattr(stream.codec_context, "height", None),
+                "codec": stream.codec_context.name,
+            }
+        return {"duration": (container.duration or 0) / 1_000_000, "streams": streams}
+
+
+def decodes(path: Path) -> bool:
+    """Whether ffmpeg decodes the whole file without an error."""
+    done = subprocess.run(
+        [ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
+        capture_output=True,
+        timeout=120,
+    )
+    return done.returncode == 0 and not done.stderr.strip()
