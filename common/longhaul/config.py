@@ -79,6 +79,13 @@ class KitSettings(BaseSettings):
     shutdown_deadline_s: float = Field(
         default=100.0, gt=0, le=3600, validation_alias=_kit("LONGHAUL_SHUTDOWN_DEADLINE_S")
     )
+    visibility_timeout_s: int | None = Field(
+        default=None,
+        ge=5,
+        le=43_200,
+        validation_alias=_kit("LONGHAUL_VISIBILITY_TIMEOUT_S"),
+        description="a job's lease and message invisibility; default: the spec's queue",
+    )
     heartbeat_s: float | None = Field(
         default=None, gt=0, validation_alias=_kit("LONGHAUL_HEARTBEAT_S")
     )

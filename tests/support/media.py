@@ -45,6 +45,7 @@ FAST = {
     "LONGHAUL_RETRY_BASE_S": "1",
     "LONGHAUL_RETRY_MAX_S": "4",
     "LONGHAUL_JOB_CONCURRENCY": "2",
+    "LONGHAUL_VISIBILITY_TIMEOUT_S": "6",
     "MEDIA_CHUNK_MIN_S": "2",
     "MEDIA_CHUNK_MAX_S": "3",
     "MEDIA_WAIT_POLL_S": "1",
@@ -103,6 +104,39 @@ def make_clip(
             timeout=60,
         )
         rotated.replace(path)
+    return path
+
+
+def declared_size_clip(path: Path, width: int, height: int) -> Path:
+    """A tiny raw-video Matroska file whose header declares `width` x `height`: what a
+    hostile or broken upload looks like, without ever making a frame that size."""
+    subprocess.run(
+        [
+            ffmpeg(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=256x256:duration=0.2",
+            "-c:v",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+        timeout=60,
+    )
+    data = bytearray(path.read_bytes())
+    # EBML PixelWidth (0xB0) and PixelHeight (0xBA), two-byte values, written as 256.
+    for element, value in ((b"\xb0\x82\x01\x00", width), (b"\xba\x82\x01\x00", height)):
+        at = data.find(element)
+        assert at >= 0, "the Matroska header has no two-byte frame size to rewrite"
+        data[at + 2 : at + 4] = value.to_bytes(2, "big")
+    path.write_bytes(bytes(data))
     return path
 
 
@@ -255,3 +289,31 @@ def decodes(path: Path) -> bool:
         timeout=120,
     )
     return done.returncode == 0 and not done.stderr.strip()
+
+
+def ffmpeg_children(pid: int) -> list[int]:
+    """The ffmpeg processes `pid` started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"ffmpeg" in command:
+            found.append(int(entry.name))
+    return found
+
+
+async def put_object(
+    aws: AwsClients, platform: MediaPlatform, key: str, path: Path, *, transcode: bool = False
+) -> None:
+    """Put a file straight into the media bucket (as a finished upload); unless asked, with
+    the metadata that tells the service not to start a transcode of its own."""
+    s3 = await aws.get("s3")
+    metadata = {} if transcode else {"longhaul-transcode": "no"}
+    await s3.put_object(
+        Bucket=platform.names.bucket, Key=key, Body=path.read_bytes(), Metadata=metadata
+    )

@@ -182,7 +182,7 @@ async def _background(
         events=consumer,
         protection=app.state.protection,
         config=WorkerConfig(
-            visibility_s=spec.queue.visibility_timeout_s,
+            visibility_s=settings.visibility_timeout_s or spec.queue.visibility_timeout_s,
             concurrency=settings.job_concurrency,
             poll_wait_s=settings.poll_wait_s,
             heartbeat_s=settings.heartbeat_s,

@@ -141,8 +141,8 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
         if before.state is JobState.QUEUED and job.state is JobState.CANCELLED:
             # Cancelled here, not by a worker: a queued job, or a parent parked on children.
             await publish_fact(service, "cancelled", job, publisher)
-        if job.state is JobState.CANCELLED:
-            await store.cancel_children(job.id)
+        if job.state is JobState.CANCELLED or job.cancel_requested:
+            await store.cancel_children(job.id)  # its child processes stop with it
         return job
 
     @router.get("/{job_id}/events")

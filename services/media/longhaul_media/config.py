@@ -46,7 +46,9 @@ class MediaSettings(KitSettings):
     chunk_min_s: float = Field(default=30, gt=0)
     chunk_max_s: float = Field(default=60, gt=0)
     chunk_timeout_s: float = Field(default=1800, gt=0)
-    wait_poll_s: int = Field(default=2, ge=1, le=60)
+    wait_poll_s: int = Field(
+        default=5, ge=1, le=60, description="how often a transcode checks on its chunks"
+    )
     default_preset: str = "default"
     scratch_dir: str | None = Field(default=None, description="temp files; default: $TMPDIR")
 

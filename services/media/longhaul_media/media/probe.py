@@ -65,7 +65,11 @@ def _inspect(container: Any, size: int, limits: Limits) -> dict[str, Any]:
     video = container.streams.video[0]
     width, height = int(video.codec_context.width or 0), int(video.codec_context.height or 0)
     if width <= 0 or height <= 0:
-        return _refuse("the video stream declares no frame size")
+        # FFmpeg itself drops a declared size past its own bound (about 268 megapixels).
+        return _refuse(
+            "the video declares a frame size no decoder accepts "
+            "(none at all, or more than 268 million pixels)"
+        )
     if width > limits.max_width or height > limits.max_height or width * height > limits.max_pixels:
         return _refuse(
             f"the resolution {width}x{height} is over the limit "

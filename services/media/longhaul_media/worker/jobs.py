@@ -19,7 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from longhaul.jobs import JobContext, JobResources, JobState, JobTypes, NonRetryable
+from longhaul.jobs import (
+    JobCancelled,
+    JobContext,
+    JobResources,
+    JobState,
+    JobTypes,
+    NonRetryable,
+)
 from longhaul_media.config import MediaSettings, ffmpeg_binary
 from longhaul_media.media.ffmpeg import (
     audio_command,
@@ -78,8 +85,10 @@ async def transcode(payload: TranscodePayload, ctx: JobContext) -> dict[str, Any
     chunks = [Chunk.model_validate(c) for c in state["chunks"]]
     children = await ctx.jobs(state["children"])
     for chunk, child in zip(chunks, children, strict=True):
-        if child.state in (JobState.FAILED, JobState.CANCELLED):
-            raise NonRetryable(f"chunk {chunk.index} {child.state.value}: {child.error}")
+        if child.state is JobState.CANCELLED:  # only a cancel of this job cancels its chunks
+            raise JobCancelled(ctx.job_id)
+        if child.state is JobState.FAILED:
+            raise NonRetryable(f"chunk {chunk.index} failed: {child.error}")
     total = sum(c.duration_s for c in chunks)
     done = sum(
         c.duration_s * (1.0 if j.state is JobState.SUCCEEDED else j.progress)
