@@ -112,7 +112,13 @@ async def test_each_bad_input_fails_with_its_own_reason_and_the_worker_goes_on(
         "big.mp4": "over the limit of",
     }
     limit = str(good.stat().st_size + 100_000)  # the good file fits, big.mp4 does not
-    workers.append(MediaWorker(platform, tmp_path, "w", MEDIA_MAX_UPLOAD_BYTES=limit))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    workers.append(
+        MediaWorker(
+            platform, tmp_path, "w", MEDIA_MAX_UPLOAD_BYTES=limit, MEDIA_SCRATCH_DIR=str(scratch)
+        )
+    )
     store = await store_of(aws, platform)
     jobs = {}
     for name in [*expected, "good.mp4"]:
@@ -128,6 +134,7 @@ async def test_each_bad_input_fails_with_its_own_reason_and_the_worker_goes_on(
     done = await wait_for(store, jobs["good.mp4"], JobState.SUCCEEDED, JobState.FAILED, timeout=120)
     assert done.state is JobState.SUCCEEDED, done.error
     assert workers[0].process.poll() is None, "the worker is still running"
+    assert list(scratch.iterdir()) == [], "temp files are removed on success and on failure"
 
 
 async def test_a_worker_killed_mid_transcode_costs_only_its_chunks_in_flight(

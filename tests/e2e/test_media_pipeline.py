@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from tests.support.media import (
     media_api,
     probe_streams,
     provision_media,
+    put_object,
     store_of,
     wait_for,
 )
@@ -79,6 +81,20 @@ async def facts(
             if envelope["type"] == wanted:
                 found.append(envelope)
     return found
+
+
+async def submit(store: Any, aws: AwsClients, platform: MediaPlatform, key: str) -> str:
+    """Submit a `fast` transcode of `key` as the API does (write, then enqueue)."""
+    from longhaul.jobs.queue import enqueue
+
+    job, _ = await store.submit(
+        owner=key.split("/")[1], job_type="transcode", payload={"key": key, "preset": "fast"}
+    )
+    sqs = await aws.get("sqs")
+    url = (await sqs.get_queue_url(QueueName=platform.names.queue))["QueueUrl"]
+    await enqueue(sqs, url, job.id)
+    await store.mark_enqueued(job.id)
+    return str(job.id)
 
 
 def bearer(platform: MediaPlatform, sub: str) -> dict[str, str]:
@@ -222,3 +238,53 @@ async def test_upload_is_transcoded_to_a_verified_ladder_that_only_its_owner_see
     s3 = await aws.get("s3")
     left = await s3.list_objects_v2(Bucket=platform.names.bucket, Prefix=f"work/{done.id}/")
     assert left.get("KeyCount", 0) == 0
+
+
+@pytest.mark.parametrize("workers_count", [2], ids=["two-workers"])
+async def test_sources_of_every_shape_keep_duration_size_and_sync(
+    aws: AwsClients,
+    moto: MotoServer,
+    tmp_path: Path,
+    workers: list[MediaWorker],
+    workers_count: int,
+) -> None:
+    platform = await provision_media(aws, moto.endpoint)
+    store = await store_of(aws, platform)
+    shapes = {
+        "rotated": (dict(size="640x360", seconds=4, rotate=90), [("360p", 360, 640)], True),
+        "silent": (
+            dict(size="854x480", seconds=4, audio=False),
+            [("480p", 854, 480), ("360p", 640, 360)],
+            False,
+        ),
+        "vfr": (dict(size="640x360", seconds=5, variable_rate=True), [("360p", 640, 360)], True),
+        "small": (dict(size="320x240", seconds=3), [("240p", 320, 240)], True),
+    }
+    jobs = {}
+    for name, (options, _, _) in shapes.items():
+        clip = make_clip(tmp_path / f"{name}.mp4", **options)  # type: ignore[arg-type]
+        key = f"uploads/carol/{uuid.uuid4().hex}/{name}.mp4"
+        await put_object(aws, platform, key, clip)
+        jobs[name] = await submit(store, aws, platform, key)
+    workers += [MediaWorker(platform, tmp_path, str(i)) for i in range(workers_count)]
+    s3 = await aws.get("s3")
+    for name, (_, ladder, has_audio) in shapes.items():
+        job = await wait_for(store, jobs[name], JobState.SUCCEEDED, JobState.FAILED, timeout=180)
+        assert job.state is JobState.SUCCEEDED, f"{name}: {job.error}"
+        assert job.result is not None
+        source = probe_streams(tmp_path / f"{name}.mp4")["duration"]
+        got = [(r["name"], r["width"], r["height"]) for r in job.result["renditions"]]
+        assert got == ladder, name
+        mp4 = tmp_path / f"{name}-out.mp4"
+        body = await s3.get_object(Bucket=platform.names.bucket, Key=job.result["mp4"])
+        mp4.write_bytes(await body["Body"].read())
+        probed = probe_streams(mp4)
+        assert abs(probed["duration"] - source) <= 0.1, name
+        video = probed["streams"]["video"]
+        assert (video["width"], video["height"]) == ladder[0][1:], name
+        assert ("audio" in probed["streams"]) is has_audio, name
+        if has_audio:
+            audio = probed["streams"]["audio"]
+            assert abs(video["start"] - audio["start"]) <= 0.05, name
+            assert abs(video["duration"] - audio["duration"]) <= 0.1, name
+        assert decodes(mp4), name

@@ -34,7 +34,7 @@ CONTENT_TYPES = {
     ".ts": "video/mp2t",
     ".mp4": "video/mp4",
     ".m4a": "audio/mp4",
-    ".mkv": "video/x-matroska",
+    ".nut": "video/x-nut",
     ".jpg": "image/jpeg",
     ".vtt": "text/vtt",
 }

@@ -39,7 +39,8 @@ def split_command(ffmpeg: str, source: Path, cuts: Sequence[float], out_dir: Pat
     else:
         argv += ["-segment_time", "1000000000"]
     argv += ["-segment_list", str(out_dir / "chunks.csv"), "-segment_list_type", "csv"]
-    return [*argv, str(out_dir / "%05d.mkv")]
+    # NUT holds any codec and keeps the source's time base exactly (Matroska rounds to ms).
+    return [*argv, "-segment_format", "nut", str(out_dir / "%05d.nut")]
 
 
 def audio_command(ffmpeg: str, source: Path, audio: AudioSettings, out: Path) -> list[str]:
@@ -116,6 +117,8 @@ def encode_command(
             "0",
             "-fps_mode",
             "passthrough",
+            "-enc_time_base:v",  # the source's frame times, untouched (variable rates too)
+            "demux",
             "-an",
             "-f",
             "mp4",

@@ -172,7 +172,7 @@ async def _prepare(
         await run_ffmpeg(ctx, split_command(ffmpeg, source, cuts, pieces), "splitting", settings)
         chunks = _split_chunks(pieces / "chunks.csv", info.duration_s)
         uploads = [
-            upload(s3, bucket, f"{work}src/{c.index:05d}.mkv", pieces / f"{c.index:05d}.mkv")
+            upload(s3, bucket, f"{work}src/{c.index:05d}.nut", pieces / f"{c.index:05d}.nut")
             for c in chunks
         ]
         has_audio = info.audio_codec is not None
@@ -247,7 +247,7 @@ async def transcode_chunk(payload: ChunkPayload, ctx: JobContext) -> dict[str, A
             await ctx.progress(min(0.99, seconds / duration), f"chunk {payload.index}")
 
     with scratch(settings.scratch_dir, f"chunk-{payload.index}-") as tmp:
-        source = await download(s3, bucket, f"{work}src/{payload.index:05d}.mkv", tmp / "in.mkv")
+        source = await download(s3, bucket, f"{work}src/{payload.index:05d}.nut", tmp / "in.nut")
         outputs = [tmp / f"{r.name}.mp4" for r in rungs]
         argv = encode_command(
             ffmpeg_binary(settings),
