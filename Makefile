@@ -13,7 +13,7 @@ RUNTIME_PINS := requirements-runtime.txt
 export UV_PYTHON_DOWNLOADS := never
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install dev test lint typecheck unit integration e2e fmt token reset provision schemas compose pins bench clean
+.PHONY: help install dev test lint typecheck unit integration e2e fmt token demo reset provision schemas compose pins bench clean
 
 help: ## List every target with one line each
 	@grep -hE '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ fmt: install ## Format and autofix with ruff
 
 token: install ## Print a real RS256 access token for the local dev user (needs `make dev` running)
 	@$(BIN)/longhaul token
+
+demo: install ## Transcode a generated clip on the running `make dev` and print where the outputs are
+	$(BIN)/python -m longhaul_media.demo
 
 reset: install ## Reset all local state on the running platform and provision again
 	$(BIN)/longhaul reset

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from longhaul_media.spec import SPEC as MEDIA
 from tests.support.echo.spec import SPEC as ECHO
 from tests.support.moto import free_port
 
@@ -103,7 +104,7 @@ def runner() -> Iterator[Runner]:
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_dev_runs_the_platform_and_ctrl_c_stops_everything(runner: Runner) -> None:
     runner.wait_for(lambda: runner.printed("press Ctrl-C to stop everything"), "the banner")
     api, worker = f"http://127.0.0.1:{ECHO.port}", f"http://127.0.0.1:{ECHO.worker_port}"
@@ -134,9 +135,31 @@ def test_dev_runs_the_platform_and_ctrl_c_stops_everything(runner: Runner) -> No
     runner.wait_for(consumed, "the worker to log the event with the request's correlation id")
     assert any(line.lstrip().startswith("echo/api |") for line in runner.lines), "prefixed logs"
 
+    # Services under services/ are picked up with no change anywhere: the media service
+    # runs too, and its demo (what `make demo` runs) goes through the whole flow on it.
+    media = f"http://127.0.0.1:{MEDIA.port}"
+    assert runner.printed(f"{media}/docs")
+    runner.wait_for(lambda: _answers(f"{media}/readyz"), "the media API")
+    demo_argv = [sys.executable, "-m", "longhaul_media.demo", "--endpoint", runner.endpoint]
+    demo = subprocess.run(
+        [*demo_argv, "--size", "640x360", "--seconds", "3", "--timeout", "120"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "master.m3u8" in demo.stdout
+    assert "play it: ffplay" in demo.stdout
+
     runner.process.send_signal(signal.SIGINT)
     assert runner.process.wait(timeout=60) == 0
     assert runner.printed("stopped everything")
     assert not _answers(f"{api}/healthz")
     assert not _answers(f"{runner.endpoint}/moto-api/")
-    assert _processes_mentioning(str(runner.moto_port), "tests.support.echo --role") == []
+    assert (
+        _processes_mentioning(
+            str(runner.moto_port), "tests.support.echo --role", "longhaul_media --role"
+        )
+        == []
+    )
