@@ -62,7 +62,7 @@ async def test_bad_submissions_are_422_with_field_paths(
             "/jobs", json={"type": "work", "payload": {"steps": 0}}, headers=alice
         )
     assert unknown.status_code == 422
-    assert unknown.json()["known_types"] == ["work"]
+    assert unknown.json()["known_types"] == ["fanout", "work"]
     assert invalid.status_code == 422
     assert [e["field"] for e in invalid.json()["errors"]] == ["body.payload.steps"]
 

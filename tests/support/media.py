@@ -191,13 +191,24 @@ async def media_api(
 class MediaWorker:
     """`python -m longhaul_media --role worker` as its own process."""
 
-    def __init__(self, platform: MediaPlatform, logs: Path, name: str = "w", **extra: str) -> None:
+    def __init__(
+        self,
+        platform: MediaPlatform,
+        logs: Path,
+        name: str = "w",
+        *,
+        cpu: int | None = None,
+        **extra: str,
+    ) -> None:
+        """`cpu` pins the worker and its ffmpeg to one core, as a 1-vCPU task would be."""
         self.name = name
+        pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
         self.log_path = logs / f"media-worker-{name}-{time.time_ns()}.log"
         variables = {**os.environ, **platform.environment("worker", **extra)}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [
+                    *pin,
                     sys.executable,
                     "-m",
                     "longhaul_media",

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from longhaul.events.consumer import SqsConsumer
 from longhaul.events.publisher import EventPublisher
-from longhaul.jobs.context import JobContext
+from longhaul.jobs.context import CHILD_OWNER_PREFIX, JobContext
 from longhaul.jobs.exceptions import (
     JobCancelled,
     JobInterrupted,
@@ -248,14 +248,18 @@ class JobWorker:
 
     async def _run(self, job: Job, run: _Run) -> None:
         await self.protection.acquire()
-        _started.add(1, {"service": self.service, "type": job.type})
+        if job.runs == 1:  # jobs, not runs: resumes and a parked parent's checks are not new
+            _started.add(1, {"service": self.service, "type": job.type})
         if job.runs == 1 and job.started_at is not None:
             _queue_wait.record(
                 (job.started_at - job.created_at).total_seconds(), {"type": job.type}
             )
         log.info("job started", extra={"type": job.type, "run": job.runs, "attempts": job.attempts})
         # The fact goes out beside the handler, not before it: dispatch does not wait on the bus.
-        started_fact = asyncio.create_task(self._fact("started", job))
+        # Once per job: a parked parent runs again at every check, a resumed job is not new.
+        started_fact = asyncio.create_task(
+            self._fact("started", job) if job.runs == 1 else asyncio.sleep(0)
+        )
         keepalive = asyncio.create_task(self._keepalive(run))
         try:
             if job.takeovers > self.config.max_takeovers:
@@ -395,7 +399,11 @@ class JobWorker:
         released = await self.store.release(job.id, run.lease, message=parked.message)
         if released is None:
             return
-        await self._visibility(run.receipt, max(0, min(MAX_VISIBILITY_S, parked.delay_s)))
+        # A fresh message, not this one made invisible again: every receive counts towards
+        # the queue's maxReceiveCount, and a parent checks on its children many times.
+        # Sent before the delete: a crash in between leaves a duplicate, which is harmless.
+        await enqueue(self.sqs, self.queue_url, job.id, delay_s=max(0, min(900, parked.delay_s)))
+        await self._delete(run.receipt)
         log.debug("job parked for %ss: %s", parked.delay_s, parked.message)
 
     async def _failed_attempt(self, job: Job, run: _Run, max_attempts: int, reason: str) -> None:
@@ -574,7 +582,16 @@ class JobWorker:
     def _ended(self, job: Job) -> None:
         if job.state is not JobState.SUCCEEDED:
             self._background(self._cancel_children(job.id))
+        if job.owner.startswith(CHILD_OWNER_PREFIX):
+            self._background(self._wake_parent(job.owner.removeprefix(CHILD_OWNER_PREFIX)))
         self._background(self._on_end(job))
+
+    async def _wake_parent(self, parent_id: str) -> None:
+        """A child ended: let its parked parent check now rather than at its next check."""
+        try:
+            await enqueue(self.sqs, self.queue_url, parent_id)
+        except Exception as exc:  # the parent's own delayed message still comes
+            log.warning("could not wake the parent job: %s", exc)
         _finished.add(1, {"service": self.service, "type": job.type, "state": job.state.value})
         if job.finished_at is not None:
             _duration.record((job.finished_at - job.created_at).total_seconds(), {"type": job.type})

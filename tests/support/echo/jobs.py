@@ -101,3 +101,28 @@ async def work(payload: WorkPayload, ctx: JobContext) -> dict[str, int]:
         await ctx.progress(step / payload.steps, f"step {step} of {payload.steps}")
     effects.once("done", "done")
     return {"steps": payload.steps}
+
+
+class FanoutPayload(BaseModel):
+    """Spawn children, then check on them at least `min_checks` times, parking in between."""
+
+    children: int = Field(default=3, ge=0, le=50)
+    min_checks: int = Field(default=1, ge=1, le=1000)
+
+
+@jobs.handler("fanout", payload=FanoutPayload, max_attempts=3)
+async def fanout(payload: FanoutPayload, ctx: JobContext) -> dict[str, object]:
+    """A parent job: its children are `work` jobs any worker runs."""
+    state = dict(ctx.resume or {})
+    if "children" not in state:
+        state["children"] = [
+            await ctx.spawn("work", {"steps": 1, "step_s": 0}, key=f"child-{i}")
+            for i in range(payload.children)
+        ]
+        state["checks"] = 0
+    state["checks"] += 1
+    await ctx.checkpoint(state)
+    children = await ctx.jobs(state["children"])
+    if state["checks"] < payload.min_checks or not all(c.terminal for c in children):
+        ctx.park(0, f"check {state['checks']}")
+    return {"checks": state["checks"], "children": [c.state.value for c in children]}

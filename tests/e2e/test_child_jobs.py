@@ -1,0 +1,53 @@
+"""Child jobs and parking: a parent fans out, waits without holding a slot, and checks on
+its children more times than the queue's maxReceiveCount without ever reaching the DLQ."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from longhaul.aws.clients import AwsClients
+from longhaul.jobs import JobState
+from tests.conftest import Platform
+from tests.support.echo.spec import SPEC as ECHO
+from tests.support.workers import Jobs, Worker
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+async def test_a_parent_parks_past_max_receive_count_and_its_children_run_once(
+    aws: AwsClients, platform: Platform, tmp_path: Path, workers: list[Worker]
+) -> None:
+    assert ECHO.queue is not None
+    checks = ECHO.queue.max_receive_count + 5
+    jobs = Jobs(aws, platform.env)
+    # One slot: the parent must give it up while it waits, or its children never run.
+    workers.append(Worker(platform, tmp_path, LONGHAUL_JOB_CONCURRENCY="1"))
+    store = await jobs.store()
+    parent, _ = await store.submit(
+        owner="alice", job_type="fanout", payload={"children": 3, "min_checks": checks}
+    )
+    from longhaul.jobs.queue import enqueue
+
+    await enqueue(await aws.get("sqs"), await jobs.queue_url(), parent.id)
+    done = await jobs.wait(parent.id, JobState.SUCCEEDED, JobState.FAILED, timeout=120)
+    assert done.state is JobState.SUCCEEDED, done.error
+    assert done.result == {"checks": checks, "children": ["succeeded"] * 3}
+    children = (await store.page(f"job:{parent.id}")).jobs
+    assert len(children) == 3
+    assert all(c.state is JobState.SUCCEEDED and c.runs == 1 for c in children)
+    # The children are the parent's, never listed to its owner.
+    assert [j.id for j in (await store.page("alice")).jobs] == [parent.id]
+    sqs = await aws.get("sqs")
+    dlq = await sqs.receive_message(QueueUrl=await jobs.queue_url(dlq=True), WaitTimeSeconds=0)
+    assert dlq.get("Messages", []) == []
