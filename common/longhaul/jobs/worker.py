@@ -580,6 +580,9 @@ class JobWorker:
         )
 
     def _ended(self, job: Job) -> None:
+        _finished.add(1, {"service": self.service, "type": job.type, "state": job.state.value})
+        if job.finished_at is not None:
+            _duration.record((job.finished_at - job.created_at).total_seconds(), {"type": job.type})
         if job.state is not JobState.SUCCEEDED:
             self._background(self._cancel_children(job.id))
         if job.owner.startswith(CHILD_OWNER_PREFIX):
@@ -592,9 +595,6 @@ class JobWorker:
             await enqueue(self.sqs, self.queue_url, parent_id)
         except Exception as exc:  # the parent's own delayed message still comes
             log.warning("could not wake the parent job: %s", exc)
-        _finished.add(1, {"service": self.service, "type": job.type, "state": job.state.value})
-        if job.finished_at is not None:
-            _duration.record((job.finished_at - job.created_at).total_seconds(), {"type": job.type})
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` beside the job; shutdown waits for it like for a job."""
