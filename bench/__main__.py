@@ -1,6 +1,7 @@
 """`make bench`: every benchmark, one after the other."""
 
-from bench import dispatch, get_job
+from bench import dispatch, get_job, media
 
 dispatch.main()
 get_job.main()
+media.main()

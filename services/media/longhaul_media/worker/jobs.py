@@ -171,35 +171,44 @@ async def _prepare(
         cuts = [c.start_s for c in planned[1:]]
         await run_ffmpeg(ctx, split_command(ffmpeg, source, cuts, pieces), "splitting", settings)
         chunks = _split_chunks(pieces / "chunks.csv", info.duration_s)
-        uploads = [
-            upload(s3, bucket, f"{work}src/{c.index:05d}.nut", pieces / f"{c.index:05d}.nut")
-            for c in chunks
-        ]
+        sizes = [RungSize(name=r.name, width=r.width, height=r.height) for r in rungs]
         has_audio = info.audio_codec is not None
-        if has_audio:
-            audio = tmp / "audio.m4a"
-            await run_ffmpeg(
-                ctx, audio_command(ffmpeg, source, preset.audio, audio), "audio", settings
+
+        async def fan_out() -> list[str]:
+            # The chunks go out first: workers encode them while the audio is made here.
+            await asyncio.gather(
+                *(
+                    upload(
+                        s3, bucket, f"{work}src/{c.index:05d}.nut", pieces / f"{c.index:05d}.nut"
+                    )
+                    for c in chunks
+                )
             )
-            uploads.append(upload(s3, bucket, f"{work}audio.m4a", audio))
-        await asyncio.gather(*uploads)
-    sizes = [RungSize(name=r.name, width=r.width, height=r.height) for r in rungs]
-    children = [
-        await ctx.spawn(
-            "transcode-chunk",
-            ChunkPayload(
-                parent=ctx.job_id,
-                index=c.index,
-                start_s=c.start_s,
-                end_s=c.end_s,
-                preset=payload.preset,
-                rotation=info.rotation,
-                rungs=sizes,
-            ).model_dump(mode="json"),
-            key=f"chunk-{c.index:05d}",
-        )
-        for c in chunks
-    ]
+            return [
+                await ctx.spawn(
+                    "transcode-chunk",
+                    ChunkPayload(
+                        parent=ctx.job_id,
+                        index=c.index,
+                        start_s=c.start_s,
+                        end_s=c.end_s,
+                        preset=payload.preset,
+                        rotation=info.rotation,
+                        rungs=sizes,
+                    ).model_dump(mode="json"),
+                    key=f"chunk-{c.index:05d}",
+                )
+                for c in chunks
+            ]
+
+        async def encode_audio() -> None:
+            if has_audio:
+                audio = tmp / "audio.m4a"
+                argv = audio_command(ffmpeg, source, preset.audio, audio)
+                await run_ffmpeg(ctx, argv, "encoding the audio", settings)
+                await upload(s3, bucket, f"{work}audio.m4a", audio)
+
+        children, _ = await asyncio.gather(fan_out(), encode_audio())
     await ctx.progress(PREPARED, f"encoding {len(chunks)} chunks")
     return {
         "phase": "encoding",

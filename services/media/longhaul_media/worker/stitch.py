@@ -94,8 +94,10 @@ async def stitch(
         out = tmp / "out"
         joined: dict[str, Path] = {}
         facts: dict[str, dict[str, Any]] = {}
-        variants: list[Variant] = []
-        for number, rung in enumerate(ladder, start=1):
+        packaged: list[str] = []
+
+        async def package(rung: Rung) -> Variant:
+            """Stitch one rung's chunks with the audio and cut it into HLS segments."""
             parts = tmp / "parts" / rung.name
             parts.mkdir(parents=True)
             paths = await asyncio.gather(
@@ -129,18 +131,22 @@ async def stitch(
             )
             facts[rung.name] = await asyncio.to_thread(stream_facts, joined[rung.name])
             peak, average = playlist_bitrates(hls / "index.m3u8")
-            variants.append(
-                Variant(
-                    uri=f"{rung.name}/index.m3u8",
-                    peak_bps=peak,
-                    average_bps=average,
-                    width=rung.width,
-                    height=rung.height,
-                    codecs=facts[rung.name]["codec"] + (",mp4a.40.2" if has_audio else ""),
-                    frame_rate=facts[rung.name]["frame_rate"] or info.frame_rate,
-                )
+            packaged.append(rung.name)
+            await ctx.progress(
+                ENCODED + 0.06 * len(packaged) / len(ladder), f"packaged {rung.name}"
             )
-            await ctx.progress(ENCODED + 0.06 * number / len(ladder), f"packaged {rung.name}")
+            return Variant(
+                uri=f"{rung.name}/index.m3u8",
+                peak_bps=peak,
+                average_bps=average,
+                width=rung.width,
+                height=rung.height,
+                codecs=facts[rung.name]["codec"] + (",mp4a.40.2" if has_audio else ""),
+                frame_rate=facts[rung.name]["frame_rate"] or info.frame_rate,
+            )
+
+        # Stream copies, mostly I/O: every rung at once.
+        variants = list(await asyncio.gather(*(package(rung) for rung in ladder)))
         (out / "hls" / "master.m3u8").write_text(master_playlist(variants))
 
         mp4 = mp4_rung(preset, ladder)
@@ -149,11 +155,16 @@ async def stitch(
         shutil.copyfile(joined[mp4.name], mp4_path)
         duration = facts[mp4.name]["duration_s"] or info.duration_s
         at = min(duration * preset.poster.at_fraction, max(0.0, duration - 0.1))
-        await run_ffmpeg(
-            ctx, poster_command(ffmpeg, mp4_path, at, out / "poster.jpg"), "the poster", settings
-        )
-        await _thumbnails(
-            ctx, settings, preset, ffmpeg, joined[ladder[-1].name], ladder[-1], duration, out
+        await asyncio.gather(
+            run_ffmpeg(
+                ctx,
+                poster_command(ffmpeg, mp4_path, at, out / "poster.jpg"),
+                "the poster",
+                settings,
+            ),
+            _thumbnails(
+                ctx, settings, preset, ffmpeg, joined[ladder[-1].name], ladder[-1], duration, out
+            ),
         )
         await ctx.progress(0.97, "uploading")
         prefix = output_prefix(ctx.job_id)
