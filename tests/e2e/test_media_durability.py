@@ -21,8 +21,10 @@ from tests.support.media import (
     MediaWorker,
     children_of,
     declared_size_clip,
+    facts,
     ffmpeg,
     ffmpeg_children,
+    listen,
     make_clip,
     media_api,
     provision_media,
@@ -114,6 +116,7 @@ async def test_each_bad_input_fails_with_its_own_reason_and_the_worker_goes_on(
     limit = str(good.stat().st_size + 100_000)  # the good file fits, big.mp4 does not
     scratch = tmp_path / "scratch"
     scratch.mkdir()
+    listener = await listen(aws, platform)
     workers.append(
         MediaWorker(
             platform, tmp_path, "w", MEDIA_MAX_UPLOAD_BYTES=limit, MEDIA_SCRATCH_DIR=str(scratch)
@@ -135,6 +138,10 @@ async def test_each_bad_input_fails_with_its_own_reason_and_the_worker_goes_on(
     assert done.state is JobState.SUCCEEDED, done.error
     assert workers[0].process.poll() is None, "the worker is still running"
     assert list(scratch.iterdir()) == [], "temp files are removed on success and on failure"
+    failed = await facts(aws, listener, "media.transcode.failed", count=len(expected))
+    reasons = {f["data"]["job_id"]: f["data"]["reason"] for f in failed}
+    for name, reason in expected.items():
+        assert reason in reasons[jobs[name]], name
 
 
 async def test_a_worker_killed_mid_transcode_costs_only_its_chunks_in_flight(

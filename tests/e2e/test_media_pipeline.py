@@ -5,7 +5,6 @@ verified by probing them."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,8 @@ from tests.support.media import (
     MediaWorker,
     children_of,
     decodes,
+    facts,
+    listen,
     make_clip,
     media_api,
     probe_streams,
@@ -43,44 +44,6 @@ def workers() -> Iterator[list[MediaWorker]]:
     yield started
     for worker in started:
         worker.stop()
-
-
-async def listen(aws: AwsClients, platform: MediaPlatform) -> str:
-    """A queue that receives every media fact from the platform bus."""
-    sqs, events = await aws.get("sqs"), await aws.get("events")
-    url = (await sqs.create_queue(QueueName=f"{platform.env}-listener"))["QueueUrl"]
-    arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))["Attributes"][
-        "QueueArn"
-    ]
-    await events.put_rule(
-        Name=f"{platform.env}-listener",
-        EventBusName=platform.names.bus,
-        EventPattern=json.dumps({"source": ["longhaul.media"]}),
-    )
-    await events.put_targets(
-        Rule=f"{platform.env}-listener",
-        EventBusName=platform.names.bus,
-        Targets=[{"Id": "listener", "Arn": arn}],
-    )
-    return str(url)
-
-
-async def facts(
-    aws: AwsClients, url: str, wanted: str, timeout: float = 30
-) -> list[dict[str, Any]]:
-    """The media facts of type `wanted` received so far (waiting for at least one)."""
-    sqs = await aws.get("sqs")
-    found: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while not found and time.monotonic() < deadline:
-        response = await sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        )
-        for message in response.get("Messages", []):
-            envelope = json.loads(message["Body"])["detail"]
-            if envelope["type"] == wanted:
-                found.append(envelope)
-    return found
 
 
 async def submit(store: Any, aws: AwsClients, platform: MediaPlatform, key: str) -> str:

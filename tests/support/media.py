@@ -328,3 +328,42 @@ async def put_object(
     await s3.put_object(
         Bucket=platform.names.bucket, Key=key, Body=path.read_bytes(), Metadata=metadata
     )
+
+
+async def listen(aws: AwsClients, platform: MediaPlatform) -> str:
+    """A queue that receives every media fact from the platform bus."""
+    sqs, events = await aws.get("sqs"), await aws.get("events")
+    url = (await sqs.create_queue(QueueName=f"{platform.env}-listener"))["QueueUrl"]
+    arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))["Attributes"][
+        "QueueArn"
+    ]
+    await events.put_rule(
+        Name=f"{platform.env}-listener",
+        EventBusName=platform.names.bus,
+        EventPattern=json.dumps({"source": ["longhaul.media"]}),
+    )
+    await events.put_targets(
+        Rule=f"{platform.env}-listener",
+        EventBusName=platform.names.bus,
+        Targets=[{"Id": "listener", "Arn": arn}],
+    )
+    return str(url)
+
+
+async def facts(
+    aws: AwsClients, url: str, wanted: str, timeout: float = 30, count: int = 1
+) -> list[dict[str, Any]]:
+    """The media facts of type `wanted` received (waiting for at least `count`)."""
+    sqs = await aws.get("sqs")
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(found) < count and time.monotonic() < deadline:
+        response = await sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
+        for message in response.get("Messages", []):
+            await sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            envelope = json.loads(message["Body"])["detail"]
+            if envelope["type"] == wanted:
+                found.append(envelope)
+    return found
