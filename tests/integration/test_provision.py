@@ -40,12 +40,17 @@ async def _inventory(aws: AwsClients, env: str) -> Counter[str]:
     for bucket in (await s3.list_buckets())["Buckets"]:
         if bucket["Name"].startswith(prefix):
             found[f"bucket/{bucket['Name']}"] += 1
-    for secret in (await secrets.list_secrets(MaxResults=100))["SecretList"]:
-        if secret["Name"].startswith(f"longhaul/{env}/"):
-            found[f"secret/{secret['Name']}"] += 1
-    for pool in (await cognito.list_user_pools(MaxResults=60))["UserPools"]:
-        if pool["Name"] == prefix:
-            found[f"pool/{pool['Name']}"] += 1
+    # Every page: the shared moto server holds every test's environments.
+    async for page in secrets.get_paginator("list_secrets").paginate(
+        Filters=[{"Key": "name", "Values": [f"longhaul/{env}/"]}]
+    ):
+        for secret in page["SecretList"]:
+            if secret["Name"].startswith(f"longhaul/{env}/"):
+                found[f"secret/{secret['Name']}"] += 1
+    async for page in cognito.get_paginator("list_user_pools").paginate(MaxResults=60):
+        for pool in page["UserPools"]:
+            if pool["Name"] == prefix:
+                found[f"pool/{pool['Name']}"] += 1
     return found
 
 

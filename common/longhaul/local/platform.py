@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 from longhaul.aws.clients import AwsClients
@@ -150,3 +151,12 @@ def role_environment(
     if names.secrets:
         variables["LONGHAUL_SECRET_IDS"] = json.dumps(names.secrets, sort_keys=True)
     return variables
+
+
+async def find_user_pool(cognito: Any, name: str) -> str | None:
+    """The id of the user pool called `name`, looking through every page of pools."""
+    async for page in cognito.get_paginator("list_user_pools").paginate(MaxResults=60):
+        for pool in page.get("UserPools", []):
+            if pool["Name"] == name:
+                return str(pool["Id"])
+    return None

@@ -194,8 +194,7 @@ async def _secret(aws: AwsClients, name: str, value: str, report: Provisioned) -
 async def _auth(aws: AwsClients, env: str, region: str, report: Provisioned) -> LocalAuth:
     cognito = await aws.get("cognito-idp")
     pool_name = platform.pool_name(env)
-    pools = (await cognito.list_user_pools(MaxResults=60))["UserPools"]
-    pool_id = next((p["Id"] for p in pools if p["Name"] == pool_name), None)
+    pool_id = await platform.find_user_pool(cognito, pool_name)
     report.note("user-pool", pool_name, created=pool_id is None)
     if pool_id is None:
         created = await cognito.create_user_pool(PoolName=pool_name, **platform.POOL_PARAMETERS)

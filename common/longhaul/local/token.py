@@ -11,8 +11,7 @@ __all__ = ["dev_token"]
 async def dev_token(aws: AwsClients, env: str, *, username: str = platform.DEV_USER) -> str:
     """Sign the dev user in with USER_PASSWORD_AUTH and return the RS256 access token."""
     cognito = await aws.get("cognito-idp")
-    pools = (await cognito.list_user_pools(MaxResults=60))["UserPools"]
-    pool_id = next((p["Id"] for p in pools if p["Name"] == platform.pool_name(env)), None)
+    pool_id = await platform.find_user_pool(cognito, platform.pool_name(env))
     if pool_id is None:
         raise SystemExit("no local user pool: is `make dev` running?")
     clients = (await cognito.list_user_pool_clients(UserPoolId=pool_id, MaxResults=60))[
