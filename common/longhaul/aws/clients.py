@@ -98,8 +98,11 @@ class AwsClients:
             return client
         async with self._lock:
             if service not in self._clients:
+                config = self._config
+                if service == "s3":  # presigned URLs signed with SigV4, as S3 requires now
+                    config = config.merge(Config(signature_version="s3v4"))
                 created = self._session.client(
-                    service, config=self._config, endpoint_url=self._endpoint_url
+                    service, config=config, endpoint_url=self._endpoint_url
                 )
                 self._clients[service] = _trace(await self._stack.enter_async_context(created))
             return self._clients[service]

@@ -52,6 +52,7 @@ async def test_presigned_put_lands_under_the_callers_prefix_with_its_preset(
     assert response.status_code == 201, response.text
     ticket = response.json()
     assert ticket["method"] == "PUT"
+    assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in ticket["url"]  # S3 accepts only SigV4 now
     assert ticket["key"].startswith(f"uploads/alice/{ticket['upload_id']}/")
     assert ticket["key"].endswith("/My_Clip_.mp4")  # no path, no odd characters
     async with httpx.AsyncClient() as s3:
