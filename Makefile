@@ -12,8 +12,9 @@ PINS := requirements.txt
 RUNTIME_PINS := requirements-runtime.txt
 export UV_PYTHON_DOWNLOADS := never
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install dev test lint typecheck unit integration e2e fmt token demo reset provision schemas compose pins bench clean
+.PHONY: help install dev test lint typecheck unit integration e2e fmt token demo reset provision schemas compose pins bench synth clean
 
 help: ## List every target with one line each
 	@grep -hE '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -81,6 +82,10 @@ pins: $(UV) ## Re-resolve and write the URL-free pins after a dependency change
 
 bench: install ## Run the benchmarks (each beside a baseline measured in the same run)
 	$(BIN)/python -m bench
+
+synth: install ## Synthesize every CDK stack into cdk.out/ offline (ENV=dev|prod; no CLI, Docker or AWS)
+	rm -rf cdk.out
+	CDK_OUTDIR=cdk.out CDK_CONTEXT_JSON='{"env": "$(or $(ENV),dev)"}' $(BIN)/python -m longhaul_deploy.app
 
 clean: ## Remove the virtualenvs and caches
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache cdk.out .longhaul

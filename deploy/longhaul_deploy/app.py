@@ -1,0 +1,73 @@
+"""The CDK app: the platform stack and one stack per service, for the environment named in
+the context (`-c env=dev|prod`). Run by `npx cdk synth|diff|deploy` (cdk.json) and by
+`make synth`, which needs no CDK CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aws_cdk as cdk
+from aws_cdk import Stack, Validations
+from cdk_nag import AwsSolutionsChecks
+
+from longhaul.spec import ServiceSpec
+from longhaul_deploy.config import target_of
+from longhaul_deploy.platform import PlatformStack
+from longhaul_deploy.service_stack import ServiceStack
+from longhaul_media.spec import SPEC as MEDIA
+
+__all__ = ["CONTEXT", "SERVICES", "build", "main"]
+
+# Adding a service to the platform: its spec, one line here.
+SERVICES: tuple[ServiceSpec, ...] = (MEDIA,)
+
+# Set here rather than in cdk.json, so that `make synth` (no CLI) builds what `cdk` builds.
+CONTEXT = {
+    # CDK's own template rules (the CloudFormation schema, cross-field checks) fail
+    # synthesis instead of warning, as cdk-nag's errors do.
+    "@aws-cdk/core:validateAgainstDefaultRules": True,
+    # A service stack's imports keep the platform's exports from being removed under it.
+    "@aws-cdk/core:defaultCrossStackReferences": "strong",
+}
+
+
+def build(
+    app: cdk.App,
+    *,
+    services: Sequence[ServiceSpec] = SERVICES,
+    dockerfile: str | None = None,
+) -> list[Stack]:
+    """Add the platform stack, a stack per service and the cdk-nag checks to `app`.
+
+    `dockerfile` replaces every service's own `services/<name>/Dockerfile` (for tests).
+    """
+    target = target_of(app)
+    prefix = f"longhaul-{target.settings.name}"
+    platform = PlatformStack(app, f"{prefix}-platform", target=target)
+    stacks: list[Stack] = [platform]
+    for spec in services:
+        stacks.append(
+            ServiceStack(
+                app,
+                f"{prefix}-{spec.name}",
+                spec=spec,
+                platform=platform,
+                target=target,
+                dockerfile=dockerfile,
+            )
+        )
+    Validations.of(app).add_plugins(
+        AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True)
+    )
+    return stacks
+
+
+def main() -> None:
+    """Synthesize into the CDK CLI's output directory (`CDK_OUTDIR`), else cdk.out/."""
+    app = cdk.App(context=CONTEXT)
+    build(app)
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Who may call the services: a Cognito user pool and the app client whose access tokens the
+kit verifies (RS256 against the pool's JWKS, `token_use == access`, `client_id`)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cognito as cognito
+from constructs import Construct
+
+from longhaul_deploy._utils import acknowledge
+from longhaul_deploy.config import EnvSettings
+
+__all__ = ["Identity"]
+
+
+class Identity(Construct):
+    """The platform's user pool and app client."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: EnvSettings) -> None:
+        super().__init__(scope, construct_id)
+        self.user_pool = cognito.UserPool(
+            self,
+            "UserPool",
+            self_sign_up_enabled=False,
+            sign_in_aliases=cognito.SignInAliases(username=True, email=True),
+            auto_verify=cognito.AutoVerifiedAttrs(email=True),
+            account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
+            mfa=cognito.Mfa.REQUIRED,
+            mfa_second_factor=cognito.MfaSecondFactor(sms=False, otp=True),
+            password_policy=cognito.PasswordPolicy(
+                min_length=12,
+                require_lowercase=True,
+                require_uppercase=True,
+                require_digits=True,
+                require_symbols=True,
+                temp_password_validity=Duration.days(3),
+            ),
+            feature_plan=cognito.FeaturePlan.ESSENTIALS,
+            deletion_protection=settings.protected,
+            removal_policy=settings.removal_policy,
+        )
+        for rule in ("AwsSolutions-COG3", "AwsSolutions-COG8"):
+            acknowledge(
+                self.user_pool,
+                rule,
+                "Threat protection (advanced security) needs the Plus feature plan, billed per "
+                "monthly active user; users are created by administrators only (no self "
+                "sign-up) and must use TOTP MFA.",
+            )
+        self.client = self.user_pool.add_client(
+            "App",
+            auth_flows=cognito.AuthFlow(user_srp=True),
+            disable_o_auth=True,
+            generate_secret=False,
+            prevent_user_existence_errors=True,
+            access_token_validity=Duration.hours(1),
+            id_token_validity=Duration.hours(1),
+            refresh_token_validity=Duration.days(30),
+        )
+
+    @property
+    def issuer(self) -> str:
+        """The `iss` of the pool's tokens, which the kit also derives its JWKS URL from."""
+        return self.user_pool.user_pool_provider_url

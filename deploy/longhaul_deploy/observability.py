@@ -1,0 +1,274 @@
+"""What a service is watched by: the API's alarms (which also roll back its canary), the
+queue's alarms, and one dashboard."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+__all__ = [
+    "FIVE_XX_PERCENT",
+    "MIN_REQUESTS",
+    "OLDEST_MESSAGE_S",
+    "P99_LATENCY_S",
+    "ApiAlarms",
+    "QueueAlarms",
+    "ServiceDashboard",
+    "container_insights",
+    "notify",
+]
+
+MINUTE = Duration.minutes(1)
+# Share of a target group's requests answered 5xx, over a minute, that is an incident...
+FIVE_XX_PERCENT = 5
+# ...once the minute carries enough requests for a share to mean something.
+MIN_REQUESTS = 10
+# The 99th percentile of the targets' response time (to the first byte; an SSE stream
+# answers its headers at once, so streams do not inflate it).
+P99_LATENCY_S = 2.0
+# A message waiting this long means work has stalled: a parked parent waits on a fresh
+# message and a running job's chunk lasts minutes, so no healthy message gets this old.
+OLDEST_MESSAGE_S = 30 * 60
+
+
+def _alarm(
+    scope: Construct,
+    construct_id: str,
+    *,
+    metric: cloudwatch.IMetric,
+    threshold: float,
+    description: str,
+    comparison: cloudwatch.ComparisonOperator = (
+        cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+    ),
+    periods: int = 3,
+    datapoints: int = 2,
+) -> cloudwatch.Alarm:
+    return cloudwatch.Alarm(
+        scope,
+        construct_id,
+        metric=metric,
+        threshold=threshold,
+        comparison_operator=comparison,
+        evaluation_periods=periods,
+        datapoints_to_alarm=datapoints,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarm_description=description,
+    )
+
+
+def container_insights(
+    metric_name: str, *, cluster_name: str, service: ecs.IBaseService
+) -> cloudwatch.Metric:
+    """A Container Insights metric of one ECS service, per minute."""
+    return cloudwatch.Metric(
+        namespace="ECS/ContainerInsights",
+        metric_name=metric_name,
+        dimensions_map={"ClusterName": cluster_name, "ServiceName": service.service_name},
+        statistic="Average",
+        period=MINUTE,
+    )
+
+
+class ApiAlarms(Construct):
+    """Target 5xx rate, p99 latency and unhealthy hosts of each of the API's two target
+    groups. Blue and green swap at every deployment, so both are watched: whichever holds
+    the new revision's canary trips the rollback."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        target_groups: dict[str, elbv2.ApplicationTargetGroup],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.alarms: list[cloudwatch.Alarm] = []
+        for name, group in target_groups.items():
+            errors = group.metrics.http_code_target(
+                elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=MINUTE, statistic="Sum"
+            )
+            requests = group.metrics.request_count(period=MINUTE, statistic="Sum")
+            rate = cloudwatch.MathExpression(
+                expression=(f"IF(requests >= {MIN_REQUESTS}, 100 * FILL(errors, 0) / requests, 0)"),
+                using_metrics={"errors": errors, "requests": requests},
+                period=MINUTE,
+                label=f"{name} target 5xx %",
+            )
+            self.alarms += [
+                _alarm(
+                    self,
+                    f"{name}5xxRate",
+                    metric=rate,
+                    threshold=FIVE_XX_PERCENT,
+                    description=f"More than {FIVE_XX_PERCENT}% of {name}'s requests got a 5xx",
+                ),
+                _alarm(
+                    self,
+                    f"{name}P99Latency",
+                    metric=group.metrics.target_response_time(period=MINUTE, statistic="p99"),
+                    threshold=P99_LATENCY_S,
+                    description=f"{name}'s p99 response time is over {P99_LATENCY_S} s",
+                ),
+                _alarm(
+                    self,
+                    f"{name}UnhealthyHosts",
+                    metric=group.metrics.unhealthy_host_count(period=MINUTE, statistic="Maximum"),
+                    threshold=1,
+                    comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                    description=f"{name} has targets failing the readiness check",
+                ),
+            ]
+
+
+class QueueAlarms(Construct):
+    """Dead letters waiting, and work waiting too long."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        queue: sqs.IQueue,
+        dead_letter_queue: sqs.IQueue,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letters = _alarm(
+            self,
+            "DeadLetters",
+            metric=dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=MINUTE, statistic="Maximum"
+            ),
+            threshold=1,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            periods=1,
+            datapoints=1,
+            description="Messages are waiting in the dead-letter queue (see docs/jobs.md)",
+        )
+        self.oldest_message = _alarm(
+            self,
+            "OldestMessage",
+            metric=queue.metric_approximate_age_of_oldest_message(
+                period=MINUTE, statistic="Maximum"
+            ),
+            threshold=OLDEST_MESSAGE_S,
+            periods=5,
+            datapoints=5,
+            description=f"A message has waited over {OLDEST_MESSAGE_S // 60} minutes",
+        )
+        self.alarms = [self.dead_letters, self.oldest_message]
+
+
+def notify(topic: sns.ITopic, alarms: Iterable[cloudwatch.Alarm]) -> None:
+    """Send each alarm's state changes (into alarm and back to OK) to the topic."""
+    action = actions.SnsAction(topic)
+    for alarm in alarms:
+        alarm.add_alarm_action(action)
+        alarm.add_ok_action(action)
+
+
+class ServiceDashboard(Construct):
+    """One page per service: the API's traffic and errors, the queue, the tasks."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        name: str,
+        cluster_name: str,
+        target_groups: dict[str, elbv2.ApplicationTargetGroup],
+        api: ecs.FargateService,
+        worker: ecs.FargateService | None,
+        queue: sqs.IQueue | None,
+        dead_letter_queue: sqs.IQueue | None,
+        backlog_per_task: cloudwatch.IMetric | None,
+        alarms: list[cloudwatch.Alarm],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        groups = list(target_groups.items())
+        services = [("api", api)] + ([("worker", worker)] if worker else [])
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        dashboard.add_widgets(
+            cloudwatch.TextWidget(markdown=f"# {name}", width=24, height=1),
+            cloudwatch.GraphWidget(
+                title="API requests",
+                left=[g.metrics.request_count(period=MINUTE, label=n) for n, g in groups],
+            ),
+            cloudwatch.GraphWidget(
+                title="API target 5xx",
+                left=[
+                    g.metrics.http_code_target(
+                        elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=MINUTE, label=n
+                    )
+                    for n, g in groups
+                ],
+            ),
+            cloudwatch.GraphWidget(
+                title="API p99 response time (s)",
+                left=[
+                    g.metrics.target_response_time(period=MINUTE, statistic="p99", label=n)
+                    for n, g in groups
+                ],
+            ),
+            cloudwatch.GraphWidget(
+                title="Running tasks",
+                left=[
+                    container_insights(
+                        "RunningTaskCount", cluster_name=cluster_name, service=s
+                    ).with_(label=role)
+                    for role, s in services
+                ],
+            ),
+        )
+        if queue is not None and dead_letter_queue is not None:
+            queue_widgets: list[cloudwatch.IWidget] = [
+                cloudwatch.GraphWidget(
+                    title="Queue",
+                    left=[
+                        queue.metric_approximate_number_of_messages_visible(
+                            period=MINUTE, label="visible"
+                        ),
+                        queue.metric_approximate_number_of_messages_not_visible(
+                            period=MINUTE, label="in flight"
+                        ),
+                        dead_letter_queue.metric_approximate_number_of_messages_visible(
+                            period=MINUTE, label="dead letters"
+                        ),
+                    ],
+                ),
+                cloudwatch.GraphWidget(
+                    title="Oldest message (s)",
+                    left=[
+                        queue.metric_approximate_age_of_oldest_message(
+                            period=MINUTE, statistic="Maximum"
+                        )
+                    ],
+                ),
+            ]
+            if backlog_per_task is not None:
+                queue_widgets.append(
+                    cloudwatch.GraphWidget(title="Backlog per task", left=[backlog_per_task])
+                )
+            dashboard.add_widgets(*queue_widgets)
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="CPU %",
+                left=[s.metric_cpu_utilization(period=MINUTE, label=role) for role, s in services],
+            ),
+            cloudwatch.GraphWidget(
+                title="Memory %",
+                left=[
+                    s.metric_memory_utilization(period=MINUTE, label=role) for role, s in services
+                ],
+            ),
+            cloudwatch.AlarmStatusWidget(alarms=list(alarms), title="Alarms", width=8),
+        )

@@ -1,0 +1,174 @@
+"""The API role: a Fargate service behind the platform ALB at `/<service>/`, deployed by the
+ECS-native canary strategy (10% of traffic for 5 minutes, then all) and rolled back by its
+CloudWatch alarms."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from constructs import Construct
+
+from longhaul.spec import ServiceSpec
+from longhaul_deploy._utils import acknowledge
+from longhaul_deploy.config import CONTAINER_PORT
+from longhaul_deploy.observability import ApiAlarms
+from longhaul_deploy.platform import PlatformStack
+from longhaul_deploy.service_task import CONTAINER_NAME, ServiceTask
+
+__all__ = ["BAKE_TIME", "CANARY_BAKE_TIME", "CANARY_PERCENT", "ServiceApi"]
+
+CANARY_PERCENT = 10
+CANARY_BAKE_TIME = Duration.minutes(5)
+# After all traffic has moved, the old revision stays up this long, so an alarm can still
+# move traffic back without starting a task.
+BAKE_TIME = Duration.minutes(5)
+# ALB rule priorities must be unique per listener; a service's port already is (discovery
+# refuses clashes), so the priority is the port.
+MAX_RULE_PRIORITY = 50_000
+
+
+class ServiceApi(Construct):
+    """The API service, its two target groups, its path rule and its deployment alarms."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        spec: ServiceSpec,
+        platform: PlatformStack,
+        task: ServiceTask,
+        bounds: tuple[int, int],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if spec.port > MAX_RULE_PRIORITY:
+            raise ValueError(f"{spec.name}: port {spec.port} is past the last rule priority")
+        self.path = f"/{spec.name}"
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=platform.vpc,
+            description=f"{spec.name} API tasks: the platform ALB in, anything out (AWS, JWKS)",
+            allow_all_outbound=True,
+        )
+        self.target_groups = {
+            "Blue": self._target_group("Blue", platform.vpc),
+            "Green": self._target_group("Green", platform.vpc),
+        }
+        blue, green = self.target_groups["Blue"], self.target_groups["Green"]
+        # ECS shifts the weights of this rule's forward action during a deployment; with no
+        # test listener both groups must already be in it.
+        self.listener_rule = elbv2.ApplicationListenerRule(
+            self,
+            "Route",
+            listener=platform.edge.https_listener,
+            priority=spec.port,
+            conditions=[elbv2.ListenerCondition.path_patterns([f"{self.path}/*"])],
+            action=elbv2.ListenerAction.weighted_forward(
+                [
+                    elbv2.WeightedTargetGroup(target_group=blue, weight=100),
+                    elbv2.WeightedTargetGroup(target_group=green, weight=0),
+                ]
+            ),
+        )
+        cfn_rule = self.listener_rule.node.default_child
+        assert isinstance(cfn_rule, elbv2.CfnListenerRule)
+        # The kit serves its routes at the root (/jobs, /healthz); the ALB strips the prefix.
+        cfn_rule.transforms = [
+            elbv2.CfnListenerRule.TransformProperty(
+                type="url-rewrite",
+                url_rewrite_config=elbv2.CfnListenerRule.RewriteConfigObjectProperty(
+                    rewrites=[
+                        elbv2.CfnListenerRule.RewriteConfigProperty(
+                            regex=f"^{self.path}/(.*)$", replace="/$1"
+                        )
+                    ]
+                ),
+            )
+        ]
+        self.alarms = ApiAlarms(self, "Alarms", target_groups=self.target_groups).alarms
+        low, high = bounds
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=platform.cluster,
+            task_definition=task.definition,
+            desired_count=low,
+            security_groups=[self.security_group],
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            capacity_provider_strategies=[
+                ecs.CapacityProviderStrategy(capacity_provider="FARGATE", weight=1)
+            ],
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            health_check_grace_period=Duration.seconds(60),
+            deployment_strategy=ecs.DeploymentStrategy.CANARY,
+            canary_configuration=ecs.TrafficShiftConfig(
+                step_percent=CANARY_PERCENT, step_bake_time=CANARY_BAKE_TIME
+            ),
+            bake_time=BAKE_TIME,
+            # Tasks that never become healthy fail the deployment in minutes, not hours;
+            # the alarms judge the ones that do.
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            deployment_alarms=ecs.DeploymentAlarmConfig(
+                alarm_names=[alarm.alarm_name for alarm in self.alarms],
+                behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
+            ),
+            propagate_tags=ecs.PropagatedTagSource.SERVICE,
+            enable_ecs_managed_tags=True,
+        )
+        load_balancer_target = self.service.load_balancer_target(
+            container_name=CONTAINER_NAME,
+            container_port=CONTAINER_PORT,
+            alternate_target=ecs.AlternateTarget(
+                "Alternate",
+                alternate_target_group=green,
+                production_listener=ecs.ListenerRuleConfiguration.application_listener_rule(
+                    self.listener_rule
+                ),
+            ),
+        )
+        load_balancer_target.attach_to_application_target_group(blue)
+        alternate_role = self.service.node.try_find_child("AlternateRole")
+        if alternate_role is not None:
+            acknowledge(
+                alternate_role,
+                "AwsSolutions-IAM4",
+                "The ECS infrastructure role that moves the listener rule's weights during a "
+                "blue/green deployment; AWS maintains the exact load balancer actions ECS "
+                "needs in this managed policy.",
+                findings=(
+                    "Policy::arn:<AWS::Partition>:iam::aws:policy/"
+                    "AmazonECSInfrastructureRolePolicyForLoadBalancers",
+                ),
+            )
+        scaling = self.service.auto_scale_task_count(min_capacity=low, max_capacity=high)
+        scaling.scale_on_cpu_utilization(
+            "Cpu",
+            target_utilization_percent=60,
+            scale_in_cooldown=Duration.minutes(5),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+
+    def _target_group(self, name: str, vpc: ec2.IVpc) -> elbv2.ApplicationTargetGroup:
+        return elbv2.ApplicationTargetGroup(
+            self,
+            name,
+            vpc=vpc,
+            port=CONTAINER_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            target_type=elbv2.TargetType.IP,
+            deregistration_delay=Duration.seconds(30),
+            health_check=elbv2.HealthCheck(
+                # Readiness: a task whose table, queue, bucket or bus does not answer takes
+                # no traffic (the container's own check stays on liveness, /healthz).
+                path="/readyz",
+                healthy_http_codes="200",
+                interval=Duration.seconds(15),
+                timeout=Duration.seconds(5),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=3,
+            ),
+        )

@@ -1,0 +1,202 @@
+"""Least privilege: each task role's actions, listed here and checked against what its
+spec declares; no wildcard action anywhere; secrets reach the tasks as references and as
+task-definition secrets, never as values in the environment; and the environment is
+exactly what the kit reads."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import AliasChoices
+
+from longhaul.config import KitSettings
+from longhaul.spec import ServiceSpec
+from tests.unit.deploy._template import container, environment, policy_actions, role_of_task
+from tests.unit.deploy.conftest import Synthesized
+
+BUS = "<import longhaul-dev-platform:ExportsOutputFnGetAttBusEA82B648ArnBC65BB77>"
+
+
+def _logical_id(app: Synthesized, name: str, kind: str, *, redrive: bool | None = None) -> str:
+    for logical_id, resource in app.resources(name, kind).items():
+        if redrive is None or ("RedrivePolicy" in resource["Properties"]) == redrive:
+            return logical_id
+    raise AssertionError(f"no {kind} in {name}")
+
+
+def _expected(app: Synthesized, spec: ServiceSpec, role: str) -> dict[str, set[str]]:
+    """What `role` of `spec` may do, and on what, written out by hand."""
+    name = spec.name
+    expected: dict[str, set[str]] = {}
+
+    def allow(resources: set[str], *actions: str) -> None:
+        for action in actions:
+            expected.setdefault(action, set()).update(resources)
+
+    allow({BUS.replace("dev", app.env)}, "events:PutEvents", "events:DescribeEventBus")
+    worker = role == "worker"
+    if spec.queue:
+        queue = {f"<{_logical_id(app, name, 'AWS::SQS::Queue', redrive=True)}.Arn>"}
+        dlq = {f"<{_logical_id(app, name, 'AWS::SQS::Queue', redrive=False)}.Arn>"}
+        allow(queue, "sqs:GetQueueUrl", "sqs:SendMessage")
+        if worker:
+            allow(
+                queue,
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes",
+            )
+            allow(dlq, "sqs:GetQueueUrl", "sqs:SendMessage")
+    if spec.table:
+        table = f"<{_logical_id(app, name, 'AWS::DynamoDB::Table')}.Arn>"
+        allow(
+            {table},
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:Query",
+            "dynamodb:DescribeTable",
+        )
+        allow({f"{table}/index/{gsi.name}" for gsi in spec.table.gsis}, "dynamodb:Query")
+    if spec.bucket:
+        bucket = f"<{_logical_id(app, name, 'AWS::S3::Bucket')}.Arn>"
+        allow({f"{bucket}/*"}, "s3:GetObject", "s3:PutObject")
+        if worker:
+            allow({f"{bucket}/*"}, "s3:DeleteObject", "s3:AbortMultipartUpload")
+        allow({bucket, f"{bucket}/*"}, "s3:ListBucket")
+    for secret in app.resources(name, "AWS::SecretsManager::Secret"):
+        allow({f"<{secret}>"}, "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
+    if spec.queue or spec.table or spec.bucket or spec.secrets:
+        key = f"<{_logical_id(app, name, 'AWS::KMS::Key')}.Arn>"
+        allow({key}, "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey")
+    if worker:
+        allow(
+            {f"arn:<AWS::Partition>:ecs:us-east-1:<AWS::AccountId>:task/longhaul-{app.env}/*"},
+            "ecs:UpdateTaskProtection",
+        )
+    return expected
+
+
+def _tasks(app: Synthesized, name: str) -> dict[str, dict[str, Any]]:
+    """The service's task definitions by role."""
+    return {
+        "api" if logical_id.startswith("Api") else "worker": task
+        for logical_id, task in app.resources(name, "AWS::ECS::TaskDefinition").items()
+    }
+
+
+def test_each_task_role_has_exactly_the_actions_its_spec_needs(any_app: Synthesized) -> None:
+    for name, spec in any_app.specs.items():
+        tasks = _tasks(any_app, name)
+        assert sorted(tasks) == (["api", "worker"] if spec.queue else ["api"])
+        for role, task in tasks.items():
+            granted = policy_actions(any_app.raw(name), role_of_task(task))
+            assert granted == _expected(any_app, spec, role), (name, role)
+
+
+def test_no_policy_in_any_stack_grants_a_wildcard_action(any_app: Synthesized) -> None:
+    for name in any_app.templates:
+        for resource in any_app.raw(name)["Resources"].values():
+            documents = []
+            if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+                documents.append(resource["Properties"]["PolicyDocument"])
+            if resource["Type"] == "AWS::IAM::Role":
+                documents += [
+                    p["PolicyDocument"] for p in resource["Properties"].get("Policies", [])
+                ]
+            for document in documents:
+                for statement in document["Statement"]:
+                    actions = statement["Action"]
+                    for action in [actions] if isinstance(actions, str) else actions:
+                        assert "*" not in action, (name, statement)
+
+
+def test_execution_roles_pull_the_image_write_logs_and_read_the_declared_secrets(
+    fixture_app: Synthesized,
+) -> None:
+    for name in fixture_app.services:
+        secrets = {f"<{s}>" for s in fixture_app.resources(name, "AWS::SecretsManager::Secret")}
+        reads = (
+            ("secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret") if secrets else ()
+        )
+        for task in _tasks(fixture_app, name).values():
+            granted = policy_actions(fixture_app.raw(name), role_of_task(task, "ExecutionRoleArn"))
+            assert set(granted) == {
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:GetDownloadUrlForLayer",
+                "ecr:BatchGetImage",
+                "ecr:GetAuthorizationToken",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                *reads,
+            }
+            assert granted["ecr:GetAuthorizationToken"] == {"*"}
+            if secrets:
+                assert granted["secretsmanager:GetSecretValue"] == secrets
+                # ...and decrypts them only through Secrets Manager, by the key's policy
+                role = role_of_task(task, "ExecutionRoleArn")
+                (key,) = fixture_app.resources(name, "AWS::KMS::Key").values()
+                assert {
+                    "Action": "kms:Decrypt",
+                    "Condition": {
+                        "StringEquals": {"kms:ViaService": "secretsmanager.us-east-1.amazonaws.com"}
+                    },
+                    "Effect": "Allow",
+                    "Principal": {"AWS": {"Fn::GetAtt": [role, "Arn"]}},
+                    "Resource": "*",
+                } in key["Properties"]["KeyPolicy"]["Statement"]
+
+
+def test_secrets_reach_tasks_as_references_and_task_secrets_never_as_values(
+    fixture_app: Synthesized,
+) -> None:
+    spec = fixture_app.specs["echo"]
+    (secret_id,) = fixture_app.resources("echo", "AWS::SecretsManager::Secret")
+    for task in _tasks(fixture_app, "echo").values():
+        assert container(task)["Secrets"] == [
+            {"Name": "LONGHAUL_SECRET_API_KEY", "ValueFrom": {"Ref": secret_id}}
+        ]
+        ids = environment(task)["LONGHAUL_SECRET_IDS"]
+        # {"api-key": "<the secret's ARN>"}: the kit fetches the value itself at start
+        assert ids == {"Fn::Join": ["", ['{"api-key":"', {"Ref": secret_id}, '"}']]}
+        assert [s.name for s in spec.secrets] == ["api-key"]
+
+
+def _kit_variables() -> set[str]:
+    names: set[str] = set()
+    for field in KitSettings.model_fields.values():
+        alias = field.validation_alias or field.alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice) for choice in alias.choices)
+        elif isinstance(alias, str):
+            names.add(alias)
+    return names
+
+
+@pytest.mark.parametrize("role", ["api", "worker"])
+def test_task_environment_is_what_the_kit_reads_and_is_complete(
+    any_app: Synthesized, role: str
+) -> None:
+    known = _kit_variables() | {"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"}
+    for name, spec in any_app.specs.items():
+        task = _tasks(any_app, name).get(role)
+        if task is None:
+            continue
+        variables = environment(task)
+        assert set(variables) <= known, set(variables) - known
+        # Names and ARNs resolve at deploy time; stand-ins show the kit accepts the set.
+        values = {
+            key: value if isinstance(value, str) else f"resolved-{key.lower()}"
+            for key, value in variables.items()
+        }
+        if spec.secrets:
+            values["LONGHAUL_SECRET_IDS"] = json.dumps(
+                {s.name: f"arn-{s.name}" for s in spec.secrets}
+            )
+        settings = KitSettings.model_validate(values)
+        settings.check_against(spec, "api" if role == "api" else "worker")
+        assert (settings.host, settings.port, settings.env) == ("0.0.0.0", 8000, any_app.env)
