@@ -235,8 +235,16 @@ async def test_always_failing_job_backs_off_then_fails_lands_in_dlq_and_redrive_
 
     command = [sys.executable, "-m", "longhaul.local.cli", "dlq"]
     spec = ["--service", "tests.support.echo.spec:SPEC", "--env", platform.env]
+    # Named explicitly, as on AWS where the stacks name the queues (URLs or names): the
+    # environment's own names would not be found.
+    explicit = ["--queue", await jobs.queue_url(), "--dlq", await jobs.queue_url(dlq=True)]
+    elsewhere = ["--service", "tests.support.echo.spec:SPEC", "--env", "nowhere"]
     listed = subprocess.run(
-        [*command, "list", "echo", *spec], cwd=ROOT, capture_output=True, text=True, check=True
+        [*command, "list", "echo", *elsewhere, *explicit],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert f'"job_id": "{job_id}"' in listed.stdout
 

@@ -146,13 +146,28 @@ dlq = typer.Typer(
 app.add_typer(dlq, name="dlq")
 
 
-def _dlq_names(name: str, env: str, extra: list[str]) -> ResourceNames:
+Queue = Annotated[
+    str | None,
+    typer.Option(
+        "--queue", help="The queue's name or URL, when not longhaul-<env>-<service> (AWS)"
+    ),
+]
+Dlq = Annotated[str | None, typer.Option("--dlq", help="The DLQ's name or URL (AWS)")]
+Table = Annotated[str | None, typer.Option("--table", help="The job table's name (AWS)")]
+Bucket = Annotated[str | None, typer.Option("--bucket", help="The bucket's name (AWS)")]
+
+
+def _dlq_names(name: str, env: str, extra: list[str], **given: str | None) -> ResourceNames:
+    """The service's queue, DLQ, table and bucket: as the local platform names them, or as
+    given (on AWS the stacks name them; their outputs print the names)."""
     specs = {spec.name: spec for spec in discover(tuple(extra))}
     if name not in specs:
         raise typer.BadParameter(
             f"no service {name!r}; known: {', '.join(sorted(specs)) or 'none'}"
         )
     names = ResourceNames.of(specs[name], env)
+    overrides = {k: v.rstrip("/").rsplit("/", 1)[-1] for k, v in given.items() if v}
+    names = names.model_copy(update=overrides)
     if names.queue is None or names.dlq is None:
         raise typer.BadParameter(f"service {name!r} declares no queue")
     return names
@@ -182,6 +197,8 @@ def dlq_list(
     env: Env = platform.DEFAULT_ENV,
     region: Region = platform.DEFAULT_REGION,
     service: Extra = [],  # noqa: B006
+    queue: Queue = None,
+    dlq_name: Dlq = None,
 ) -> None:
     """Print the DLQ's messages as JSON lines (they stay in the DLQ)."""
     from longhaul.jobs.dlq import describe, peek
@@ -189,7 +206,8 @@ def dlq_list(
     async def work(sqs: Any, queue_url: str, dlq_url: str, aws: AwsClients) -> list[dict[str, Any]]:
         return [describe(m) for m in await peek(sqs, dlq_url)]
 
-    for row in _with_service_aws(_dlq_names(name, env, service), region, work):
+    names = _dlq_names(name, env, service, queue=queue, dlq=dlq_name)
+    for row in _with_service_aws(names, region, work):
         typer.echo(json.dumps(row))
 
 
@@ -199,12 +217,16 @@ def dlq_redrive(
     env: Env = platform.DEFAULT_ENV,
     region: Region = platform.DEFAULT_REGION,
     service: Extra = [],  # noqa: B006
+    queue: Queue = None,
+    dlq_name: Dlq = None,
+    table: Table = None,
+    bucket: Bucket = None,
 ) -> None:
     """Retry what the DLQ holds: reset its failed jobs and move its messages back."""
     from longhaul.jobs.dlq import redrive
     from longhaul.jobs.store import JobStore
 
-    names = _dlq_names(name, env, service)
+    names = _dlq_names(name, env, service, queue=queue, dlq=dlq_name, table=table, bucket=bucket)
 
     async def work(sqs: Any, queue_url: str, dlq_url: str, aws: AwsClients) -> Any:
         store = None
