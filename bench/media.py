@@ -18,7 +18,6 @@ from pathlib import Path
 
 from longhaul.aws.clients import AwsClients
 from longhaul.jobs import Job, JobEvent, JobState
-from longhaul.jobs.queue import enqueue
 from longhaul.local.platform import DUMMY_CREDENTIALS
 from longhaul_media.media.plan import ladder
 from longhaul_media.models import MediaInfo
@@ -31,6 +30,7 @@ from tests.support.media import (
     provision_media,
     put_object,
     store_of,
+    submit_transcode,
     wait_for,
 )
 from tests.support.moto import MotoServer
@@ -115,18 +115,13 @@ async def transcode(
     try:
         await asyncio.sleep(3)  # the workers are up and long-polling
         begun = time.monotonic()
-        job, _ = await store.submit(
-            owner="bench", job_type="transcode", payload={"key": key, "preset": PRESET}
-        )
-        sqs = await aws.get("sqs")
-        url = (await sqs.get_queue_url(QueueName=platform.names.queue))["QueueUrl"]
-        await enqueue(sqs, url, job.id)
-        done = await wait_for(store, job.id, JobState.SUCCEEDED, JobState.FAILED, timeout=1800)
+        job_id = await submit_transcode(store, aws, platform, key, PRESET)
+        done = await wait_for(store, job_id, JobState.SUCCEEDED, JobState.FAILED, timeout=1800)
         wall = time.monotonic() - begun
         if done.state is not JobState.SUCCEEDED:
             raise RuntimeError(f"the bench transcode failed: {done.error}")
         if label:
-            PHASES[label] = phases(await store.events(job.id), done)
+            PHASES[label] = phases(await store.events(job_id), done)
         return wall
     finally:
         for worker in started:

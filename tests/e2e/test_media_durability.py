@@ -5,7 +5,6 @@ ffmpeg within two seconds. Real worker processes, real ffmpeg, a real moto serve
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,14 +21,15 @@ from tests.support.media import (
     children_of,
     declared_size_clip,
     facts,
-    ffmpeg,
     ffmpeg_children,
     listen,
     make_clip,
+    make_tone,
     media_api,
     provision_media,
     put_object,
     store_of,
+    submit_transcode,
     wait_for,
 )
 from tests.support.moto import MotoServer
@@ -54,23 +54,6 @@ def upload_key(owner: str, name: str) -> str:
     return f"uploads/{owner}/{uuid.uuid4().hex}/{name}"
 
 
-async def submit(
-    store: JobStore, aws: AwsClients, platform: MediaPlatform, key: str, preset: str = "fast"
-) -> str:
-    """Submit a transcode as the API does (write, enqueue)."""
-    from longhaul.jobs.queue import enqueue
-
-    owner = key.split("/")[1]
-    job, _ = await store.submit(
-        owner=owner, job_type="transcode", payload={"key": key, "preset": preset}
-    )
-    sqs = await aws.get("sqs")
-    url = (await sqs.get_queue_url(QueueName=platform.names.queue))["QueueUrl"]
-    await enqueue(sqs, url, job.id)
-    await store.mark_enqueued(job.id)
-    return job.id
-
-
 async def until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not await predicate():
@@ -88,20 +71,7 @@ async def test_each_bad_input_fails_with_its_own_reason_and_the_worker_goes_on(
     (files / "notes.mp4").write_text("not a video at all\n" * 40)
     (files / "empty.mp4").touch()
     (files / "cut.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    subprocess.run(
-        [
-            ffmpeg(),
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=duration=1",
-            str(files / "song.mp4"),
-        ],
-        check=True,
-    )
+    make_tone(files / "song.mp4")
     declared_size_clip(files / "huge.mkv", 20000, 20000)
     big = files / "big.mp4"
     big.write_bytes(good.read_bytes() + b"\0" * 300_000)
@@ -127,7 +97,7 @@ async def test_each_bad_input_fails_with_its_own_reason_and_the_worker_goes_on(
     for name in [*expected, "good.mp4"]:
         key = upload_key("alice", name)
         await put_object(aws, platform, key, files / name)
-        jobs[name] = await submit(store, aws, platform, key)
+        jobs[name] = await submit_transcode(store, aws, platform, key)
     for name, reason in expected.items():
         job = await wait_for(store, jobs[name], JobState.SUCCEEDED, JobState.FAILED, timeout=60)
         assert job.state is JobState.FAILED, name
@@ -153,7 +123,7 @@ async def test_a_worker_killed_mid_transcode_costs_only_its_chunks_in_flight(
     store = await store_of(aws, platform)
     victim = MediaWorker(platform, tmp_path, "victim")
     workers.append(victim)
-    job_id = await submit(store, aws, platform, key, preset="default")
+    job_id = await submit_transcode(store, aws, platform, key, preset="default")
 
     async def some_done_some_running() -> bool:
         chunks = await children_of(store, job_id)

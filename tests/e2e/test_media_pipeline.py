@@ -31,6 +31,7 @@ from tests.support.media import (
     provision_media,
     put_object,
     store_of,
+    submit_transcode,
     wait_for,
 )
 from tests.support.moto import MotoServer
@@ -44,20 +45,6 @@ def workers() -> Iterator[list[MediaWorker]]:
     yield started
     for worker in started:
         worker.stop()
-
-
-async def submit(store: Any, aws: AwsClients, platform: MediaPlatform, key: str) -> str:
-    """Submit a `fast` transcode of `key` as the API does (write, then enqueue)."""
-    from longhaul.jobs.queue import enqueue
-
-    job, _ = await store.submit(
-        owner=key.split("/")[1], job_type="transcode", payload={"key": key, "preset": "fast"}
-    )
-    sqs = await aws.get("sqs")
-    url = (await sqs.get_queue_url(QueueName=platform.names.queue))["QueueUrl"]
-    await enqueue(sqs, url, job.id)
-    await store.mark_enqueued(job.id)
-    return str(job.id)
 
 
 def bearer(platform: MediaPlatform, sub: str) -> dict[str, str]:
@@ -228,7 +215,7 @@ async def test_sources_of_every_shape_keep_duration_size_and_sync(
         clip = make_clip(tmp_path / f"{name}.mp4", **options)  # type: ignore[arg-type]
         key = f"uploads/carol/{uuid.uuid4().hex}/{name}.mp4"
         await put_object(aws, platform, key, clip)
-        jobs[name] = await submit(store, aws, platform, key)
+        jobs[name] = await submit_transcode(store, aws, platform, key)
     workers += [MediaWorker(platform, tmp_path, str(i)) for i in range(workers_count)]
     s3 = await aws.get("s3")
     for name, (_, ladder, has_audio) in shapes.items():

@@ -367,3 +367,27 @@ async def facts(
             if envelope["type"] == wanted:
                 found.append(envelope)
     return found
+
+
+async def submit_transcode(
+    store: JobStore, aws: AwsClients, platform: MediaPlatform, key: str, preset: str = "fast"
+) -> str:
+    """Submit a transcode of `key` for its uploader as the API does (write, then enqueue)."""
+    from longhaul.jobs.queue import enqueue
+
+    job, _ = await store.submit(
+        owner=key.split("/")[1], job_type="transcode", payload={"key": key, "preset": preset}
+    )
+    sqs = await aws.get("sqs")
+    url = (await sqs.get_queue_url(QueueName=platform.names.queue))["QueueUrl"]
+    await enqueue(sqs, url, job.id)
+    await store.mark_enqueued(job.id)
+    return str(job.id)
+
+
+def make_tone(path: Path, seconds: float = 1) -> Path:
+    """Audio only: a sine tone in AAC, in whatever container `path` names."""
+    argv = [ffmpeg(), "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi"]
+    argv += ["-i", f"sine=duration={seconds}", "-c:a", "aac", str(path)]
+    subprocess.run(argv, check=True, timeout=60)
+    return path

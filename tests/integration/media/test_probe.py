@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from longhaul_media.media.probe import Limits, probe
-from tests.support.media import declared_size_clip, ffmpeg, make_clip
+from tests.support.media import declared_size_clip, ffmpeg, make_clip, make_tone
 
 LIMITS = Limits(
     max_bytes=50 * 1024**2,
@@ -99,23 +99,7 @@ def test_a_truncated_mp4_is_refused_as_truncated(clips: Path, tmp_path: Path) ->
 
 
 def test_audio_only_is_refused_for_having_no_video(tmp_path: Path) -> None:
-    path = tmp_path / "song.mp4"
-    subprocess.run(
-        [
-            ffmpeg(),
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=duration=1",
-            "-c:a",
-            "aac",
-            str(path),
-        ],
-        check=True,
-    )
+    path = make_tone(tmp_path / "song.mp4")
     assert refused(path) == "the file has no video stream (audio only)"
 
 
