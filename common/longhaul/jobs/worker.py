@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from longhaul.events.consumer import SqsConsumer
 from longhaul.events.publisher import EventPublisher
-from longhaul.jobs.context import CHILD_OWNER_PREFIX, JobContext
+from longhaul.jobs.context import JobContext
 from longhaul.jobs.exceptions import (
     JobCancelled,
     JobInterrupted,
@@ -585,16 +585,7 @@ class JobWorker:
             _duration.record((job.finished_at - job.created_at).total_seconds(), {"type": job.type})
         if job.state is not JobState.SUCCEEDED:
             self._background(self._cancel_children(job.id))
-        if job.owner.startswith(CHILD_OWNER_PREFIX):
-            self._background(self._wake_parent(job.owner.removeprefix(CHILD_OWNER_PREFIX)))
         self._background(self._on_end(job))
-
-    async def _wake_parent(self, parent_id: str) -> None:
-        """A child ended: let its parked parent check now rather than at its next check."""
-        try:
-            await enqueue(self.sqs, self.queue_url, parent_id)
-        except Exception as exc:  # the parent's own delayed message still comes
-            log.warning("could not wake the parent job: %s", exc)
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` beside the job; shutdown waits for it like for a job."""
