@@ -122,6 +122,21 @@ async def test_upload_is_transcoded_to_a_verified_ladder_that_only_its_owner_see
         assert response.status_code == 200, response.text
         outputs = response.json()
 
+        # Playback from the private bucket: the master through the API, each rendition's
+        # playlist with presigned segments that a player fetches straight from S3.
+        hls = f"/jobs/{done.id}/hls"
+        assert (await api.get(f"{hls}/master.m3u8", headers=bob)).status_code == 404
+        escape = await api.get(f"{hls}/%2E%2E/%2E%2E/uploads.m3u8", headers=alice)
+        assert escape.status_code == 404
+        served = await api.get(f"{hls}/master.m3u8", headers=alice)
+        assert served.headers["content-type"].startswith("application/vnd.apple.mpegurl")
+        variant = m3u8.loads(served.text).playlists[0].uri
+        media = m3u8.loads((await api.get(f"{hls}/{variant}", headers=alice)).text)
+        async with httpx.AsyncClient() as player:
+            for segment in media.segments:
+                assert "X-Amz-Signature=" in segment.uri
+                assert (await player.get(segment.uri)).status_code == 200
+
     result = done.result
     assert result is not None
     local = tmp_path / "outputs"

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import math
+import posixpath
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from longhaul.api import CallerDep, Problem
-from longhaul.jobs import JobNotFound, JobState
+from longhaul.jobs import Job, JobNotFound, JobState, JobStore
 from longhaul_media.api.deps import BucketDep, MediaSettingsDep, S3Dep, StoreDep
 from longhaul_media.models import UploadCompleted, UploadPart, UploadRequest, UploadTicket
 from longhaul_media.presets import Preset, load_presets
-from longhaul_media.storage import safe_filename, upload_prefix
+from longhaul_media.storage import output_prefix, safe_filename, upload_prefix
 from longhaul_media.worker.handlers import NO_TRANSCODE
 
 __all__ = ["router"]
@@ -140,6 +141,17 @@ async def complete_upload(
     return {"upload_id": upload_id, "key": body.key}
 
 
+async def _finished(store: JobStore, job_id: str, owner: str) -> Job:
+    """The caller's succeeded job, or the problem that says why not."""
+    try:
+        job = await store.get(job_id, owner)
+    except JobNotFound:
+        raise Problem(404, "no such job") from None
+    if job.state is not JobState.SUCCEEDED or not job.result:
+        raise Problem(409, f"the job is {job.state.value}; outputs exist once it succeeded")
+    return job
+
+
 @router.get("/jobs/{job_id}/outputs")
 async def outputs(
     job_id: str,
@@ -151,13 +163,8 @@ async def outputs(
     urls: bool = Query(default=False, description="add short-lived presigned GET URLs"),
 ) -> dict[str, Any]:
     """A finished transcode's outputs, with presigned GET URLs on request."""
-    try:
-        job = await store.get(job_id, caller.sub)
-    except JobNotFound:
-        raise Problem(404, "no such job") from None
-    if job.state is not JobState.SUCCEEDED or not job.result:
-        raise Problem(409, f"the job is {job.state.value}; outputs exist once it succeeded")
-    result = dict(job.result)
+    job = await _finished(store, job_id, caller.sub)
+    result = dict(job.result or {})
     if urls:
         ttl = settings.output_url_ttl_s
 
@@ -170,3 +177,42 @@ async def outputs(
         result["urls"] = {o["key"]: await sign(o["key"]) for o in result["outputs"]}
         result["urls_expire_in_s"] = ttl
     return result
+
+
+@router.get("/jobs/{job_id}/hls/{path:path}")
+async def playlist(
+    job_id: str,
+    path: str,
+    caller: CallerDep,
+    store: StoreDep,
+    settings: MediaSettingsDep,
+    s3: S3Dep,
+    bucket: BucketDep,
+) -> Response:
+    """A transcode's HLS playlists for playback from the private bucket: the master as it
+    is (its renditions resolve to this route), a rendition's playlist with every segment
+    as a short-lived presigned URL."""
+    parts = path.split("/")
+    if not path.endswith(".m3u8") or any(p in ("", ".", "..") for p in parts):
+        raise Problem(404, "no such playlist")
+    await _finished(store, job_id, caller.sub)
+    key = f"{output_prefix(job_id)}hls/{path}"
+    try:
+        text = (await (await s3.get_object(Bucket=bucket, Key=key))["Body"].read()).decode()
+    except s3.exceptions.NoSuchKey:
+        raise Problem(404, "no such playlist") from None
+    folder = posixpath.dirname(key)
+    lines = []
+    for line in text.splitlines():
+        if line and not line.startswith("#") and not line.endswith(".m3u8"):
+            line = await s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": bucket, "Key": f"{folder}/{line}"},
+                ExpiresIn=settings.output_url_ttl_s,
+            )
+        lines.append(line)
+    return Response(
+        "\n".join(lines) + "\n",
+        media_type="application/vnd.apple.mpegurl",
+        headers={"Cache-Control": "private, max-age=60"},
+    )
