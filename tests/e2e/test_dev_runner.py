@@ -150,7 +150,8 @@ def test_dev_runs_the_platform_and_ctrl_c_stops_everything(runner: Runner) -> No
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "master.m3u8" in demo.stdout
-    assert "play it: ffplay" in demo.stdout
+    assert f"{media}/jobs/" in demo.stdout
+    assert "/hls/master.m3u8" in demo.stdout
 
     runner.process.send_signal(signal.SIGINT)
     assert runner.process.wait(timeout=60) == 0

@@ -86,7 +86,7 @@ async def run(
             raise SystemExit(f"the transcode did not succeed: {job}")
         outputs = await client.get(f"/jobs/{job['id']}/outputs", params={"urls": "true"})
         outputs.raise_for_status()
-        return dict(outputs.json())
+        return {**outputs.json(), "job_id": job["id"]}
 
 
 @app.command()
@@ -119,7 +119,10 @@ def demo(
     typer.echo("\noutputs (presigned for {} s):".format(result["urls_expire_in_s"]))
     for key in (result["master"], result["mp4"], result["poster"], result["sprite"], result["vtt"]):
         typer.echo(f"  {key}\n    {result['urls'][key]}")
-    typer.echo(f"\nplay it: ffplay '{result['urls'][result['master']]}'")
+    typer.echo(
+        f"\nplay it (a player that sends your bearer token, e.g. hls.js):"
+        f" {api}/jobs/{result['job_id']}/hls/master.m3u8"
+    )
 
 
 def main() -> None:
