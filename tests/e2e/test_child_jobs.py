@@ -10,6 +10,7 @@ import pytest
 
 from longhaul.aws.clients import AwsClients
 from longhaul.jobs import JobState
+from longhaul.jobs.store import child_owner
 from tests.conftest import Platform
 from tests.support.echo.spec import SPEC as ECHO
 from tests.support.workers import Jobs, Worker
@@ -43,7 +44,7 @@ async def test_a_parent_parks_past_max_receive_count_and_its_children_run_once(
     done = await jobs.wait(parent.id, JobState.SUCCEEDED, JobState.FAILED, timeout=120)
     assert done.state is JobState.SUCCEEDED, done.error
     assert done.result == {"checks": checks, "children": ["succeeded"] * 3}
-    children = (await store.page(f"job:{parent.id}")).jobs
+    children = (await store.page(child_owner(parent.id))).jobs
     assert len(children) == 3
     assert all(c.state is JobState.SUCCEEDED and c.runs == 1 for c in children)
     # The children are the parent's, never listed to its owner.

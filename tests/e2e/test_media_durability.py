@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,14 +37,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 @pytest.fixture
-def workers() -> Iterator[list[MediaWorker]]:
-    started: list[MediaWorker] = []
-    yield started
-    for worker in started:
-        worker.stop()
-
-
-@pytest.fixture
 async def platform(aws: AwsClients, moto: MotoServer) -> MediaPlatform:
     return await provision_media(aws, moto.endpoint)
 
@@ -63,7 +54,7 @@ async def until(predicate, timeout: float, what: str) -> None:  # type: ignore[n
 
 
 async def test_each_bad_input_fails_with_its_own_reason_and_the_worker_goes_on(
-    aws: AwsClients, platform: MediaPlatform, tmp_path: Path, workers: list[MediaWorker]
+    aws: AwsClients, platform: MediaPlatform, tmp_path: Path, media_workers: list[MediaWorker]
 ) -> None:
     files = tmp_path / "in"
     files.mkdir()
@@ -87,7 +78,7 @@ async def test_each_bad_input_fails_with_its_own_reason_and_the_worker_goes_on(
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     listener = await listen(aws, platform)
-    workers.append(
+    media_workers.append(
         MediaWorker(
             platform, tmp_path, "w", MEDIA_MAX_UPLOAD_BYTES=limit, MEDIA_SCRATCH_DIR=str(scratch)
         )
@@ -106,7 +97,7 @@ async def test_each_bad_input_fails_with_its_own_reason_and_the_worker_goes_on(
         assert job.attempts <= 1, "a bad input is not retried"
     done = await wait_for(store, jobs["good.mp4"], JobState.SUCCEEDED, JobState.FAILED, timeout=120)
     assert done.state is JobState.SUCCEEDED, done.error
-    assert workers[0].process.poll() is None, "the worker is still running"
+    assert media_workers[0].process.poll() is None, "the worker is still running"
     assert list(scratch.iterdir()) == [], "temp files are removed on success and on failure"
     failed = await facts(aws, listener, "media.transcode.failed", count=len(expected))
     reasons = {f["data"]["job_id"]: f["data"]["reason"] for f in failed}
@@ -115,14 +106,14 @@ async def test_each_bad_input_fails_with_its_own_reason_and_the_worker_goes_on(
 
 
 async def test_a_worker_killed_mid_transcode_costs_only_its_chunks_in_flight(
-    aws: AwsClients, platform: MediaPlatform, tmp_path: Path, workers: list[MediaWorker]
+    aws: AwsClients, platform: MediaPlatform, tmp_path: Path, media_workers: list[MediaWorker]
 ) -> None:
     clip = make_clip(tmp_path / "long.mp4", size="1280x720", seconds=16, gop_s=1)
     key = upload_key("alice", "long.mp4")
     await put_object(aws, platform, key, clip)
     store = await store_of(aws, platform)
     victim = MediaWorker(platform, tmp_path, "victim")
-    workers.append(victim)
+    media_workers.append(victim)
     job_id = await submit_transcode(store, aws, platform, key, preset="default")
 
     async def some_done_some_running() -> bool:
@@ -135,7 +126,7 @@ async def test_a_worker_killed_mid_transcode_costs_only_its_chunks_in_flight(
     at_kill = await children_of(store, job_id)
     finished_before = {c.id for c in at_kill if c.state is JobState.SUCCEEDED}
     in_flight = {c.id for c in at_kill if c.state is JobState.RUNNING}
-    workers.append(MediaWorker(platform, tmp_path, "rescuer"))
+    media_workers.append(MediaWorker(platform, tmp_path, "rescuer"))
     job = await wait_for(store, job_id, JobState.SUCCEEDED, JobState.FAILED, timeout=240)
     assert job.state is JobState.SUCCEEDED, job.error
     chunks = await children_of(store, job_id)
@@ -156,14 +147,14 @@ async def test_cancel_stops_ffmpeg_within_two_seconds_and_cleans_up(
     platform: MediaPlatform,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    workers: list[MediaWorker],
+    media_workers: list[MediaWorker],
 ) -> None:
     clip = make_clip(tmp_path / "long.mp4", size="1280x720", seconds=20, gop_s=2)
     key = upload_key("alice", "long.mp4")
     await put_object(aws, platform, key, clip)
     # One long chunk, so that ffmpeg is surely running when the cancel comes.
     worker = MediaWorker(platform, tmp_path, "w", MEDIA_CHUNK_MIN_S="30", MEDIA_CHUNK_MAX_S="60")
-    workers.append(worker)
+    media_workers.append(worker)
     store = await store_of(aws, platform)
     alice = {"Authorization": f"Bearer {forge(platform.auth, sub='alice')}"}
     async with media_api(monkeypatch, platform) as (_, api):

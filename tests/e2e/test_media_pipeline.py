@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +36,6 @@ from tests.support.media import (
 from tests.support.moto import MotoServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def workers() -> Iterator[list[MediaWorker]]:
-    started: list[MediaWorker] = []
-    yield started
-    for worker in started:
-        worker.stop()
 
 
 def bearer(platform: MediaPlatform, sub: str) -> dict[str, str]:
@@ -93,12 +84,12 @@ async def test_upload_is_transcoded_to_a_verified_ladder_that_only_its_owner_see
     moto: MotoServer,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    workers: list[MediaWorker],
+    media_workers: list[MediaWorker],
 ) -> None:
     platform = await provision_media(aws, moto.endpoint)
     listener = await listen(aws, platform)
     clip = make_clip(tmp_path / "holiday.mp4", size="1280x720", seconds=7, gop_s=1)
-    workers += [MediaWorker(platform, tmp_path, "a"), MediaWorker(platform, tmp_path, "b")]
+    media_workers += [MediaWorker(platform, tmp_path, "a"), MediaWorker(platform, tmp_path, "b")]
     alice, bob = bearer(platform, "alice"), bearer(platform, "bob")
     async with media_api(monkeypatch, platform) as (_, api):
         ticket = await upload(api, alice, clip, preset="fast")
@@ -210,7 +201,7 @@ async def test_sources_of_every_shape_keep_duration_size_and_sync(
     aws: AwsClients,
     moto: MotoServer,
     tmp_path: Path,
-    workers: list[MediaWorker],
+    media_workers: list[MediaWorker],
     workers_count: int,
 ) -> None:
     platform = await provision_media(aws, moto.endpoint)
@@ -231,7 +222,7 @@ async def test_sources_of_every_shape_keep_duration_size_and_sync(
         key = f"uploads/carol/{uuid.uuid4().hex}/{name}.mp4"
         await put_object(aws, platform, key, clip)
         jobs[name] = await submit_transcode(store, aws, platform, key)
-    workers += [MediaWorker(platform, tmp_path, str(i)) for i in range(workers_count)]
+    media_workers += [MediaWorker(platform, tmp_path, str(i)) for i in range(workers_count)]
     s3 = await aws.get("s3")
     for name, (_, ladder, has_audio) in shapes.items():
         job = await wait_for(store, jobs[name], JobState.SUCCEEDED, JobState.FAILED, timeout=180)

@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from longhaul.aws.clients import AwsClients
 from longhaul.config import load_settings
 from longhaul.jobs import Job, JobState, JobStore
+from longhaul.jobs.store import child_owner
 from longhaul.local.platform import LocalAuth, role_environment
 from longhaul.local.provision import provision
 from longhaul.spec import ResourceNames
@@ -270,7 +271,7 @@ async def wait_for(store: JobStore, job_id: str, *states: JobState, timeout: flo
 
 async def children_of(store: JobStore, job_id: str) -> list[Job]:
     """The chunk jobs a transcode spawned."""
-    page = await store.page(f"job:{job_id}", limit=1000)
+    page = await store.page(child_owner(job_id), limit=1000)
     return sorted(page.jobs, key=lambda j: int(j.payload["index"]))
 
 

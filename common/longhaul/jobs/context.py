@@ -16,14 +16,13 @@ from typing import Any, NoReturn
 
 from longhaul.jobs.exceptions import JobCancelled, JobInterrupted, JobParked
 from longhaul.jobs.queue import enqueue
-from longhaul.jobs.store import JobStore
+from longhaul.jobs.store import CHILD_OWNER_PREFIX, JobStore, child_owner
 from longhaul.jobs.submit import JobResources
 from longhaul.jobs.types import Job
 from longhaul.observability import context as log_context
 
 __all__ = ["JobContext"]
 
-CHILD_OWNER_PREFIX = "job:"  # child jobs are owned by their parent, never listed to a caller
 PROGRESS_EVERY_S = 0.5  # at most this often to the table; the last one always
 STDERR_TAIL_BYTES = 16 * 1024  # what run_process keeps of a child's stderr
 
@@ -109,7 +108,7 @@ class JobContext:
         if self.resources is None:
             raise RuntimeError("this context was built without resources; cannot spawn")
         job, created = await self._store.submit(
-            owner=f"{CHILD_OWNER_PREFIX}{self.job_id}",
+            owner=child_owner(self.job_id),
             job_type=job_type,
             payload=payload,
             idempotency_key=key,

@@ -30,9 +30,17 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from longhaul.jobs.exceptions import IdempotencyConflict, JobNotFound, LeaseLost
 from longhaul.jobs.types import TERMINAL, Job, JobEvent, JobState
 
-__all__ = ["CHECKPOINT_INLINE_BYTES", "JobStore", "Page", "StartResult"]
+__all__ = [
+    "CHECKPOINT_INLINE_BYTES",
+    "CHILD_OWNER_PREFIX",
+    "JobStore",
+    "Page",
+    "StartResult",
+    "child_owner",
+]
 
 CHECKPOINT_INLINE_BYTES = 32 * 1024  # larger checkpoints go to S3
+CHILD_OWNER_PREFIX = "job:"  # child jobs are owned by their parent, never listed to a caller
 OWNER_INDEX = "GSI1"
 STATE_INDEX = "GSI2"
 
@@ -74,6 +82,11 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def _job(values: dict[str, Any]) -> Job:
     return Job.model_validate(values)
+
+
+def child_owner(job_id: str) -> str:
+    """The owner of the child jobs that job `job_id` spawns."""
+    return f"{CHILD_OWNER_PREFIX}{job_id}"
 
 
 def body_hash(job_type: str, payload: dict[str, Any]) -> str:
@@ -564,7 +577,7 @@ class JobStore:
 
     async def cancel_children(self, job_id: str) -> int:
         """Cancel every unfinished child job `job_id` spawned; return how many."""
-        owner = f"job:{job_id}"
+        owner = child_owner(job_id)
         count = 0
         cursor: str | None = None
         while True:

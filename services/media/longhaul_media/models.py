@@ -87,7 +87,6 @@ class ChunkPayload(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    parent: str
     index: int = Field(ge=0)
     start_s: float = Field(ge=0)
     end_s: float = Field(gt=0)

@@ -188,7 +188,6 @@ async def _prepare(
                 await ctx.spawn(
                     "transcode-chunk",
                     ChunkPayload(
-                        parent=ctx.job_id,
                         index=c.index,
                         start_s=c.start_s,
                         end_s=c.end_s,
@@ -237,7 +236,9 @@ def _split_chunks(listing: Path, duration_s: float) -> list[Chunk]:
 @jobs.handler("transcode-chunk", payload=ChunkPayload, max_attempts=3, internal=True)
 async def transcode_chunk(payload: ChunkPayload, ctx: JobContext) -> dict[str, Any]:
     """Encode one chunk into every rung (video only), and put the results under work/."""
-    [parent] = await ctx.jobs([payload.parent])
+    if ctx.parent_id is None:
+        raise NonRetryable("a chunk runs only as a transcode's child job")
+    [parent] = await ctx.jobs([ctx.parent_id])
     if parent.terminal:
         raise NonRetryable(f"its transcode is already {parent.state.value}")
     preset = preset_named(payload.preset)
@@ -245,7 +246,7 @@ async def transcode_chunk(payload: ChunkPayload, ctx: JobContext) -> dict[str, A
     settings = settings_of(resources)
     s3 = await resources.aws.get("s3")
     bucket = str(resources.settings.bucket_name)
-    work = work_prefix(payload.parent)
+    work = work_prefix(parent.id)
     rungs = [rung_of(preset, r.name, r.width, r.height) for r in payload.rungs]
     duration = max(0.001, payload.end_s - payload.start_s)
     began = time.monotonic()
