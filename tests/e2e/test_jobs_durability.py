@@ -57,8 +57,14 @@ async def test_job_runs_to_success_and_records_its_result(
     assert job.runs == 1
     records = effects_of(effects, job_id)
     assert [r["kind"] for r in records] == ["start", "step", "step", "step", "done"]
-    lines = [json.loads(line) for line in workers[0].log().splitlines() if line.startswith("{")]
-    succeeded = [line for line in lines if line["message"] == "job succeeded"]
+
+    def succeeded_lines() -> list[dict[str, object]]:
+        lines = [json.loads(line) for line in workers[0].log().splitlines() if line.startswith("{")]
+        return [line for line in lines if line["message"] == "job succeeded"]
+
+    # The row turns succeeded a moment before the worker writes its log line.
+    await _until(lambda: succeeded_lines(), timeout=10, what="the worker logs 'job succeeded'")
+    succeeded = succeeded_lines()
     assert succeeded[0]["job_id"] == job_id, "the worker's log lines carry the job id"
     assert succeeded[0]["role"] == "worker"
 
@@ -179,7 +185,11 @@ async def test_job_written_but_never_enqueued_is_finished_by_the_reconciler(
     workers.append(Worker(platform, effects))
     job = await jobs.wait(job_id, JobState.SUCCEEDED, timeout=60)
     assert job.runs == 1
-    assert "reconciler re-enqueued the job" in workers[0].log()
+    await _until(
+        lambda: "reconciler re-enqueued the job" in workers[0].log(),
+        timeout=10,
+        what="the reconciler logs that it re-enqueued the job",
+    )
 
 
 async def test_cancel_while_running_kills_the_child_within_two_seconds(

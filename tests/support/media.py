@@ -242,9 +242,6 @@ class MediaWorker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.log().splitlines() if x.startswith("{")]
-
 
 async def store_of(aws: AwsClients, platform: MediaPlatform) -> JobStore:
     """The media service's job store."""
