@@ -44,6 +44,10 @@ async def test_a_parent_parks_past_max_receive_count_and_its_children_run_once(
     done = await jobs.wait(parent.id, JobState.SUCCEEDED, JobState.FAILED, timeout=120)
     assert done.state is JobState.SUCCEEDED, done.error
     assert done.result == {"checks": checks, "children": ["succeeded"] * 3}
+    states = [e.state for e in await store.events(parent.id) if e.kind == "state"]
+    assert states == [JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED], (
+        "between its checks the parent shows running, not a flap back to queued"
+    )
     children = (await store.page(child_owner(parent.id))).jobs
     assert len(children) == 3
     assert all(c.state is JobState.SUCCEEDED and c.runs == 1 for c in children)

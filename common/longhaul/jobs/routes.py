@@ -132,13 +132,13 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
     async def cancel_job(
         job_id: str, caller: CallerDep, store: StoreDep, publisher: PublisherDep
     ) -> Job:
-        """Cancel a queued job now, or ask a running one to stop (its state follows)."""
+        """Cancel a queued or parked job now, or ask a running one to stop (its state
+        follows)."""
         try:
-            before = await store.get(job_id, caller.sub)
-            job = await store.cancel(job_id, caller.sub)
+            job, ended_here = await store.cancel(job_id, caller.sub)
         except JobNotFound:
             raise Problem(404, "no such job") from None
-        if before.state is JobState.QUEUED and job.state is JobState.CANCELLED:
+        if ended_here:
             # Cancelled here, not by a worker: a queued job, or a parent parked on children.
             await publish_fact(service, "cancelled", job, publisher)
         if job.state is JobState.CANCELLED or job.cancel_requested:

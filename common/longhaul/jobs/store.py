@@ -41,6 +41,7 @@ __all__ = [
 
 CHECKPOINT_INLINE_BYTES = 32 * 1024  # larger checkpoints go to S3
 CHILD_OWNER_PREFIX = "job:"  # child jobs are owned by their parent, never listed to a caller
+PARKED = "parked"  # the lease owner of a running job that waits, parked, for its next check
 OWNER_INDEX = "GSI1"
 STATE_INDEX = "GSI2"
 
@@ -390,7 +391,8 @@ class JobStore:
         await self._update(job_id, {"enqueued_at": _iso(_now())}, "attribute_exists(PK)", {})
 
     async def start(self, job_id: str, worker: str, lease_s: float) -> StartResult:
-        """Take the job's lease: from queued, or from a running job whose lease expired."""
+        """Take the job's lease: from queued, from a parked job, or from a running job whose
+        lease expired."""
         now = _now()
         lease_expires = time.time() + lease_s
         sets = {
@@ -410,6 +412,18 @@ class JobStore:
             current = await self._get_raw(job_id)
             if current is None:
                 return StartResult(None, False)
+            if current["state"] == "running" and current.get("lease_owner") == PARKED:
+                # Its next check: still running, so no state change and no history entry.
+                raw = await self._update(
+                    job_id,
+                    {"lease_owner": worker, "lease_expires": lease_expires},
+                    "#state = :running AND #lease_owner = :parked",
+                    {":running": "running", ":parked": PARKED},
+                    add={"runs": 1},
+                )
+                if raw is not None:
+                    return StartResult(_job(raw), True, lease_expires)
+                current = await self._get_raw(job_id) or current
             expired = (
                 current["state"] == "running"
                 and float(current.get("lease_expires", 0)) < time.time()
@@ -485,6 +499,27 @@ class JobStore:
         if raw is None:
             raise LeaseLost(job_id)
 
+    async def park(
+        self, job_id: str, worker: str, delay_s: float, lease_s: float, message: str | None
+    ) -> Job | None:
+        """Park the lease holder's job until its next check in `delay_s`: it stays running,
+        its lease held by nobody. A parked job whose message never comes back is taken back
+        by the reconciler once `lease_s` past the check."""
+        sets: dict[str, Any] = {
+            "lease_owner": PARKED,
+            "lease_expires": time.time() + delay_s + lease_s,
+            "updated_at": _iso(_now()),
+        }
+        if message is not None:
+            sets["message"] = message
+        raw = await self._update(
+            job_id,
+            sets,
+            "#state = :running AND #lease_owner = :w",
+            {":running": "running", ":w": worker},
+        )
+        return _job(raw) if raw is not None else None
+
     async def release(
         self,
         job_id: str,
@@ -492,18 +527,13 @@ class JobStore:
         *,
         error: str | None = None,
         failed_attempt: bool = False,
-        message: str | None = None,
     ) -> Job | None:
-        """Give the job back to the queue (shutdown, a parked parent, or a retry)."""
+        """Give the job back to the queue (shutdown, or a retry)."""
         sets = self._state_fields(JobState.QUEUED, _now(), job_id)
         sets["enqueued_at"] = _iso(_now())  # its message stays on the queue, delayed or not
         if error is not None:
             sets["error"] = error
-        if message is not None:
-            sets["message"] = message
-        return await self._hand_back(
-            job_id, worker, JobState.QUEUED, sets, error or message, failed_attempt
-        )
+        return await self._hand_back(job_id, worker, JobState.QUEUED, sets, error, failed_attempt)
 
     async def _hand_back(
         self,
@@ -549,11 +579,12 @@ class JobStore:
             sets["error"] = error
         return await self._hand_back(job_id, worker, state, sets, error, failed_attempt)
 
-    async def cancel(self, job_id: str, owner: str) -> Job:
-        """Cancel a queued job at once, or ask a running one to stop."""
+    async def cancel(self, job_id: str, owner: str) -> tuple[Job, bool]:
+        """Cancel a queued or parked job at once, or ask a running one to stop. Returns the
+        job and whether this call ended it."""
         job = await self.get(job_id, owner)
         if job.terminal:
-            return job
+            return job, False
         now = _now()
         raw = await self._update(
             job_id,
@@ -562,18 +593,19 @@ class JobStore:
                 "finished_at": _iso(now),
                 "cancel_requested": True,
             },
-            "#state = :queued",
-            {":queued": "queued"},
+            "#state = :queued OR (#state = :running AND #lease_owner = :parked)",
+            {":queued": "queued", ":running": "running", ":parked": PARKED},
+            remove=("lease_owner", "lease_expires"),
         )
         if raw is not None:
             await self._event(
                 job_id, "state", JobState.CANCELLED, float(raw.get("progress", 0)), "cancelled"
             )
-            return _job(raw)
+            return _job(raw), True
         raw = await self._update(
             job_id, {"cancel_requested": True}, "#state = :running", {":running": "running"}
         )
-        return _job(raw) if raw is not None else await self.get(job_id, owner)
+        return (_job(raw) if raw is not None else await self.get(job_id, owner)), False
 
     async def cancel_children(self, job_id: str) -> int:
         """Cancel every unfinished child job `job_id` spawned; return how many."""
@@ -612,17 +644,24 @@ class JobStore:
         return True
 
     async def requeue_expired(self, job_id: str) -> bool:
-        """Return a running job whose lease expired to the queue (reconciler)."""
-        now = _now()
-        raw = await self._update(
-            job_id,
-            self._state_fields(JobState.QUEUED, now, job_id),
-            "#state = :running AND #lease_expires < :now",
-            {":running": "running", ":now": time.time()},
-            remove=("lease_owner", "lease_expires"),
-            add={"takeovers": 1},
-        )
-        return raw is not None
+        """Return a running job whose lease expired to the queue (reconciler). A parked job
+        whose message was lost is not counted as a takeover: no worker died running it."""
+        values = {":running": "running", ":now": time.time(), ":parked": PARKED}
+        for owner, add in (
+            ("#lease_owner = :parked", None),
+            ("(attribute_not_exists(#lease_owner) OR #lease_owner <> :parked)", {"takeovers": 1}),
+        ):
+            raw = await self._update(
+                job_id,
+                self._state_fields(JobState.QUEUED, _now(), job_id),
+                f"#state = :running AND #lease_expires < :now AND {owner}",
+                values,
+                remove=("lease_owner", "lease_expires"),
+                add=add,
+            )
+            if raw is not None:
+                return True
+        return False
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:

@@ -396,13 +396,18 @@ class JobWorker:
         log.info("job released for another worker to resume")
 
     async def _park(self, job: Job, run: _Run, parked: JobParked) -> None:
-        released = await self.store.release(job.id, run.lease, message=parked.message)
-        if released is None:
+        delay_s = max(0, min(900, parked.delay_s))  # SQS delays reach 15 minutes
+        if (
+            await self.store.park(
+                job.id, run.lease, delay_s, self.config.visibility_s, parked.message
+            )
+            is None
+        ):
             return
         # A fresh message, not this one made invisible again: every receive counts towards
         # the queue's maxReceiveCount, and a parent checks on its children many times.
         # Sent before the delete: a crash in between leaves a duplicate, which is harmless.
-        await enqueue(self.sqs, self.queue_url, job.id, delay_s=max(0, min(900, parked.delay_s)))
+        await enqueue(self.sqs, self.queue_url, job.id, delay_s=delay_s)
         await self._delete(run.receipt)
         log.debug("job parked for %ss: %s", parked.delay_s, parked.message)
 
