@@ -107,10 +107,17 @@ class Page:
 class StartResult:
     """What `start` found: the job it started, or why it did not."""
 
-    def __init__(self, job: Job | None, started: bool, lease_expires: float = 0.0) -> None:
+    def __init__(
+        self,
+        job: Job | None,
+        started: bool,
+        lease_expires: float = 0.0,
+        message_id: str | None = None,
+    ) -> None:
         self.job = job
         self.started = started
         self.lease_expires = lease_expires
+        self.message_id = message_id  # the SQS message the job's current run started from
 
 
 class JobStore:
@@ -390,16 +397,17 @@ class JobStore:
         """Record that a message for the job is on the queue."""
         await self._update(job_id, {"enqueued_at": _iso(_now())}, "attribute_exists(PK)", {})
 
-    async def start(self, job_id: str, worker: str, lease_s: float) -> StartResult:
+    async def start(
+        self, job_id: str, worker: str, lease_s: float, message_id: str | None = None
+    ) -> StartResult:
         """Take the job's lease: from queued, from a parked job, or from a running job whose
-        lease expired."""
+        lease expired. `message_id` records the SQS message the run starts from."""
         now = _now()
         lease_expires = time.time() + lease_s
-        sets = {
-            **self._state_fields(JobState.RUNNING, now, job_id),
-            "lease_owner": worker,
-            "lease_expires": lease_expires,
-        }
+        lease: dict[str, Any] = {"lease_owner": worker, "lease_expires": lease_expires}
+        if message_id is not None:
+            lease["message_id"] = message_id
+        sets = {**self._state_fields(JobState.RUNNING, now, job_id), **lease}
         raw = await self._update(
             job_id,
             sets,
@@ -416,7 +424,7 @@ class JobStore:
                 # Its next check: still running, so no state change and no history entry.
                 raw = await self._update(
                     job_id,
-                    {"lease_owner": worker, "lease_expires": lease_expires},
+                    lease,
                     "#state = :running AND #lease_owner = :parked",
                     {":running": "running", ":parked": PARKED},
                     add={"runs": 1},
@@ -443,7 +451,12 @@ class JobStore:
                     add={"runs": 1, "takeovers": 1},
                 )
             if raw is None:
-                return StartResult(_job(current), False, float(current.get("lease_expires", 0)))
+                return StartResult(
+                    _job(current),
+                    False,
+                    float(current.get("lease_expires", 0)),
+                    current.get("message_id"),
+                )
         await self._event(job_id, "state", JobState.RUNNING, float(raw.get("progress", 0)), None)
         return StartResult(_job(raw), True, lease_expires)
 

@@ -33,7 +33,7 @@ from longhaul.jobs.exceptions import (
 from longhaul.jobs.protection import TaskProtection
 from longhaul.jobs.queue import enqueue, parse_job_message
 from longhaul.jobs.registry import JobTypes
-from longhaul.jobs.store import JobStore, timedelta_ago
+from longhaul.jobs.store import JobStore, StartResult, timedelta_ago
 from longhaul.jobs.submit import JobResources, publish_fact
 from longhaul.jobs.types import Job, JobState
 from longhaul.observability import context
@@ -231,9 +231,11 @@ class JobWorker:
     async def _attempt(self, message: dict[str, Any], job_id: str) -> None:
         receipt = message["ReceiptHandle"]
         lease = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
-        started = await self.store.start(job_id, lease, self.config.visibility_s)
+        started = await self.store.start(
+            job_id, lease, self.config.visibility_s, message.get("MessageId")
+        )
         if not started.started:
-            await self._not_started(job_id, receipt, started.job, started.lease_expires)
+            await self._not_started(job_id, message, started)
             return
         job = started.job
         assert job is not None
@@ -278,8 +280,9 @@ class JobWorker:
             await self.protection.release()
 
     async def _not_started(
-        self, job_id: str, receipt: str, job: Job | None, lease_expires: float
+        self, job_id: str, message: dict[str, Any], started: StartResult
     ) -> None:
+        receipt, job = message["ReceiptHandle"], started.job
         if job is None:
             log.warning("message for a job that does not exist; dropping it")
             await self._delete(receipt)
@@ -288,10 +291,16 @@ class JobWorker:
             await self._delete(receipt)
             if job.state is JobState.CANCELLED:  # cancelled while queued: no run saw its end
                 await self._on_end(job)
+        elif started.message_id is not None and started.message_id != message.get("MessageId"):
+            # Running elsewhere from another message, which comes back by itself if that
+            # worker dies: this one is a duplicate (a wake, a reconciler's, a park's twin).
+            # Kept, it would come back at every lease expiry and end in the DLQ.
+            log.info("job is running from another message; dropping this duplicate")
+            await self._delete(receipt)
         else:
-            # Running elsewhere: come back when that lease would have expired, to take over
-            # if its worker died without this message's twin ever reappearing.
-            wait = int(max(1, min(MAX_VISIBILITY_S, lease_expires - time.time() + 1)))
+            # Running elsewhere from this very message, made visible again: come back when
+            # that lease would have expired, to take over if its worker died.
+            wait = int(max(1, min(MAX_VISIBILITY_S, started.lease_expires - time.time() + 1)))
             log.info("job is running elsewhere; this message returns in %ss", wait)
             await self._visibility(receipt, wait)
 
