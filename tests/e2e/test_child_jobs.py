@@ -10,6 +10,7 @@ import pytest
 
 from longhaul.aws.clients import AwsClients
 from longhaul.jobs import JobState
+from longhaul.jobs.queue import enqueue
 from longhaul.jobs.store import child_owner
 from tests.conftest import Platform
 from tests.support.echo.spec import SPEC as ECHO
@@ -38,8 +39,6 @@ async def test_a_parent_parks_past_max_receive_count_and_its_children_run_once(
     parent, _ = await store.submit(
         owner="alice", job_type="fanout", payload={"children": 3, "min_checks": checks}
     )
-    from longhaul.jobs.queue import enqueue
-
     await enqueue(await aws.get("sqs"), await jobs.queue_url(), parent.id)
     done = await jobs.wait(parent.id, JobState.SUCCEEDED, JobState.FAILED, timeout=120)
     assert done.state is JobState.SUCCEEDED, done.error
@@ -56,3 +55,21 @@ async def test_a_parent_parks_past_max_receive_count_and_its_children_run_once(
     sqs = await aws.get("sqs")
     dlq = await sqs.receive_message(QueueUrl=await jobs.queue_url(dlq=True), WaitTimeSeconds=0)
     assert dlq.get("Messages", []) == []
+
+
+async def test_a_parked_parent_is_woken_when_its_last_child_ends(
+    aws: AwsClients, platform: Platform, tmp_path: Path, workers: list[Worker]
+) -> None:
+    jobs = Jobs(aws, platform.env)
+    workers.append(Worker(platform, tmp_path))
+    store = await jobs.store()
+    # Parked for 10 minutes after its first check, while its children work for 2 s.
+    parent, _ = await store.submit(
+        owner="alice", job_type="fanout", payload={"children": 2, "child_s": 2, "park_s": 600}
+    )
+    await enqueue(await aws.get("sqs"), await jobs.queue_url(), parent.id)
+    done = await jobs.wait(parent.id, JobState.SUCCEEDED, JobState.FAILED, timeout=60)
+    assert done.state is JobState.SUCCEEDED, done.error
+    assert done.result == {"checks": 2, "children": ["succeeded"] * 2}, (
+        "one check before the children ended, one when the last woke it"
+    )

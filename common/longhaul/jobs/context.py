@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from longhaul.jobs.exceptions import JobCancelled, JobInterrupted, JobParked
 from longhaul.jobs.queue import enqueue
-from longhaul.jobs.store import CHILD_OWNER_PREFIX, JobStore, child_owner
+from longhaul.jobs.store import JobStore, child_owner, parent_of
 from longhaul.jobs.submit import JobResources
 from longhaul.jobs.types import Job
 from longhaul.observability import context as log_context
@@ -94,9 +94,7 @@ class JobContext:
     @property
     def parent_id(self) -> str | None:
         """The id of the job that spawned this one, if it is a child job."""
-        if self.owner.startswith(CHILD_OWNER_PREFIX):
-            return self.owner.removeprefix(CHILD_OWNER_PREFIX)
-        return None
+        return parent_of(self.owner)
 
     async def spawn(self, job_type: str, payload: dict[str, Any], *, key: str) -> str:
         """Submit a child job (any worker may run it) and return its id.

@@ -37,6 +37,7 @@ __all__ = [
     "Page",
     "StartResult",
     "child_owner",
+    "parent_of",
 ]
 
 CHECKPOINT_INLINE_BYTES = 32 * 1024  # larger checkpoints go to S3
@@ -88,6 +89,11 @@ def _job(values: dict[str, Any]) -> Job:
 def child_owner(job_id: str) -> str:
     """The owner of the child jobs that job `job_id` spawns."""
     return f"{CHILD_OWNER_PREFIX}{job_id}"
+
+
+def parent_of(owner: str) -> str | None:
+    """The id of the job that owns a child job owned by `owner`; None for a caller's job."""
+    return owner.removeprefix(CHILD_OWNER_PREFIX) if owner.startswith(CHILD_OWNER_PREFIX) else None
 
 
 def body_hash(job_type: str, payload: dict[str, Any]) -> str:
@@ -619,6 +625,19 @@ class JobStore:
             job_id, {"cancel_requested": True}, "#state = :running", {":running": "running"}
         )
         return (_job(raw) if raw is not None else await self.get(job_id, owner)), False
+
+    async def children_ended(self, job_id: str) -> bool:
+        """Whether every child job `job_id` spawned is terminal (read from the owner index,
+        which can lag a write by a moment: a child that just ended may still read as
+        running, never the other way round)."""
+        cursor: str | None = None
+        while True:
+            page = await self.page(child_owner(job_id), limit=100, cursor=cursor)
+            if not all(child.terminal for child in page.jobs):
+                return False
+            if page.cursor is None:
+                return True
+            cursor = page.cursor
 
     async def cancel_children(self, job_id: str) -> int:
         """Cancel every unfinished child job `job_id` spawned; return how many."""

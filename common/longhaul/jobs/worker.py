@@ -33,7 +33,7 @@ from longhaul.jobs.exceptions import (
 from longhaul.jobs.protection import TaskProtection
 from longhaul.jobs.queue import enqueue, parse_job_message
 from longhaul.jobs.registry import JobTypes
-from longhaul.jobs.store import JobStore, StartResult, timedelta_ago
+from longhaul.jobs.store import JobStore, StartResult, parent_of, timedelta_ago
 from longhaul.jobs.submit import JobResources, publish_fact
 from longhaul.jobs.types import Job, JobState
 from longhaul.observability import context
@@ -599,6 +599,8 @@ class JobWorker:
             _duration.record((job.finished_at - job.created_at).total_seconds(), {"type": job.type})
         if job.state is not JobState.SUCCEEDED:
             self._background(self._cancel_children(job.id))
+        if (parent := parent_of(job.owner)) is not None and job.state is not JobState.CANCELLED:
+            self._background(self._wake(parent, job))  # a cancelled child's parent is ending
         self._background(self._on_end(job))
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
@@ -615,6 +617,17 @@ class JobWorker:
             await job_type.on_end(job, self.resources)
         except Exception:
             log.exception("the job type's end hook failed")
+
+    async def _wake(self, parent: str, child: Job) -> None:
+        """A child ended: if its parent has something to act on (every child ended, or one
+        failed), send it a message now rather than leave it parked until its next check.
+        Where it is not parked, the wake finds it running or ended and is dropped."""
+        try:
+            if child.state is JobState.FAILED or await self.store.children_ended(parent):
+                await enqueue(self.sqs, self.queue_url, parent)
+                log.debug("woke the parent job %s", parent)
+        except Exception as exc:  # its next check comes anyway
+            log.warning("could not wake the parent job: %s", exc)
 
     async def _cancel_children(self, job_id: str) -> None:
         """A parent that failed or was cancelled leaves no child running."""

@@ -108,6 +108,8 @@ class FanoutPayload(BaseModel):
 
     children: int = Field(default=3, ge=0, le=50)
     min_checks: int = Field(default=1, ge=1, le=1000)
+    child_s: float = Field(default=0, ge=0, le=60, description="how long each child works")
+    park_s: int = Field(default=0, ge=0, le=900, description="the wait between checks")
 
 
 @jobs.handler("fanout", payload=FanoutPayload, max_attempts=3)
@@ -116,7 +118,7 @@ async def fanout(payload: FanoutPayload, ctx: JobContext) -> dict[str, object]:
     state = dict(ctx.resume or {})
     if "children" not in state:
         state["children"] = [
-            await ctx.spawn("work", {"steps": 1, "step_s": 0}, key=f"child-{i}")
+            await ctx.spawn("work", {"steps": 1, "step_s": payload.child_s}, key=f"child-{i}")
             for i in range(payload.children)
         ]
         state["checks"] = 0
@@ -124,5 +126,5 @@ async def fanout(payload: FanoutPayload, ctx: JobContext) -> dict[str, object]:
     await ctx.checkpoint(state)
     children = await ctx.jobs(state["children"])
     if state["checks"] < payload.min_checks or not all(c.terminal for c in children):
-        ctx.park(0, f"check {state['checks']}")
+        ctx.park(payload.park_s, f"check {state['checks']}")
     return {"checks": state["checks"], "children": [c.state.value for c in children]}
