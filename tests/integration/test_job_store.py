@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from longhaul.aws.clients import AwsClients
-from longhaul.jobs import JobState, LeaseLost
-from longhaul.jobs.store import CHECKPOINT_INLINE_BYTES, JobStore
+from longhaul.jobs import Job, JobState, LeaseLost
+from longhaul.jobs.queue import WAKE
+from longhaul.jobs.store import CHECKPOINT_INLINE_BYTES, JobStore, child_owner
 from tests.conftest import Platform
 from tests.support.workers import Jobs
 
@@ -87,15 +89,23 @@ async def test_expired_lease_is_taken_over_once_and_counted(
     assert job.runs == 2
 
 
-async def test_a_parked_job_stays_running_and_its_next_check_takes_it_once(
+async def _parked(store: JobStore, job_id: str, **park: Any) -> Job:
+    """Park the job `_running` started, as a parent waiting on its children does."""
+    options: dict[str, Any] = {"delay_s": 5, "grace_s": 30, "message": "waiting", **park}
+    parked = await store.park(job_id, "lease-a", token="check-1", **options)
+    assert parked is not None
+    return parked
+
+
+async def test_a_parked_job_stays_running_and_only_its_own_message_or_a_wake_runs_it(
     aws: AwsClients, platform: Platform
 ) -> None:
     store, job_id = await _running(aws, platform)
-    parked = await store.park(job_id, "lease-a", 5, 30, "2 of 6 chunks encoded")
-    assert parked is not None
+    parked = await _parked(store, job_id, message="2 of 6 chunks encoded")
     assert parked.state is JobState.RUNNING, "a waiting job is still running to its owner"
     assert parked.message == "2 of 6 chunks encoded"
-    assert await store.park(job_id, "lease-a", 5, 30, None) is None, "the lease is given up"
+    again = await store.park(job_id, "lease-a", token="x", delay_s=5, grace_s=30, message=None)
+    assert again is None, "the parking worker gave its lease up"
     try:
         await store.heartbeat(job_id, "lease-a", 30)
     except LeaseLost:
@@ -103,38 +113,55 @@ async def test_a_parked_job_stays_running_and_its_next_check_takes_it_once(
     else:
         raise AssertionError("the parking worker kept its lease")
 
-    # The next check, twice delivered: one run takes it, without a takeover.
-    results = await asyncio.gather(*(store.start(job_id, f"check-{n}", 30) for n in "ab"))
+    for stray in (None, "check-0"):  # a copy of an older message, an earlier park's message
+        refused = await store.start(job_id, "lease-x", 30, check=stray)
+        assert not refused.started, stray
+        assert refused.parked, stray
+
+    # Its next check, delivered twice over: one run takes it, without a takeover.
+    results = await asyncio.gather(
+        *(store.start(job_id, f"c-{n}", 30, check="check-1") for n in "ab")
+    )
     assert sum(r.started for r in results) == 1
     job = await store.get(job_id)
     assert (job.runs, job.takeovers) == (2, 0)
     states = [e.state for e in await store.events(job_id) if e.kind == "state"]
     assert states == [JobState.QUEUED, JobState.RUNNING], "no state flaps while parked"
 
+    # Parked again, a wake runs it whatever the token.
+    [lease] = [f"c-{n}" for n, r in zip("ab", results, strict=True) if r.started]
+    assert await store.park(job_id, lease, token="check-2", delay_s=600, grace_s=30, message=None)
+    assert (await store.start(job_id, "lease-w", 30, check=WAKE)).started
 
-async def test_cancel_ends_a_parked_job_at_once_but_only_asks_a_running_one(
+
+async def test_cancel_ends_a_parked_job_at_once_and_stops_a_running_one_parking(
     aws: AwsClients, platform: Platform
 ) -> None:
     store, running_id = await _running(aws, platform)
     _, parked_id = await _running(aws, platform)
-    assert await store.park(parked_id, "lease-a", 60, 30, "waiting") is not None
+    await _parked(store, parked_id, delay_s=60)
 
     parked, ended = await store.cancel(parked_id, "user-1")
     assert ended
     assert parked.state is JobState.CANCELLED
-    assert not (await store.start(parked_id, "lease-b", 30)).started, "its check finds it ended"
+    check = await store.start(parked_id, "lease-b", 30, check="check-1")
+    assert not check.started, "its next check finds it ended"
 
     running, ended = await store.cancel(running_id, "user-1")
     assert not ended
     assert running.state is JobState.RUNNING
     assert running.cancel_requested, "the worker holding it stops it"
+    refused = await store.park(
+        running_id, "lease-a", token="t", delay_s=5, grace_s=30, message=None
+    )
+    assert refused is None, "a job asked to stop does not park (its worker ends it cancelled)"
 
 
 async def test_a_parked_job_whose_message_was_lost_is_requeued_without_a_takeover(
     aws: AwsClients, platform: Platform
 ) -> None:
     store, job_id = await _running(aws, platform)
-    assert await store.park(job_id, "lease-a", 0, 0.5, None) is not None
+    await _parked(store, job_id, delay_s=0, grace_s=0.5)
     assert not await store.requeue_expired(job_id), "not before its check is overdue"
     await asyncio.sleep(1)
     assert await store.requeue_expired(job_id)
@@ -152,3 +179,18 @@ async def test_a_running_job_whose_lease_expired_is_requeued_as_a_takeover(
     assert await store.requeue_expired(job_id)
     job = await store.get(job_id)
     assert (job.state, job.takeovers) == (JobState.QUEUED, 1)
+
+
+async def test_children_ended_counts_the_asking_child_and_rereads_the_others(
+    aws: AwsClients, platform: Platform
+) -> None:
+    store, parent_id = await _running(aws, platform)
+    first, _ = await store.submit(owner=child_owner(parent_id), job_type="work", payload={})
+    second, _ = await store.submit(owner=child_owner(parent_id), job_type="work", payload={})
+    for child in (first, second):
+        assert (await store.start(child.id, f"lease-{child.id}", 30)).started
+    assert not await store.children_ended(parent_id)
+    # The first child has ended; the second asks as it ends, before its own end is read.
+    await store.finish(first.id, f"lease-{first.id}", JobState.SUCCEEDED, result={})
+    assert await store.children_ended(parent_id, ended=second.id)
+    assert not await store.children_ended(parent_id, ended=first.id), "the second still runs"

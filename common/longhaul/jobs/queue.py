@@ -9,17 +9,25 @@ from longhaul.jobs.types import JobMessage
 from longhaul.observability import context
 from longhaul.observability.tracing import inject
 
-__all__ = ["dlq_url_of", "enqueue", "parse_job_message"]
+__all__ = ["CHECK_ATTRIBUTE", "WAKE", "dlq_url_of", "enqueue", "parse_job_message"]
+
+CHECK_ATTRIBUTE = "check"  # the message attribute naming the parked check a message is for
+WAKE = "wake"  # the check of a message that wakes a parked parent whatever its next check
 
 
-async def enqueue(sqs: Any, queue_url: str, job_id: str, *, delay_s: int = 0) -> str:
-    """Send the message that asks a worker to run `job_id`, with the request's context."""
+async def enqueue(
+    sqs: Any, queue_url: str, job_id: str, *, delay_s: int = 0, check: str | None = None
+) -> str:
+    """Send the message that asks a worker to run `job_id`, with the request's context.
+    `check` marks the message of a parked job's next check (its token), or a wake."""
     attributes: dict[str, Any] = {
         "correlation_id": {
             "DataType": "String",
             "StringValue": context.correlation_id() or context.new_correlation_id(),
         }
     }
+    if check is not None:
+        attributes[CHECK_ATTRIBUTE] = {"DataType": "String", "StringValue": check}
     if traceparent := inject().get("traceparent"):
         attributes["traceparent"] = {"DataType": "String", "StringValue": traceparent}
     response = await sqs.send_message(

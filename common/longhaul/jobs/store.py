@@ -28,6 +28,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from longhaul.jobs.exceptions import IdempotencyConflict, JobNotFound, LeaseLost
+from longhaul.jobs.queue import WAKE
 from longhaul.jobs.types import TERMINAL, Job, JobEvent, JobState
 
 __all__ = [
@@ -86,6 +87,10 @@ def _job(values: dict[str, Any]) -> Job:
     return Job.model_validate(values)
 
 
+def _parked(raw: dict[str, Any]) -> bool:
+    return raw.get("state") == "running" and raw.get("lease_owner") == PARKED
+
+
 def child_owner(job_id: str) -> str:
     """The owner of the child jobs that job `job_id` spawns."""
     return f"{CHILD_OWNER_PREFIX}{job_id}"
@@ -119,11 +124,13 @@ class StartResult:
         started: bool,
         lease_expires: float = 0.0,
         message_id: str | None = None,
+        parked: bool = False,
     ) -> None:
         self.job = job
         self.started = started
         self.lease_expires = lease_expires
         self.message_id = message_id  # the SQS message the job's current run started from
+        self.parked = parked  # the job waits, parked, for its next check
 
 
 class JobStore:
@@ -213,12 +220,13 @@ class JobStore:
         ]
 
     async def stale(
-        self, state: JobState, older_than: datetime, limit: int = 100
+        self, state: JobState, older_than: datetime, limit: int | None = 100
     ) -> list[dict[str, Any]]:
-        """Up to `limit` jobs in `state` not updated since `older_than` (for the reconciler)."""
+        """Up to `limit` (None: all) jobs in `state` not updated since `older_than`, oldest
+        first (for the reconciler)."""
         found: list[dict[str, Any]] = []
         start: dict[str, Any] | None = None
-        while len(found) < limit:
+        while limit is None or len(found) < limit:
             arguments: dict[str, Any] = {
                 "TableName": self._table,
                 "IndexName": STATE_INDEX,
@@ -227,8 +235,9 @@ class JobStore:
                     ":state": {"S": f"STATE#{state.value}"},
                     ":before": {"S": _iso(older_than)},
                 },
-                "Limit": limit - len(found),
             }
+            if limit is not None:
+                arguments["Limit"] = limit - len(found)
             if start:
                 arguments["ExclusiveStartKey"] = start
             response = await self._db.query(**arguments)
@@ -373,7 +382,16 @@ class JobStore:
         for key, value in condition_values.items():
             values[key] = _serialize(_dynamo(value))
         names.update(
-            {"#state": "state", "#lease_owner": "lease_owner", "#lease_expires": "lease_expires"}
+            {
+                f"#{name}": name
+                for name in (
+                    "state",
+                    "lease_owner",
+                    "lease_expires",
+                    "park_token",
+                    "cancel_requested",
+                )
+            }
         )
         used = {k: v for k, v in names.items() if k in expression or k in condition}
         try:
@@ -404,10 +422,16 @@ class JobStore:
         await self._update(job_id, {"enqueued_at": _iso(_now())}, "attribute_exists(PK)", {})
 
     async def start(
-        self, job_id: str, worker: str, lease_s: float, message_id: str | None = None
+        self,
+        job_id: str,
+        worker: str,
+        lease_s: float,
+        message_id: str | None = None,
+        check: str | None = None,
     ) -> StartResult:
-        """Take the job's lease: from queued, from a parked job, or from a running job whose
-        lease expired. `message_id` records the SQS message the run starts from."""
+        """Take the job's lease: from queued; from a parked job, for the message of its next
+        check (`check` is the park's token) or a wake (`check` is WAKE); or from a running
+        job whose lease expired. `message_id` records the SQS message the run starts from."""
         now = _now()
         lease_expires = time.time() + lease_s
         lease: dict[str, Any] = {"lease_owner": worker, "lease_expires": lease_expires}
@@ -422,49 +446,58 @@ class JobStore:
             add={"runs": 1},
             if_missing={"started_at": _iso(now)},
         )
-        if raw is None:
-            current = await self._get_raw(job_id)
-            if current is None:
-                return StartResult(None, False)
-            if current["state"] == "running" and current.get("lease_owner") == PARKED:
-                # Its next check: still running, so no state change and no history entry.
-                raw = await self._update(
-                    job_id,
-                    lease,
-                    "#state = :running AND #lease_owner = :parked",
-                    {":running": "running", ":parked": PARKED},
-                    add={"runs": 1},
-                )
-                if raw is not None:
-                    return StartResult(_job(raw), True, lease_expires)
-                current = await self._get_raw(job_id) or current
-            expired = (
-                current["state"] == "running"
-                and float(current.get("lease_expires", 0)) < time.time()
+        if raw is not None:
+            await self._event(
+                job_id, "state", JobState.RUNNING, float(raw.get("progress", 0)), None
             )
-            if expired:
-                # Its worker died holding the lease: take over, and count it, so a job that
-                # kills every worker it runs on ends failed instead of looping.
-                raw = await self._update(
-                    job_id,
-                    sets,
-                    "#state = :running AND #lease_owner = :previous AND #lease_expires < :now",
-                    {
-                        ":running": "running",
-                        ":previous": current.get("lease_owner"),
-                        ":now": time.time(),
-                    },
-                    add={"runs": 1, "takeovers": 1},
+            return StartResult(_job(raw), True, lease_expires)
+        current = await self._get_raw(job_id)
+        if current is None:
+            return StartResult(None, False)
+        if _parked(current) and check is not None:
+            # Its next check: still running, so no state change and no history entry. Only
+            # the message its park sent, or a wake, runs it: any other is a stray copy.
+            condition = "#state = :running AND #lease_owner = :parked"
+            values: dict[str, Any] = {":running": "running", ":parked": PARKED}
+            if check != WAKE:
+                condition += " AND #park_token = :token"
+                values[":token"] = check
+            raw = await self._update(
+                job_id, sets, condition, values, remove=("park_token",), add={"runs": 1}
+            )
+            if raw is not None:
+                return StartResult(_job(raw), True, lease_expires)
+            current = await self._get_raw(job_id) or current
+        if (
+            current["state"] == "running"
+            and not _parked(current)
+            and float(current.get("lease_expires", 0)) < time.time()
+        ):
+            # Its worker died holding the lease: take over, and count it, so a job that
+            # kills every worker it runs on ends failed instead of looping.
+            raw = await self._update(
+                job_id,
+                sets,
+                "#state = :running AND #lease_owner = :previous AND #lease_expires < :now",
+                {
+                    ":running": "running",
+                    ":previous": current.get("lease_owner"),
+                    ":now": time.time(),
+                },
+                add={"runs": 1, "takeovers": 1},
+            )
+            if raw is not None:
+                await self._event(
+                    job_id, "state", JobState.RUNNING, float(raw.get("progress", 0)), None
                 )
-            if raw is None:
-                return StartResult(
-                    _job(current),
-                    False,
-                    float(current.get("lease_expires", 0)),
-                    current.get("message_id"),
-                )
-        await self._event(job_id, "state", JobState.RUNNING, float(raw.get("progress", 0)), None)
-        return StartResult(_job(raw), True, lease_expires)
+                return StartResult(_job(raw), True, lease_expires)
+        return StartResult(
+            _job(current),
+            False,
+            float(current.get("lease_expires", 0)),
+            current.get("message_id"),
+            _parked(current),
+        )
 
     async def heartbeat(self, job_id: str, worker: str, lease_s: float) -> bool:
         """Extend the lease; return whether cancellation was requested. `LeaseLost` if the
@@ -519,14 +552,24 @@ class JobStore:
             raise LeaseLost(job_id)
 
     async def park(
-        self, job_id: str, worker: str, delay_s: float, lease_s: float, message: str | None
+        self,
+        job_id: str,
+        worker: str,
+        *,
+        token: str,
+        delay_s: float,
+        grace_s: float,
+        message: str | None,
     ) -> Job | None:
-        """Park the lease holder's job until its next check in `delay_s`: it stays running,
-        its lease held by nobody. A parked job whose message never comes back is taken back
-        by the reconciler once `lease_s` past the check."""
+        """Park the lease holder's job until its next check in `delay_s`, run by the message
+        carrying `token` (or a wake): it stays running, its lease held by nobody. If that
+        message never comes, the reconciler takes the job back `grace_s` after the check was
+        due. None when the lease is not this worker's, or a cancel was asked for (the
+        worker then ends the job cancelled instead)."""
         sets: dict[str, Any] = {
             "lease_owner": PARKED,
-            "lease_expires": time.time() + delay_s + lease_s,
+            "lease_expires": time.time() + delay_s + grace_s,
+            "park_token": token,
             "updated_at": _iso(_now()),
         }
         if message is not None:
@@ -534,8 +577,9 @@ class JobStore:
         raw = await self._update(
             job_id,
             sets,
-            "#state = :running AND #lease_owner = :w",
-            {":running": "running", ":w": worker},
+            "#state = :running AND #lease_owner = :w AND "
+            "(attribute_not_exists(#cancel_requested) OR #cancel_requested = :no)",
+            {":running": "running", ":w": worker, ":no": False},
         )
         return _job(raw) if raw is not None else None
 
@@ -602,39 +646,51 @@ class JobStore:
         """Cancel a queued or parked job at once, or ask a running one to stop. Returns the
         job and whether this call ended it."""
         job = await self.get(job_id, owner)
-        if job.terminal:
-            return job, False
-        now = _now()
-        raw = await self._update(
-            job_id,
-            {
-                **self._state_fields(JobState.CANCELLED, now, job_id),
-                "finished_at": _iso(now),
-                "cancel_requested": True,
-            },
-            "#state = :queued OR (#state = :running AND #lease_owner = :parked)",
-            {":queued": "queued", ":running": "running", ":parked": PARKED},
-            remove=("lease_owner", "lease_expires"),
-        )
-        if raw is not None:
-            await self._event(
-                job_id, "state", JobState.CANCELLED, float(raw.get("progress", 0)), "cancelled"
+        while not job.terminal:
+            now = _now()
+            raw = await self._update(
+                job_id,
+                {
+                    **self._state_fields(JobState.CANCELLED, now, job_id),
+                    "finished_at": _iso(now),
+                    "cancel_requested": True,
+                },
+                "#state = :queued OR (#state = :running AND #lease_owner = :parked)",
+                {":queued": "queued", ":running": "running", ":parked": PARKED},
+                remove=("lease_owner", "lease_expires", "park_token"),
             )
-            return _job(raw), True
-        raw = await self._update(
-            job_id, {"cancel_requested": True}, "#state = :running", {":running": "running"}
-        )
-        return (_job(raw) if raw is not None else await self.get(job_id, owner)), False
+            if raw is not None:
+                await self._event(
+                    job_id, "state", JobState.CANCELLED, float(raw.get("progress", 0)), "cancelled"
+                )
+                return _job(raw), True
+            # Running under a worker's lease: ask it (a park after this fails, and the worker
+            # ends the job cancelled). If the job was queued or parked again in between, loop.
+            raw = await self._update(
+                job_id,
+                {"cancel_requested": True},
+                "#state = :running AND #lease_owner <> :parked",
+                {":running": "running", ":parked": PARKED},
+            )
+            if raw is not None:
+                return _job(raw), False
+            job = await self.get(job_id, owner)
+        return job, False
 
-    async def children_ended(self, job_id: str) -> bool:
-        """Whether every child job `job_id` spawned is terminal (read from the owner index,
-        which can lag a write by a moment: a child that just ended may still read as
-        running, never the other way round)."""
+    async def children_ended(self, job_id: str, ended: str | None = None) -> bool:
+        """Whether every child job `job_id` spawned is terminal, counting `ended` (the child
+        whose end asks) as terminal. The owner index can lag a write by a moment, so a child
+        it shows unfinished is read again from the table; of two last children ending
+        together, the later one to ask sees both ended."""
         cursor: str | None = None
         while True:
             page = await self.page(child_owner(job_id), limit=100, cursor=cursor)
-            if not all(child.terminal for child in page.jobs):
-                return False
+            for child in page.jobs:
+                if child.terminal or child.id == ended:
+                    continue
+                raw = await self._get_raw(child.id)
+                if raw is None or raw["state"] not in {s.value for s in TERMINAL}:
+                    return False
             if page.cursor is None:
                 return True
             cursor = page.cursor
@@ -688,7 +744,7 @@ class JobStore:
                 self._state_fields(JobState.QUEUED, _now(), job_id),
                 f"#state = :running AND #lease_expires < :now AND {owner}",
                 values,
-                remove=("lease_owner", "lease_expires"),
+                remove=("lease_owner", "lease_expires", "park_token"),
                 add=add,
             )
             if raw is not None:

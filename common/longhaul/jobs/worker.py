@@ -31,7 +31,7 @@ from longhaul.jobs.exceptions import (
     NonRetryable,
 )
 from longhaul.jobs.protection import TaskProtection
-from longhaul.jobs.queue import enqueue, parse_job_message
+from longhaul.jobs.queue import CHECK_ATTRIBUTE, WAKE, enqueue, parse_job_message
 from longhaul.jobs.registry import JobTypes
 from longhaul.jobs.store import JobStore, StartResult, parent_of, timedelta_ago
 from longhaul.jobs.submit import JobResources, publish_fact
@@ -231,8 +231,9 @@ class JobWorker:
     async def _attempt(self, message: dict[str, Any], job_id: str) -> None:
         receipt = message["ReceiptHandle"]
         lease = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
+        check = message.get("MessageAttributes", {}).get(CHECK_ATTRIBUTE, {}).get("StringValue")
         started = await self.store.start(
-            job_id, lease, self.config.visibility_s, message.get("MessageId")
+            job_id, lease, self.config.visibility_s, message.get("MessageId"), check
         )
         if not started.started:
             await self._not_started(job_id, message, started)
@@ -291,6 +292,15 @@ class JobWorker:
             await self._delete(receipt)
             if job.state is JobState.CANCELLED:  # cancelled while queued: no run saw its end
                 await self._on_end(job)
+        elif job.state is JobState.QUEUED:
+            # Queued again between the start's write and its read (a reconciler, a retry):
+            # try again in a moment rather than decide on a stale read.
+            await self._visibility(receipt, 1)
+        elif started.parked:
+            # Parked, and this is neither the message of its next check nor a wake: a stray
+            # copy. The parked job's own message (or the reconciler) runs its next check.
+            log.info("job is parked and waits on its own message; dropping this one")
+            await self._delete(receipt)
         elif started.message_id is not None and started.message_id != message.get("MessageId"):
             # Running elsewhere from another message, which comes back by itself if that
             # worker dies: this one is a duplicate (a wake, a reconciler's, a park's twin).
@@ -331,6 +341,9 @@ class JobWorker:
         )
         if self._releasing:  # shutdown's deadline came while this run was starting
             await self._release(job, run)
+            return
+        if job.cancel_requested:  # asked while it was parked, queued for a retry or released
+            await self._interrupted(job, run, JobCancelled(job.id))
             return
         if self._stopping:
             run.ctx.stop()
@@ -406,17 +419,26 @@ class JobWorker:
 
     async def _park(self, job: Job, run: _Run, parked: JobParked) -> None:
         delay_s = max(0, min(900, parked.delay_s))  # SQS delays reach 15 minutes
-        if (
-            await self.store.park(
-                job.id, run.lease, delay_s, self.config.visibility_s, parked.message
-            )
-            is None
-        ):
+        token = uuid.uuid4().hex
+        written = await self.store.park(
+            job.id,
+            run.lease,
+            token=token,
+            delay_s=delay_s,
+            # A delayed message can wait in a backlog: the reconciler steps in only well past
+            # the check, as it does for a queued job without a message.
+            grace_s=self.config.visibility_s + self.config.reconcile_after_s * 10,
+            message=parked.message,
+        )
+        if written is None:
+            if await self.store.cancel_requested(job.id):  # asked while this check ran
+                await self._interrupted(job, run, JobCancelled(job.id))
             return
         # A fresh message, not this one made invisible again: every receive counts towards
-        # the queue's maxReceiveCount, and a parent checks on its children many times.
-        # Sent before the delete: a crash in between leaves a duplicate, which is harmless.
-        await enqueue(self.sqs, self.queue_url, job.id, delay_s=delay_s)
+        # the queue's maxReceiveCount, and a parent checks on its children many times. Only
+        # the message with this token (or a wake) runs the next check; a stray copy is
+        # dropped. Sent before the delete: a crash in between leaves a stray copy.
+        await enqueue(self.sqs, self.queue_url, job.id, delay_s=delay_s, check=token)
         await self._delete(run.receipt)
         log.debug("job parked for %ss: %s", parked.delay_s, parked.message)
 
@@ -571,7 +593,9 @@ class JobWorker:
             enqueued = raw.get("enqueued_at")
             if enqueued is None or enqueued < timedelta_ago(after * 10).isoformat():
                 fixed.append(raw["id"])
-        for raw in await self.store.stale(JobState.RUNNING, timedelta_ago(after)):
+        # Every running job: a long one stays at the head of the index for hours, and
+        # would hide an expired lease behind it from a bounded read.
+        for raw in await self.store.stale(JobState.RUNNING, timedelta_ago(after), limit=None):
             if float(
                 raw.get("lease_expires", 0)
             ) < time.time() and await self.store.requeue_expired(raw["id"]):
@@ -623,8 +647,10 @@ class JobWorker:
         failed), send it a message now rather than leave it parked until its next check.
         Where it is not parked, the wake finds it running or ended and is dropped."""
         try:
-            if child.state is JobState.FAILED or await self.store.children_ended(parent):
-                await enqueue(self.sqs, self.queue_url, parent)
+            if child.state is JobState.FAILED or await self.store.children_ended(
+                parent, ended=child.id
+            ):
+                await enqueue(self.sqs, self.queue_url, parent, check=WAKE)
                 log.debug("woke the parent job %s", parent)
         except Exception as exc:  # its next check comes anyway
             log.warning("could not wake the parent job: %s", exc)
