@@ -14,13 +14,13 @@ from tests.support.workers import Jobs
 
 
 async def _running(
-    aws: AwsClients, platform: Platform, lease_s: float = 30
+    aws: AwsClients, platform: Platform, lease_s: float = 30, message_id: str | None = None
 ) -> tuple[JobStore, str]:
-    """A job of the test service, started under the lease `lease-a`."""
+    """A job of the test service, started under the lease `lease-a` (from `message_id`)."""
     jobs = Jobs(aws, platform.env)
     store = await jobs.store()
     job_id = await jobs.submit({"steps": 1}, enqueue_it=False)
-    assert (await store.start(job_id, "lease-a", lease_s)).started
+    assert (await store.start(job_id, "lease-a", lease_s, message_id)).started
     return store, job_id
 
 
@@ -194,3 +194,16 @@ async def test_children_ended_counts_the_asking_child_and_rereads_the_others(
     await store.finish(first.id, f"lease-{first.id}", JobState.SUCCEEDED, result={})
     assert await store.children_ended(parent_id, ended=second.id)
     assert not await store.children_ended(parent_id, ended=first.id), "the second still runs"
+
+
+async def test_a_park_whose_message_was_never_sent_is_checked_by_the_message_it_ran_from(
+    aws: AwsClients, platform: Platform
+) -> None:
+    store, job_id = await _running(aws, platform, message_id="m-1")
+    await _parked(store, job_id)  # and the worker died before sending the check's message
+    stray = await store.start(job_id, "lease-x", 30, message_id="m-0")
+    assert not stray.started, "a copy of another message does not run the check"
+    back = await store.start(job_id, "lease-b", 30, message_id="m-1")
+    assert back.started, "the parking run's own message, back after its visibility timeout"
+    assert back.job is not None
+    assert (back.job.runs, back.job.takeovers) == (2, 0)

@@ -389,6 +389,7 @@ class JobStore:
                     "lease_owner",
                     "lease_expires",
                     "park_token",
+                    "message_id",
                     "cancel_requested",
                 )
             }
@@ -454,14 +455,23 @@ class JobStore:
         current = await self._get_raw(job_id)
         if current is None:
             return StartResult(None, False)
-        if _parked(current) and check is not None:
-            # Its next check: still running, so no state change and no history entry. Only
-            # the message its park sent, or a wake, runs it: any other is a stray copy.
+        if _parked(current) and (check is not None or message_id is not None):
+            # Its next check: still running, so no state change and no history entry. It is
+            # run by the message its park sent, by a wake, or by the message the parking run
+            # started from (back after its visibility timeout if the park's send failed);
+            # any other message is a stray copy. Each start removes the token, so of two
+            # such messages the second finds the job running or parked anew, and is dropped.
             condition = "#state = :running AND #lease_owner = :parked"
             values: dict[str, Any] = {":running": "running", ":parked": PARKED}
             if check != WAKE:
-                condition += " AND #park_token = :token"
-                values[":token"] = check
+                ours = []
+                if check is not None:
+                    ours.append("#park_token = :token")
+                    values[":token"] = check
+                if message_id is not None:
+                    ours.append("#message_id = :message")
+                    values[":message"] = message_id
+                condition += f" AND ({' OR '.join(ours)})"
             raw = await self._update(
                 job_id, sets, condition, values, remove=("park_token",), add={"runs": 1}
             )
@@ -491,6 +501,7 @@ class JobStore:
                     job_id, "state", JobState.RUNNING, float(raw.get("progress", 0)), None
                 )
                 return StartResult(_job(raw), True, lease_expires)
+            current = await self._get_raw(job_id) or current  # another taker won: see how
         return StartResult(
             _job(current),
             False,

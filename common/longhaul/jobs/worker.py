@@ -315,6 +315,9 @@ class JobWorker:
             await self._visibility(receipt, wait)
 
     async def _execute(self, job: Job, run: _Run) -> None:
+        if job.cancel_requested:  # asked while it was parked, queued for a retry or released
+            await self._interrupted(job, run, JobCancelled(job.id))
+            return
         # Unknown types and payloads this worker cannot read are retried and end in the DLQ,
         # not deleted: in a rolling deploy the API may be newer than this worker, and a
         # redrive after the deploy runs them.
@@ -341,9 +344,6 @@ class JobWorker:
         )
         if self._releasing:  # shutdown's deadline came while this run was starting
             await self._release(job, run)
-            return
-        if job.cancel_requested:  # asked while it was parked, queued for a retry or released
-            await self._interrupted(job, run, JobCancelled(job.id))
             return
         if self._stopping:
             run.ctx.stop()
