@@ -31,6 +31,7 @@ from tests.support.media import (
     put_object,
     store_of,
     submit_transcode,
+    tone_onset,
     wait_for,
 )
 from tests.support.moto import MotoServer
@@ -221,6 +222,16 @@ async def test_sources_of_every_shape_keep_duration_size_and_sync(
         ),
         "vfr": (dict(size="640x360", seconds=5, variable_rate=True), [("360p", 640, 360)], True),
         "small": (dict(size="320x240", seconds=3), [("240p", 320, 240)], True),
+        "late-audio": (
+            dict(size="320x240", seconds=4, audio_offset_s=1.0),
+            [("240p", 320, 240)],
+            True,
+        ),
+        "early-audio": (
+            dict(size="320x240", seconds=4, audio_offset_s=-0.5),
+            [("240p", 320, 240)],
+            True,
+        ),
     }
     jobs = {}
     for name, (options, _, _) in shapes.items():
@@ -230,11 +241,12 @@ async def test_sources_of_every_shape_keep_duration_size_and_sync(
         jobs[name] = await submit_transcode(store, aws, platform, key)
     media_workers += [MediaWorker(platform, tmp_path, str(i)) for i in range(workers_count)]
     s3 = await aws.get("s3")
-    for name, (_, ladder, has_audio) in shapes.items():
+    for name, (options, ladder, has_audio) in shapes.items():
         job = await wait_for(store, jobs[name], JobState.SUCCEEDED, JobState.FAILED, timeout=180)
         assert job.state is JobState.SUCCEEDED, f"{name}: {job.error}"
         assert job.result is not None
-        source = probe_streams(tmp_path / f"{name}.mp4")["duration"]
+        # The renditions run on the source's video clock (audio before the video is cut).
+        source = probe_streams(tmp_path / f"{name}.mp4")["streams"]["video"]["duration"]
         got = [(r["name"], r["width"], r["height"]) for r in job.result["renditions"]]
         assert got == ladder, name
         mp4 = tmp_path / f"{name}-out.mp4"
@@ -246,6 +258,10 @@ async def test_sources_of_every_shape_keep_duration_size_and_sync(
         assert (video["width"], video["height"]) == ladder[0][1:], name
         assert ("audio" in probed["streams"]) is has_audio, name
         if has_audio:
+            # In sync: the first sound sits where it sat against the source's video.
+            heard = tone_onset(mp4) - tone_onset(tmp_path / f"{name}.mp4")
+            assert abs(heard) <= 0.05, f"{name}: the audio moved {heard:+.3f} s"
+        if has_audio and "audio_offset_s" not in options:
             audio = probed["streams"]["audio"]
             assert abs(video["start"] - audio["start"]) <= 0.05, name
             assert abs(video["duration"] - audio["duration"]) <= 0.1, name

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -68,11 +69,22 @@ def make_clip(
     audio: bool = True,
     rotate: int | None = None,
     variable_rate: bool = False,
+    audio_offset_s: float = 0.0,
 ) -> Path:
-    """A test pattern (and a sine tone) encoded as H.264/AAC MP4."""
+    """A test pattern (and a sine tone) encoded as H.264/AAC MP4. With `audio_offset_s`,
+    the audio stream starts that much after the video (before it, when negative), and is
+    a second of silence before the tone, so that the tone's onset marks where it sits."""
     argv = [ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+    if audio_offset_s < 0:
+        argv += ["-itsoffset", str(-audio_offset_s)]
     argv += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
-    if audio:
+    if audio and audio_offset_s:
+        if audio_offset_s > 0:
+            argv += ["-itsoffset", str(audio_offset_s)]
+        length = seconds - audio_offset_s
+        tone = f"aevalsrc='if(gte(t,1),sin(2*PI*440*t),0)':s=48000:d={length}"
+        argv += ["-f", "lavfi", "-i", tone]
+    elif audio:
         argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]
     if variable_rate:  # drop every fourth frame and keep the others' times: a variable rate
         argv += ["-vf", "select='not(eq(mod(n\\,4)\\,1))'"]
@@ -81,7 +93,8 @@ def make_clip(
     if variable_rate:
         argv += ["-fps_mode", "vfr"]
     if audio:
-        argv += ["-c:a", "aac", "-b:a", "96k", "-shortest"]
+        argv += ["-c:a", "aac", "-b:a", "96k"]
+        argv += [] if audio_offset_s else ["-shortest"]
     argv += ["-movflags", "+faststart", str(path)]
     subprocess.run(argv, check=True, timeout=120)
     if rotate is not None:
@@ -288,6 +301,23 @@ def probe_streams(path: Path) -> dict[str, Any]:
                 "codec": stream.codec_context.name,
             }
         return {"duration": (container.duration or 0) / 1_000_000, "streams": streams}
+
+
+def tone_onset(path: Path) -> float:
+    """Where the first sound of the file's audio starts, in seconds from its video's start
+    (as a player lines them up)."""
+    done = subprocess.run(
+        [
+            *(ffmpeg(), "-nostdin", "-copyts", "-i", str(path), "-map", "0:a:0"),
+            *("-af", "silencedetect=noise=-40dB:d=0.3", "-f", "null", "-"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    ends = re.findall(r"silence_end: ([0-9.]+)", done.stderr)
+    sound = float(ends[0]) if ends else probe_streams(path)["streams"]["audio"]["start"]
+    return sound - float(probe_streams(path)["streams"]["video"]["start"])
 
 
 def decodes(path: Path) -> bool:

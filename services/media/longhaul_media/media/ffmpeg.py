@@ -43,10 +43,16 @@ def split_command(ffmpeg: str, source: Path, cuts: Sequence[float], out_dir: Pat
     return [*argv, "-segment_format", "nut", str(out_dir / "%05d.nut")]
 
 
-def audio_command(ffmpeg: str, source: Path, audio: AudioSettings, out: Path) -> list[str]:
-    """Encode the first audio stream once for the whole file."""
+def audio_command(
+    ffmpeg: str, source: Path, audio: AudioSettings, out: Path, video_start_s: float = 0.0
+) -> list[str]:
+    """Encode the first audio stream once for the whole file, on the video's clock: the
+    renditions' video starts at 0 where the source's video starts (`video_start_s`), so the
+    audio is shifted by as much, then padded with silence or trimmed to start at 0 too.
+    Audio that starts after the video keeps its delay, audio before the video is cut."""
     return [
         *_base(ffmpeg),
+        "-copyts",  # the source's own timestamps, so that the shift is exact
         "-i",
         str(source),
         "-map",
@@ -61,7 +67,7 @@ def audio_command(ffmpeg: str, source: Path, audio: AudioSettings, out: Path) ->
         "-ar",
         str(audio.sample_rate),
         "-af",
-        "aresample=async=1",
+        f"asetpts=PTS-{video_start_s:.6f}/TB,aresample=async=1:first_pts=0",
         "-movflags",
         "+faststart",
         str(out),

@@ -203,7 +203,7 @@ async def _prepare(
         async def encode_audio() -> None:
             if has_audio:
                 audio = tmp / "audio.m4a"
-                argv = audio_command(ffmpeg, source, preset.audio, audio)
+                argv = audio_command(ffmpeg, source, preset.audio, audio, info.start_s)
                 await run_ffmpeg(ctx, argv, "encoding the audio", settings)
                 await upload(s3, bucket, f"{work}audio.m4a", audio)
 
