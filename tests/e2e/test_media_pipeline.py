@@ -228,7 +228,7 @@ async def test_sources_of_every_shape_keep_duration_size_and_sync(
             True,
         ),
         "early-audio": (
-            dict(size="320x240", seconds=4, audio_offset_s=-0.5),
+            dict(size="320x240", seconds=7, audio_offset_s=-1.5),
             [("240p", 320, 240)],
             True,
         ),

@@ -73,7 +73,8 @@ def make_clip(
 ) -> Path:
     """A test pattern (and a sine tone) encoded as H.264/AAC MP4. With `audio_offset_s`,
     the audio stream starts that much after the video (before it, when negative), and is
-    a second of silence before the tone, so that the tone's onset marks where it sits."""
+    silence until the tone starts, 1 s after the later of the two streams' starts, so that
+    the tone's onset marks where the audio sits."""
     argv = [ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     if audio_offset_s < 0:
         argv += ["-itsoffset", str(-audio_offset_s)]
@@ -82,7 +83,8 @@ def make_clip(
         if audio_offset_s > 0:
             argv += ["-itsoffset", str(audio_offset_s)]
         length = seconds - audio_offset_s
-        tone = f"aevalsrc='if(gte(t,1),sin(2*PI*440*t),0)':s=48000:d={length}"
+        onset = 1 + max(0.0, -audio_offset_s)
+        tone = f"aevalsrc='if(gte(t,{onset}),sin(2*PI*440*t),0)':s=48000:d={length}"
         argv += ["-f", "lavfi", "-i", tone]
     elif audio:
         argv += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}"]

@@ -59,6 +59,16 @@ def refused(path: Path, limits: Limits = LIMITS) -> str:
     return str(found["error"])
 
 
+@pytest.mark.parametrize("offset", [-1.5, 1.0], ids=["audio-first", "audio-late"])
+def test_audio_out_of_step_with_the_video_is_not_mistaken_for_truncation(
+    tmp_path: Path, offset: float
+) -> None:
+    clip = make_clip(tmp_path / "offset.mp4", size="320x240", seconds=4, audio_offset_s=offset)
+    found = probe(str(clip), LIMITS)
+    assert "error" not in found, found
+    assert found["duration_s"] == pytest.approx(4.0, abs=0.05), "the video's own length"
+
+
 def test_a_text_file_named_mp4_is_not_a_video(tmp_path: Path) -> None:
     path = tmp_path / "notes.mp4"
     path.write_text("these are my holiday notes, not a video\n" * 50)

@@ -115,7 +115,15 @@ def _inspect(container: Any, size: int, limits: Limits) -> dict[str, Any]:
     start = float(video.start_time * base) if video.start_time is not None else 0.0
     if not keyframes:
         return _refuse("the video has no keyframe to start decoding from")
-    duration = declared if declared is not None else last_end - start
+    # The video's own length: the outputs run on its clock, and audio that starts before it
+    # or runs on after it must not make a whole file look truncated.
+    if video.duration:
+        duration = float(video.duration * base)
+    elif declared is not None:
+        opened = container.start_time / av.time_base if container.start_time is not None else 0.0
+        duration = opened + declared - start
+    else:
+        duration = last_end - start
     if duration <= 0:
         return _refuse("the video has no duration")
     covered = last_end - start
