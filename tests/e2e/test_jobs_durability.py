@@ -54,6 +54,7 @@ async def test_job_runs_to_success_and_records_its_result(
     job = await jobs.wait(job_id, JobState.SUCCEEDED)
     assert job.result == {"steps": 3}
     assert job.progress == 1.0
+    assert job.message is None, "no step's message outlives the job"
     assert job.runs == 1
     records = effects_of(effects, job_id)
     assert [r["kind"] for r in records] == ["start", "step", "step", "step", "done"]

@@ -649,6 +649,7 @@ class JobStore:
         if result is not None:
             sets["result"] = result
             sets["progress"] = 1.0
+            sets["message"] = None  # the last step's message ("stitching") is over
         if error is not None:
             sets["error"] = error
         return await self._hand_back(job_id, worker, state, sets, error, failed_attempt)
