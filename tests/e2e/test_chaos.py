@@ -32,7 +32,7 @@ async def test_chaos_200_jobs_3_workers_killed_at_random_nothing_lost_nothing_do
     env = {"LONGHAUL_SHUTDOWN_DEADLINE_S": "5", "LONGHAUL_JOB_CONCURRENCY": "6"}
     workers = [Worker(platform, tmp_path, f"w{i}", **env) for i in range(WORKERS)]
     every = list(workers)
-    started = time.monotonic()
+    started, began = time.monotonic(), time.time()
     ids = await asyncio.gather(*(jobs.submit({"steps": 4, "step_s": 0.5}) for _ in range(JOBS)))
     kills: Counter[str] = Counter()
     store = await jobs.store()
@@ -83,6 +83,24 @@ async def test_chaos_200_jobs_3_workers_killed_at_random_nothing_lost_nothing_do
         f"lost {JOBS - sum(states[s.value] for s in TERMINAL)}; concurrent {len(concurrent)}; "
         f"completed twice {len(done_twice)}"
     )
+    # The last jobs to finish, with what every worker logged about them: what to read first
+    # when a run comes near its bound.
+    ends = {
+        job_id: records[-1]["t"] - began
+        for job_id in ids
+        if (records := effects_of(tmp_path, job_id))
+    }
+    for job_id in sorted(ends, key=ends.__getitem__, reverse=True)[:3]:
+        job = final[job_id]
+        print(
+            f"last: {job_id} done {ends[job_id]:.1f}s into the run, {job.state.value}, "
+            f"runs {job.runs}, takeovers {job.takeovers}, attempts {job.attempts}"
+        )
+        if ends[job_id] > BOUND_S / 2:
+            for worker in every:
+                for line in worker.log().splitlines():
+                    if job_id in line:
+                        print(f"  {worker.name}: {line[:300]}")
     assert states == {JobState.SUCCEEDED.value: JOBS}, (
         "every job reached a terminal state, successfully"
     )
