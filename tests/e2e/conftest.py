@@ -7,6 +7,16 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.media import MediaWorker
+from tests.support.workers import Worker
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Worker]]:
+    """Test-service worker processes a test starts; killed at its end, whatever happened."""
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.stop()
 
 
 @pytest.fixture

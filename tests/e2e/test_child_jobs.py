@@ -3,7 +3,6 @@ its children more times than the queue's maxReceiveCount without ever reaching t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ from tests.support.echo.spec import SPEC as ECHO
 from tests.support.workers import Jobs, Worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for worker in started:
-        worker.stop()
 
 
 async def test_a_parent_parks_past_max_receive_count_and_its_children_run_once(
@@ -52,9 +43,7 @@ async def test_a_parent_parks_past_max_receive_count_and_its_children_run_once(
     assert all(c.state is JobState.SUCCEEDED and c.runs == 1 for c in children)
     # The children are the parent's, never listed to its owner.
     assert [j.id for j in (await store.page("alice")).jobs] == [parent.id]
-    sqs = await aws.get("sqs")
-    dlq = await sqs.receive_message(QueueUrl=await jobs.queue_url(dlq=True), WaitTimeSeconds=0)
-    assert dlq.get("Messages", []) == []
+    assert await jobs.dead_letters() == []
 
 
 async def test_a_parked_parent_is_woken_when_its_last_child_ends(

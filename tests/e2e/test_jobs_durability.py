@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,14 +27,6 @@ def effects(tmp_path: Path) -> Path:
 @pytest.fixture
 def jobs(aws: AwsClients, platform: Platform) -> Jobs:
     return Jobs(aws, platform.env)
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for worker in started:
-        worker.stop()
 
 
 async def _until(predicate, timeout: float = 30, what: str = "") -> None:  # type: ignore[no-untyped-def]
@@ -279,9 +270,7 @@ async def test_always_failing_job_backs_off_then_fails_lands_in_dlq_and_redrive_
     assert "moved 1 message(s) by copy; 1 job(s) reset" in redriven.stdout
     job = await jobs.wait(job_id, JobState.SUCCEEDED, timeout=60)
     assert job.result == {"steps": 1}
-    sqs = await aws.get("sqs")
-    left = await sqs.receive_message(QueueUrl=await jobs.queue_url(dlq=True), WaitTimeSeconds=0)
-    assert left.get("Messages", []) == []
+    assert await jobs.dead_letters() == []
 
 
 async def test_non_retryable_error_fails_at_once(

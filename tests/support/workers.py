@@ -135,6 +135,14 @@ class Jobs:
         name = self.names.dlq if dlq else self.names.queue
         return str((await sqs.get_queue_url(QueueName=name))["QueueUrl"])
 
+    async def dead_letters(self) -> list[dict[str, Any]]:
+        """The messages waiting on the test service's DLQ."""
+        sqs = await self.aws.get("sqs")
+        found = await sqs.receive_message(
+            QueueUrl=await self.queue_url(dlq=True), WaitTimeSeconds=0
+        )
+        return list(found.get("Messages", []))
+
     async def submit(
         self, payload: dict[str, Any], *, owner: str = "user-1", enqueue_it: bool = True
     ) -> str:
