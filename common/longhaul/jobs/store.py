@@ -439,6 +439,10 @@ class JobStore:
         if message_id is not None:
             lease["message_id"] = message_id
         sets = {**self._state_fields(JobState.RUNNING, now, job_id), **lease}
+        if check is not None:  # a parked job's check or a wake: one write in the usual case
+            raw = await self._start_parked(job_id, sets, check, message_id)
+            if raw is not None:
+                return StartResult(_job(raw), True, lease_expires)
         raw = await self._update(
             job_id,
             sets,
@@ -455,26 +459,8 @@ class JobStore:
         current = await self._get_raw(job_id)
         if current is None:
             return StartResult(None, False)
-        if _parked(current) and (check is not None or message_id is not None):
-            # Its next check: still running, so no state change and no history entry. It is
-            # run by the message its park sent, by a wake, or by the message the parking run
-            # started from (back after its visibility timeout if the park's send failed);
-            # any other message is a stray copy. Each start removes the token, so of two
-            # such messages the second finds the job running or parked anew, and is dropped.
-            condition = "#state = :running AND #lease_owner = :parked"
-            values: dict[str, Any] = {":running": "running", ":parked": PARKED}
-            if check != WAKE:
-                ours = []
-                if check is not None:
-                    ours.append("#park_token = :token")
-                    values[":token"] = check
-                if message_id is not None:
-                    ours.append("#message_id = :message")
-                    values[":message"] = message_id
-                condition += f" AND ({' OR '.join(ours)})"
-            raw = await self._update(
-                job_id, sets, condition, values, remove=("park_token",), add={"runs": 1}
-            )
+        if _parked(current) and check is None and message_id is not None:
+            raw = await self._start_parked(job_id, sets, check, message_id)
             if raw is not None:
                 return StartResult(_job(raw), True, lease_expires)
             current = await self._get_raw(job_id) or current
@@ -508,6 +494,30 @@ class JobStore:
             float(current.get("lease_expires", 0)),
             current.get("message_id"),
             _parked(current),
+        )
+
+    async def _start_parked(
+        self, job_id: str, sets: dict[str, Any], check: str | None, message_id: str | None
+    ) -> dict[str, Any] | None:
+        """Start a parked job's next check: still running, so no state change and no history
+        entry. It is run by the message its park sent (`check` is the park's token), by a
+        wake, or by the message the parking run started from (back after its visibility
+        timeout if the park's send failed); any other message is a stray copy. Each start
+        removes the token, so of two such messages the second finds the job running or
+        parked anew, and is dropped."""
+        condition = "#state = :running AND #lease_owner = :parked"
+        values: dict[str, Any] = {":running": "running", ":parked": PARKED}
+        if check != WAKE:
+            ours = []
+            if check is not None:
+                ours.append("#park_token = :token")
+                values[":token"] = check
+            if message_id is not None:
+                ours.append("#message_id = :message")
+                values[":message"] = message_id
+            condition += f" AND ({' OR '.join(ours)})"
+        return await self._update(
+            job_id, sets, condition, values, remove=("park_token",), add={"runs": 1}
         )
 
     async def heartbeat(self, job_id: str, worker: str, lease_s: float) -> bool:
