@@ -1,0 +1,150 @@
+"""How a job is an item: serialization, keys, cursors, and the small values the store
+returns. Shared by the store's modules; nothing here talks to DynamoDB."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from longhaul.jobs.types import Job
+
+__all__ = [
+    "CHECKPOINT_INLINE_BYTES",
+    "CHILD_OWNER_PREFIX",
+    "InvalidCursor",
+    "Page",
+    "StartResult",
+    "body_hash",
+    "child_owner",
+    "parent_of",
+    "timedelta_ago",
+]
+
+CHECKPOINT_INLINE_BYTES = 32 * 1024  # larger checkpoints go to S3
+CHILD_OWNER_PREFIX = "job:"  # child jobs are owned by their parent, never listed to a caller
+PARKED = "parked"  # the lease owner of a running job that waits, parked, for its next check
+OWNER_INDEX = "GSI1"
+STATE_INDEX = "GSI2"
+
+serialize = TypeSerializer().serialize
+deserialize = TypeDeserializer().deserialize
+
+
+def utcnow() -> datetime:
+    """The current time, in UTC."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """`moment` as the store writes times (sortable ISO 8601, microseconds)."""
+    return moment.isoformat(timespec="microseconds")
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; give JSON-friendly values back."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | set):
+        return [plain(v) for v in value]
+    return value
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` as a DynamoDB item (None values left out)."""
+    return {k: serialize(dynamo(v)) for k, v in values.items() if v is not None}
+
+
+def dynamo(value: Any) -> Any:
+    """JSON values as DynamoDB accepts them (no floats: Decimals)."""
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item as plain JSON-friendly values."""
+    return {k: plain(deserialize(v)) for k, v in item.items()}
+
+
+def job_of(values: dict[str, Any]) -> Job:
+    """The job a row holds."""
+    return Job.model_validate(values)
+
+
+def is_parked(raw: dict[str, Any]) -> bool:
+    """Whether the row is a parked job (running, its lease held by nobody)."""
+    return raw.get("state") == "running" and raw.get("lease_owner") == PARKED
+
+
+def child_owner(job_id: str) -> str:
+    """The owner of the child jobs that job `job_id` spawns."""
+    return f"{CHILD_OWNER_PREFIX}{job_id}"
+
+
+def parent_of(owner: str) -> str | None:
+    """The id of the job that owns a child job owned by `owner`; None for a caller's job."""
+    return owner.removeprefix(CHILD_OWNER_PREFIX) if owner.startswith(CHILD_OWNER_PREFIX) else None
+
+
+def body_hash(job_type: str, payload: dict[str, Any]) -> str:
+    """A stable fingerprint of a submission, to compare idempotent retries."""
+    canonical = json.dumps({"type": job_type, "payload": payload}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Page:
+    """One page of a listing and the opaque cursor of the next (None at the end)."""
+
+    def __init__(self, jobs: list[Job], cursor: str | None) -> None:
+        self.jobs = jobs
+        self.cursor = cursor
+
+
+class StartResult:
+    """What `start` found: the job it started, or why it did not."""
+
+    def __init__(
+        self,
+        job: Job | None,
+        started: bool,
+        lease_expires: float = 0.0,
+        message_id: str | None = None,
+        parked: bool = False,
+    ) -> None:
+        self.job = job
+        self.started = started
+        self.lease_expires = lease_expires
+        self.message_id = message_id  # the SQS message the job's current run started from
+        self.parked = parked  # the job waits, parked, for its next check
+
+
+def encode_cursor(key: dict[str, Any]) -> str:
+    """A listing's last key as an opaque cursor."""
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
+
+
+class InvalidCursor(ValueError):
+    """The cursor was not issued for this caller's listing."""
+
+
+def decode_cursor(cursor: str, owner: str) -> dict[str, Any]:
+    """The last key of a cursor this API issued for `owner`'s listing."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, binascii.Error):
+        raise InvalidCursor("the cursor is not one this API issued") from None
+    if not isinstance(key, dict) or key.get("GSI1PK", {}).get("S") != f"OWNER#{owner}":
+        raise InvalidCursor("the cursor is not one this API issued")
+    return key
+
+
+def timedelta_ago(seconds: float) -> datetime:
+    """The moment `seconds` ago."""
+    return utcnow() - timedelta(seconds=seconds)

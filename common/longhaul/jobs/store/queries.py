@@ -1,0 +1,145 @@
+"""Reads of jobs: one job, a caller's listing, a job's history, jobs by state, and a
+parent's children."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from longhaul.jobs.exceptions import JobNotFound
+from longhaul.jobs.store.items import (
+    OWNER_INDEX,
+    STATE_INDEX,
+    Page,
+    child_owner,
+    decode_cursor,
+    encode_cursor,
+    from_item,
+    iso,
+    job_of,
+)
+from longhaul.jobs.store.table import JobTable
+from longhaul.jobs.types import TERMINAL, Job, JobEvent, JobState
+
+__all__ = ["JobQueries"]
+
+
+class JobQueries(JobTable):
+    """What the API, the worker and the reconciler read."""
+
+    async def get(self, job_id: str, owner: str | None = None) -> Job:
+        """The job, if it exists and (when `owner` is given) belongs to `owner`."""
+        raw = await self._get_raw(job_id)
+        if raw is None or (owner is not None and raw["owner"] != owner):
+            raise JobNotFound(job_id)  # another caller's job looks exactly like a missing one
+        return job_of(raw)
+
+    async def checkpoint_of(self, job_id: str) -> Any:
+        """The job's last checkpoint (None if it never made one)."""
+        raw = await self._get_raw(job_id)
+        if raw is None:
+            return None
+        if "checkpoint_key" in raw and self._s3 is not None:
+            body = await self._s3.get_object(Bucket=self._bucket, Key=raw["checkpoint_key"])
+            return json.loads(await body["Body"].read())
+        return raw.get("checkpoint")
+
+    async def page(
+        self,
+        owner: str,
+        *,
+        state: JobState | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """The owner's jobs, newest first, `limit` at a time."""
+        start = decode_cursor(cursor, owner) if cursor else None
+        jobs: list[Job] = []
+        while len(jobs) < limit:
+            arguments: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": OWNER_INDEX,
+                "KeyConditionExpression": "GSI1PK = :owner",
+                "ExpressionAttributeValues": {":owner": {"S": f"OWNER#{owner}"}},
+                "ScanIndexForward": False,
+                "Limit": limit - len(jobs),
+            }
+            if state is not None:
+                arguments["FilterExpression"] = "#state = :state"
+                arguments["ExpressionAttributeNames"] = {"#state": "state"}
+                arguments["ExpressionAttributeValues"][":state"] = {"S": state.value}
+            if start:
+                arguments["ExclusiveStartKey"] = start
+            response = await self._db.query(**arguments)
+            jobs += [job_of(from_item(item)) for item in response.get("Items", [])]
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                break
+        return Page(jobs, encode_cursor(start) if start else None)
+
+    async def events(self, job_id: str, after: str | None = None) -> list[JobEvent]:
+        """The job's history after event id `after`, oldest first."""
+        lower = f"EVENT#{after}" if after else "EVENT#"
+        response = await self._db.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :pk AND SK > :after",
+            ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}, ":after": {"S": lower}},
+            ConsistentRead=True,
+        )
+        return [
+            JobEvent.model_validate(from_item(item))
+            for item in response.get("Items", [])
+            if item["SK"]["S"].startswith("EVENT#")
+        ]
+
+    async def stale(
+        self, state: JobState, older_than: datetime, limit: int | None = 100
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` (None: all) jobs in `state` not updated since `older_than`, oldest
+        first (for the reconciler)."""
+        found: list[dict[str, Any]] = []
+        start: dict[str, Any] | None = None
+        while limit is None or len(found) < limit:
+            arguments: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": STATE_INDEX,
+                "KeyConditionExpression": "GSI2PK = :state AND GSI2SK < :before",
+                "ExpressionAttributeValues": {
+                    ":state": {"S": f"STATE#{state.value}"},
+                    ":before": {"S": iso(older_than)},
+                },
+            }
+            if limit is not None:
+                arguments["Limit"] = limit - len(found)
+            if start:
+                arguments["ExclusiveStartKey"] = start
+            response = await self._db.query(**arguments)
+            found += [from_item(item) for item in response.get("Items", [])]
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                break
+        return found
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        """Whether the owner asked for the job to stop."""
+        raw = await self._get_raw(job_id)
+        return bool(raw and raw.get("cancel_requested"))
+
+    async def children_ended(self, job_id: str, ended: str | None = None) -> bool:
+        """Whether every child job `job_id` spawned is terminal, counting `ended` (the child
+        whose end asks) as terminal. The owner index can lag a write by a moment, so a child
+        it shows unfinished is read again from the table; of two last children ending
+        together, the later one to ask sees both ended."""
+        cursor: str | None = None
+        while True:
+            page = await self.page(child_owner(job_id), limit=100, cursor=cursor)
+            for child in page.jobs:
+                if child.terminal or child.id == ended:
+                    continue
+                raw = await self._get_raw(child.id)
+                if raw is None or raw["state"] not in {s.value for s in TERMINAL}:
+                    return False
+            if page.cursor is None:
+                return True
+            cursor = page.cursor

@@ -1,0 +1,179 @@
+"""Writes from outside a run: submitting (with its idempotency record), cancelling, a
+redrive's reset, and marking a job enqueued."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from longhaul.jobs.exceptions import IdempotencyConflict
+from longhaul.jobs.store.items import (
+    PARKED,
+    body_hash,
+    child_owner,
+    from_item,
+    iso,
+    job_of,
+    to_item,
+    utcnow,
+)
+from longhaul.jobs.store.queries import JobQueries
+from longhaul.jobs.types import Job, JobState
+
+__all__ = ["JobSubmissions"]
+
+
+class JobSubmissions(JobQueries):
+    """Job writes made by the API, a parent job, the reconciler or a redrive."""
+
+    async def submit(
+        self,
+        *,
+        owner: str,
+        job_type: str,
+        payload: dict[str, Any],
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Write a queued job; return it and whether it is new. A repeated Idempotency-Key
+        with the same body returns the first job; with another body, `IdempotencyConflict`."""
+        now = utcnow()
+        job_id = uuid.uuid4().hex
+        fingerprint = body_hash(job_type, payload)
+        values = {
+            "PK": f"JOB#{job_id}",
+            "SK": "META",
+            "id": job_id,
+            "type": job_type,
+            "owner": owner,
+            "state": JobState.QUEUED.value,
+            "payload": payload,
+            "progress": 0,
+            "attempts": 0,
+            "runs": 0,
+            "cancel_requested": False,
+            "created_at": iso(now),
+            "updated_at": iso(now),
+            "correlation_id": correlation_id,
+            "GSI1PK": f"OWNER#{owner}",
+            "GSI1SK": f"{iso(now)}#{job_id}",
+            "GSI2PK": f"STATE#{JobState.QUEUED.value}",
+            "GSI2SK": f"{iso(now)}#{job_id}",
+        }
+        writes: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": to_item(values),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            }
+        ]
+        if idempotency_key is not None:
+            writes.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": to_item(
+                            {
+                                "PK": f"IDEM#{owner}#{idempotency_key}",
+                                "SK": "IDEM",
+                                "job_id": job_id,
+                                "body_hash": fingerprint,
+                            }
+                        ),
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                }
+            )
+        try:
+            await self._db.transact_write_items(TransactItems=writes)
+        except self._db.exceptions.TransactionCanceledException:
+            if idempotency_key is None:
+                raise
+            response = await self._db.get_item(
+                TableName=self._table,
+                Key=to_item({"PK": f"IDEM#{owner}#{idempotency_key}", "SK": "IDEM"}),
+                ConsistentRead=True,
+            )
+            first = from_item(response["Item"])
+            if first["body_hash"] != fingerprint:
+                raise IdempotencyConflict(idempotency_key) from None
+            return await self.get(first["job_id"], owner), False
+        await self._event(job_id, "state", JobState.QUEUED, 0.0, "submitted")
+        return job_of(values), True
+
+    async def mark_enqueued(self, job_id: str) -> None:
+        """Record that a message for the job is on the queue."""
+        await self._update(job_id, {"enqueued_at": iso(utcnow())}, "attribute_exists(PK)", {})
+
+    async def cancel(self, job_id: str, owner: str) -> tuple[Job, bool]:
+        """Cancel a queued or parked job at once, or ask a running one to stop. Returns the
+        job and whether this call ended it."""
+        job = await self.get(job_id, owner)
+        while not job.terminal:
+            now = utcnow()
+            raw = await self._update(
+                job_id,
+                {
+                    **self._state_fields(JobState.CANCELLED, now, job_id),
+                    "finished_at": iso(now),
+                    "cancel_requested": True,
+                },
+                "#state = :queued OR (#state = :running AND #lease_owner = :parked)",
+                {":queued": "queued", ":running": "running", ":parked": PARKED},
+                remove=("lease_owner", "lease_expires", "park_token"),
+            )
+            if raw is not None:
+                await self._event(
+                    job_id, "state", JobState.CANCELLED, float(raw.get("progress", 0)), "cancelled"
+                )
+                return job_of(raw), True
+            # Running under a worker's lease: ask it (a park after this fails, and the worker
+            # ends the job cancelled). If the job was queued or parked again in between, loop.
+            raw = await self._update(
+                job_id,
+                {"cancel_requested": True},
+                "#state = :running AND #lease_owner <> :parked",
+                {":running": "running", ":parked": PARKED},
+            )
+            if raw is not None:
+                return job_of(raw), False
+            job = await self.get(job_id, owner)
+        return job, False
+
+    async def cancel_children(self, job_id: str) -> int:
+        """Cancel every unfinished child job `job_id` spawned; return how many."""
+        owner = child_owner(job_id)
+        count = 0
+        cursor: str | None = None
+        while True:
+            page = await self.page(owner, limit=100, cursor=cursor)
+            for child in page.jobs:
+                if not child.terminal:
+                    await self.cancel(child.id, owner)
+                    count += 1
+            if page.cursor is None:
+                return count
+            cursor = page.cursor
+
+    async def reset_failed(self, job_id: str) -> bool:
+        """Give a failed job a fresh set of attempts (a DLQ redrive)."""
+        raw = await self._update(
+            job_id,
+            {
+                **self._state_fields(JobState.QUEUED, utcnow(), job_id),
+                "attempts": 0,
+                "takeovers": 0,
+                "enqueued_at": iso(utcnow()),
+            },
+            "#state = :failed",
+            {":failed": "failed"},
+            remove=("finished_at", "error"),
+        )
+        if raw is None:
+            return False
+        await self._event(
+            job_id, "state", JobState.QUEUED, float(raw.get("progress", 0)), "redriven"
+        )
+        return True
