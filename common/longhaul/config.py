@@ -100,7 +100,15 @@ class KitSettings(BaseSettings):
     )
     retry_base_s: int = Field(default=5, ge=1, validation_alias=_kit("LONGHAUL_RETRY_BASE_S"))
     retry_max_s: int = Field(
-        default=900, ge=1, le=43_200, validation_alias=_kit("LONGHAUL_RETRY_MAX_S")
+        default=900, ge=1, le=900, validation_alias=_kit("LONGHAUL_RETRY_MAX_S")
+    )
+    visibility_cap_s: int = Field(
+        default=43_200,
+        ge=10,
+        le=43_200,
+        validation_alias=_kit("LONGHAUL_VISIBILITY_CAP_S"),
+        description="SQS's cap on a message's visibility from its receipt; lower only on "
+        "an emulator that enforces a lower cap, so tests reach it",
     )
     max_takeovers: int = Field(default=5, ge=0, validation_alias=_kit("LONGHAUL_MAX_TAKEOVERS"))
     ecs_agent_uri: str | None = Field(default=None, validation_alias=_kit("ECS_AGENT_URI"))

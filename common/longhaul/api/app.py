@@ -20,7 +20,7 @@ from longhaul.events.consumer import EventRouter, SqsConsumer
 from longhaul.events.publisher import EventPublisher
 from longhaul.jobs.events import register_job_facts
 from longhaul.jobs.protection import TaskProtection
-from longhaul.jobs.queue import dlq_url_of
+from longhaul.jobs.queue import dlq_url_of, max_receives_of
 from longhaul.jobs.registry import JobTypes
 from longhaul.jobs.routes import job_routes
 from longhaul.jobs.store import JobStore
@@ -193,6 +193,8 @@ async def _background(
             retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s,
             max_takeovers=settings.max_takeovers,
+            max_receives=await max_receives_of(app.state.sqs, app.state.queue_url),
+            visibility_cap_s=settings.visibility_cap_s,
         ),
         resources=resources,
     )

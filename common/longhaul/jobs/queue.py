@@ -9,7 +9,14 @@ from longhaul.jobs.types import JobMessage
 from longhaul.observability import context
 from longhaul.observability.tracing import inject
 
-__all__ = ["CHECK_ATTRIBUTE", "WAKE", "dlq_url_of", "enqueue", "parse_job_message"]
+__all__ = [
+    "CHECK_ATTRIBUTE",
+    "WAKE",
+    "dlq_url_of",
+    "enqueue",
+    "max_receives_of",
+    "parse_job_message",
+]
 
 CHECK_ATTRIBUTE = "check"  # the message attribute naming the parked check a message is for
 WAKE = "wake"  # the check of a message that wakes a parked parent whatever its next check
@@ -62,3 +69,13 @@ async def dlq_url_of(sqs: Any, queue_url: str) -> str | None:
         return None
     arn = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"]
     return str((await sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[1]))["QueueUrl"])
+
+
+async def max_receives_of(sqs: Any, queue_url: str) -> int | None:
+    """The maxReceiveCount of `queue_url`'s redrive policy (None without a DLQ)."""
+    attributes = (
+        await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
+    )["Attributes"]
+    if "RedrivePolicy" not in attributes:
+        return None
+    return int(json.loads(attributes["RedrivePolicy"])["maxReceiveCount"])

@@ -117,12 +117,19 @@ class StartResult:
         lease_expires: float = 0.0,
         message_id: str | None = None,
         parked: bool = False,
+        *,
+        took_over: bool = False,
+        effects_pending: bool = False,
+        dead_letter: bool = False,
     ) -> None:
         self.job = job
         self.started = started
         self.lease_expires = lease_expires
         self.message_id = message_id  # the SQS message the job's current run started from
         self.parked = parked  # the job waits, parked, for its next check
+        self.took_over = took_over  # started over an expired lease whose worker died
+        self.effects_pending = effects_pending  # terminal, its after-end effects not yet done
+        self.dead_letter = dead_letter  # failed for good: its message belongs in the DLQ
 
 
 def encode_cursor(key: dict[str, Any]) -> str:

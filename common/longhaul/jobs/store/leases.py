@@ -18,6 +18,7 @@ from longhaul.jobs.store.items import (
     is_parked,
     iso,
     job_of,
+    to_item,
     utcnow,
 )
 from longhaul.jobs.store.table import JobTable
@@ -93,7 +94,7 @@ class JobLeases(JobTable):
                 await self._event(
                     job_id, "state", JobState.RUNNING, float(raw.get("progress", 0)), None
                 )
-                return StartResult(job_of(raw), True, lease_expires)
+                return StartResult(job_of(raw), True, lease_expires, took_over=True)
             current = await self._get_raw(job_id) or current  # another taker won: see how
         return StartResult(
             job_of(current),
@@ -101,6 +102,8 @@ class JobLeases(JobTable):
             float(current.get("lease_expires", 0)),
             current.get("message_id"),
             is_parked(current),
+            effects_pending=bool(current.get("effects_pending")),
+            dead_letter=bool(current.get("dead_letter")),
         )
 
     async def _start_parked(
@@ -253,11 +256,19 @@ class JobLeases(JobTable):
         result: dict[str, Any] | None = None,
         error: str | None = None,
         failed_attempt: bool = False,
+        dead_letter: bool = False,
     ) -> Job | None:
-        """End the job in a terminal `state` (lease holder only)."""
+        """End the job in a terminal `state` (lease holder only), its after-end effects
+        pending until `effects_done`; `dead_letter` records that its message belongs in the
+        DLQ, so a delivery after a crash puts it there."""
         assert state in TERMINAL
         now = utcnow()
-        sets = {**self._state_fields(state, now, job_id), "finished_at": iso(now)}
+        sets = {
+            **self._state_fields(state, now, job_id),
+            "finished_at": iso(now),
+            "effects_pending": True,
+            "dead_letter": dead_letter,
+        }
         if result is not None:
             sets["result"] = result
             sets["progress"] = 1.0
@@ -279,9 +290,96 @@ class JobLeases(JobTable):
                 self._state_fields(JobState.QUEUED, utcnow(), job_id),
                 f"#state = :running AND #lease_expires < :now AND {owner}",
                 values,
-                remove=("lease_owner", "lease_expires", "park_token"),
+                # No message is on the queue for it until the reconciler's send is recorded.
+                remove=("lease_owner", "lease_expires", "park_token", "enqueued_at"),
                 add=add,
             )
             if raw is not None:
                 return True
         return False
+
+    async def adopt_message(self, job_id: str, worker: str, message_id: str) -> None:
+        """Record `message_id` as the message of the lease holder's run (a fresh message in
+        place of the one it started from). `LeaseLost` if the lease is not this worker's."""
+        raw = await self._update(
+            job_id,
+            {"message_id": message_id},
+            "#state = :running AND #lease_owner = :w",
+            {":running": "running", ":w": worker},
+        )
+        if raw is None:
+            raise LeaseLost(job_id)
+
+    async def swap_message(self, job_id: str, old: str, new: str) -> bool:
+        """Record `new` as the running job's message in place of `old` (a message renewed
+        before it reached maxReceiveCount); False if the job moved on meanwhile."""
+        raw = await self._update(
+            job_id,
+            {"message_id": new},
+            "#state = :running AND #message_id = :old",
+            {":running": "running", ":old": old},
+        )
+        return raw is not None
+
+    async def effects_done(self, job_id: str) -> None:
+        """The terminal job's after-end effects have all happened."""
+        await self._update(
+            job_id,
+            {"effects_done_at": iso(utcnow())},
+            "attribute_exists(PK)",
+            {},
+            remove=("effects_pending",),
+        )
+
+    async def effects_failed(self, job_id: str) -> int:
+        """Count one delivery whose after-end effects failed; how many so far."""
+        raw = await self._update(
+            job_id,
+            {"updated_at": iso(utcnow())},
+            "attribute_exists(PK)",
+            {},
+            add={"effects_rounds": 1},
+        )
+        return int(raw.get("effects_rounds", 0)) if raw is not None else 0
+
+    async def fail_unreadable(self, job_id: str, reason: str) -> None:
+        """Fail a job whose row this version cannot read, whatever its state but terminal."""
+        now = utcnow()
+        await self._update(
+            job_id,
+            {
+                **self._state_fields(JobState.FAILED, now, job_id),
+                "finished_at": iso(now),
+                "error": reason,
+                "dead_letter": True,
+            },
+            "attribute_exists(PK) AND NOT #state IN (:succeeded, :failed, :cancelled)",
+            {":succeeded": "succeeded", ":failed": "failed", ":cancelled": "cancelled"},
+            remove=("lease_owner", "lease_expires", "park_token"),
+        )
+
+    async def claim(self, name: str, holder: str, lease_s: float) -> bool:
+        """Take or keep the singleton lease `name` (one reconciler a service): True while
+        `holder` has it. A holder that stops renewing loses it `lease_s` later."""
+        now = time.time()
+        try:
+            await self._db.put_item(
+                TableName=self._table,
+                Item=to_item(
+                    {
+                        "PK": f"LEASE#{name}",
+                        "SK": "LEASE",
+                        "holder": holder,
+                        "expires": now + lease_s,
+                    }
+                ),
+                ConditionExpression="attribute_not_exists(PK) OR #holder = :me OR #expires < :now",
+                ExpressionAttributeNames={"#holder": "holder", "#expires": "expires"},
+                ExpressionAttributeValues={
+                    ":me": {"S": holder},
+                    ":now": {"N": repr(now)},
+                },
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True

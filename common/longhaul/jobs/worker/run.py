@@ -1,0 +1,477 @@
+"""One run of one job: take the lease, run the handler under it, and end in exactly one
+way (succeeded, failed, cancelled, retried, released, parked, or stopped because the lease
+lapsed), each a conditional write followed by what it means for the job's message."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import time
+import uuid
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ValidationError
+
+from longhaul.events.publisher import EventPublisher
+from longhaul.jobs.context import JobContext
+from longhaul.jobs.exceptions import (
+    JobCancelled,
+    JobInterrupted,
+    JobParked,
+    LeaseLost,
+    NonRetryable,
+)
+from longhaul.jobs.protection import TaskProtection
+from longhaul.jobs.queue import CHECK_ATTRIBUTE
+from longhaul.jobs.registry import JobTypes
+from longhaul.jobs.store import JobStore, StartResult
+from longhaul.jobs.submit import JobResources, publish_fact
+from longhaul.jobs.types import Job, JobState
+from longhaul.jobs.worker import metrics
+from longhaul.jobs.worker.config import MAX_VISIBILITY_S, WorkerConfig
+from longhaul.jobs.worker.effects import AfterEnd
+from longhaul.jobs.worker.keepalive import Run, detach, fenced, keepalive, stop_run
+from longhaul.jobs.worker.messages import Messages, receive_count
+
+__all__ = ["RESULT_LIMIT_BYTES", "JobRunner"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ATTEMPTS = 3  # for a job whose type this worker does not know
+# DynamoDB items hold 400 KB; the row also carries the payload, a checkpoint of up to 32 KB
+# and bookkeeping. A larger result fails the job with a reason instead of failing the write.
+RESULT_LIMIT_BYTES = 256 * 1024
+
+
+class JobRunner:
+    """Runs jobs one message at a time, each under its own lease."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        worker_id: str,
+        types: JobTypes,
+        store: JobStore,
+        messages: Messages,
+        after_end: AfterEnd,
+        publisher: EventPublisher,
+        protection: TaskProtection,
+        config: WorkerConfig,
+        resources: JobResources | None,
+    ) -> None:
+        self.service = service
+        self.worker_id = worker_id
+        self.types = types
+        self.store = store
+        self.messages = messages
+        self.after_end = after_end
+        self.publisher = publisher
+        self.protection = protection
+        self.config = config
+        self.resources = resources
+        self.runs: dict[str, Run] = {}
+        self.stopping = False  # shutdown asked for checkpoints
+        self.releasing = False  # shutdown's deadline: no new handler may start
+
+    # -- taking the lease ------------------------------------------------------------------
+
+    async def attempt(self, message: dict[str, Any], job_id: str, received_at: float) -> None:
+        """Try to start `job_id` from `message` and run it to one of its ends."""
+        lease = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
+        check = message.get("MessageAttributes", {}).get(CHECK_ATTRIBUTE, {}).get("StringValue")
+        asked_at = time.monotonic()  # the lease in the table starts after this, never before
+        try:
+            started = await self.store.start(
+                job_id, lease, self.config.visibility_s, message.get("MessageId"), check
+            )
+        except ValidationError as exc:
+            await self._unreadable(job_id, message, exc)
+            return
+        if not started.started:
+            await self._not_started(job_id, message, started)
+            return
+        job = started.job
+        assert job is not None
+        if started.took_over:
+            metrics.takeovers.add(1, {"service": self.service, "type": job.type})
+        run = Run(
+            job_id=job_id,
+            message=message,
+            lease=lease,
+            lease_until=asked_at + self.config.visibility_s,
+            margin_s=self.config.lease_margin_s,
+            received_at=received_at,
+            receipt=message["ReceiptHandle"],
+        )
+        self.runs[job_id] = run
+        try:
+            await self._run(job, run)
+        finally:
+            if self.runs.get(job_id) is run:
+                self.runs.pop(job_id)
+            run.done.set()
+
+    async def _unreadable(self, job_id: str, message: dict[str, Any], exc: ValidationError) -> None:
+        """A row this worker cannot read (written by a newer or broken version) would fail
+        every delivery; fail the job with the reason and dead-letter its message."""
+        reason = f"the job's record does not validate: {exc.errors(include_url=False)}"[:1000]
+        log.error("job record unreadable; failing it: %s", reason)
+        await self.store.fail_unreadable(job_id, reason)
+        await self.messages.dead_letter(message["ReceiptHandle"], job_id)
+
+    async def _not_started(
+        self, job_id: str, message: dict[str, Any], started: StartResult
+    ) -> None:
+        receipt, job = message["ReceiptHandle"], started.job
+        if job is None:
+            log.warning("message for a job that does not exist; dropping it")
+            await self.messages.delete(receipt)
+        elif job.terminal:
+            if started.effects_pending:  # its run ended before the effects were done
+                log.info("job already %s; running its after-end effects", job.state)
+                await self.after_end.settle(job, receipt, dead_letter=started.dead_letter)
+            elif started.dead_letter:  # its run died between the effects and the move
+                await self.messages.dead_letter(receipt, job_id)
+            else:
+                log.info("job already %s; dropping the duplicate message", job.state)
+                await self.messages.delete(receipt)
+        elif job.state is JobState.QUEUED:
+            # Queued again between the start's write and its read (a reconciler, a retry):
+            # try again in a moment rather than decide on a stale read.
+            await self.messages.hide(receipt, 1)
+        elif started.parked:
+            # Parked, and this is neither the message of its next check nor a wake: a stray
+            # copy. The parked job's own message (or the reconciler) runs its next check.
+            log.info("job is parked and waits on its own message; dropping this one")
+            await self.messages.delete(receipt)
+        elif started.message_id is not None and started.message_id != message.get("MessageId"):
+            # Running elsewhere from another message, which comes back by itself if that
+            # worker dies: this one is a duplicate (a wake, a reconciler's, a park's twin).
+            log.info("job is running from another message; dropping this duplicate")
+            await self.messages.delete(receipt)
+        else:
+            await self._wait_on_lease(job_id, message, started)
+
+    async def _wait_on_lease(
+        self, job_id: str, message: dict[str, Any], started: StartResult
+    ) -> None:
+        """The job runs elsewhere from this very message, made visible again: come back when
+        that lease would have expired, to take over if its worker died. A message received
+        this often would reach maxReceiveCount and the DLQ: it is replaced by a fresh one."""
+        receipt = message["ReceiptHandle"]
+        wait = int(max(1, min(MAX_VISIBILITY_S, started.lease_expires - time.time() + 1)))
+        limit = self.config.max_receives
+        if limit is not None and receive_count(message) >= limit - 1:
+            new = await self.messages.replace(receipt, job_id, delay_s=wait)
+            if new is not None:
+                await self.store.swap_message(job_id, str(message.get("MessageId")), new)
+            log.info("job is running elsewhere; its message was renewed, back in %ss", wait)
+            return
+        log.info("job is running elsewhere; this message returns in %ss", wait)
+        await self.messages.hide(receipt, wait)
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def _run(self, job: Job, run: Run) -> None:
+        keep = asyncio.create_task(
+            keepalive(
+                run,
+                store=self.store,
+                messages=self.messages,
+                config=self.config,
+                service=self.service,
+            )
+        )
+        attributes = {"service": self.service, "type": job.type}
+        # The fact goes out beside the handler, not before it: dispatch does not wait on the bus.
+        # Once per job: a parked parent runs again at every check, a resumed job is not new.
+        started_fact = asyncio.create_task(
+            self._started(job) if job.runs == 1 else asyncio.sleep(0)
+        )
+        try:
+            await self.protection.acquire()
+            if job.runs == 1:
+                metrics.started.add(1, attributes)
+                if job.started_at is not None:
+                    wait = (job.started_at - job.created_at).total_seconds()
+                    metrics.queue_wait.record(wait, attributes)
+            log.info(
+                "job started", extra={"type": job.type, "run": job.runs, "attempts": job.attempts}
+            )
+            limit = self.config.max_receives
+            if limit is not None and receive_count(run.message) >= limit - 1:
+                await detach(run, store=self.store, messages=self.messages, config=self.config)
+            if job.takeovers > self.config.max_takeovers:
+                reason = (
+                    f"its worker died {job.takeovers} times while running it "
+                    "(a crash, out of memory, or an event loop blocked past the lease)"
+                )
+                await self._fail(job, run, reason, dlq=True)
+            else:
+                await self._execute(job, run)
+        finally:
+            keep.cancel()
+            await started_fact
+            if run.ctx is not None:
+                run.ctx.kill_children()
+            await self.protection.release()
+
+    async def _started(self, job: Job) -> None:
+        job_type = self.types.get(job.type)
+        if job_type is None or not job_type.internal:
+            await publish_fact(self.service, "started", job, self.publisher)
+
+    async def _execute(self, job: Job, run: Run) -> None:
+        if job.cancel_requested:  # asked while it was parked, queued for a retry or released
+            await self._interrupted(job, run, JobCancelled(job.id))
+            return
+        # Unknown types and payloads this worker cannot read are retried and end in the DLQ,
+        # not deleted: in a rolling deploy the API may be newer than this worker, and a
+        # redrive after the deploy runs them.
+        job_type = self.types.get(job.type)
+        if job_type is None:
+            await self._failed_attempt(job, run, DEFAULT_ATTEMPTS, f"unknown job type {job.type!r}")
+            return
+        try:
+            payload = job_type.payload.model_validate(job.payload)
+        except ValidationError as exc:
+            reason = f"invalid payload: {exc.errors(include_url=False)}"
+            await self._failed_attempt(job, run, job_type.max_attempts, reason)
+            return
+        resume = await self.store.checkpoint_of(job.id) if job.runs > 1 else None
+        run.ctx = JobContext(
+            job_id=job.id,
+            attempt=job.attempts + 1,
+            worker=run.lease,
+            store=self.store,
+            resume=resume,
+            log=logging.getLogger(f"longhaul.jobs.{job.type}"),
+            owner=job.owner,
+            resources=self.resources,
+        )
+        if self.releasing:  # shutdown's deadline came while this run was starting
+            await self._release(job, run)
+            return
+        if self.stopping:
+            run.ctx.stop()
+        run.task = asyncio.create_task(fenced(job_type.handler(payload, run.ctx), run))
+        timeout = job_type.timeout_s
+        try:
+            output = (
+                await asyncio.wait_for(asyncio.shield(run.task), timeout)
+                if timeout
+                else await run.task
+            )
+        except TimeoutError:
+            run.reason = "timeout"
+            run.task.cancel()
+            await asyncio.gather(run.task, return_exceptions=True)
+            await self._failed_attempt(
+                job, run, job_type.max_attempts, f"timed out after {timeout}s"
+            )
+            return
+        except (JobCancelled, asyncio.CancelledError) as exc:
+            await self._interrupted(job, run, exc)
+            return
+        except JobInterrupted:
+            await self._release(job, run)
+            return
+        except JobParked as exc:
+            await self._park(job, run, exc)
+            return
+        except LeaseLost:
+            log.warning("lease lost; another worker owns the job now")
+            return
+        except NonRetryable as exc:
+            await self._fail(job, run, str(exc) or type(exc).__name__, dlq=False)
+            return
+        except Exception as exc:
+            log.warning("attempt failed: %s", exc, exc_info=True)
+            await self._failed_attempt(
+                job, run, job_type.max_attempts, f"{type(exc).__name__}: {exc}"[:1000]
+            )
+            return
+        await self._succeed(job, run, output)
+
+    # -- ends ------------------------------------------------------------------------------
+
+    async def _succeed(self, job: Job, run: Run, output: Any) -> None:
+        result = output.model_dump(mode="json") if isinstance(output, BaseModel) else (output or {})
+        size = len(json.dumps(result).encode())
+        if size > RESULT_LIMIT_BYTES:
+            reason = (
+                f"the result is {size // 1024} KB, over the {RESULT_LIMIT_BYTES // 1024} KB a "
+                "job's result may hold; store large outputs in the bucket and return their keys"
+            )
+            await self._fail(job, run, reason, dlq=False)
+            return
+        finished = await self._finish(job, run, JobState.SUCCEEDED, result=result)
+        if finished is None:
+            return
+        log.info("job succeeded")
+        await self._ended(finished, run, dead_letter=False)
+
+    async def _finish(
+        self,
+        job: Job,
+        run: Run,
+        state: JobState,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        failed_attempt: bool = False,
+        dead_letter: bool = False,
+    ) -> Job | None:
+        """The terminal write, retried while the lease holds (throttling, 5xx, a hung call).
+        A record DynamoDB refuses as too large ends the job failed with that reason."""
+        delay = 0.5
+        while True:
+            try:
+                finished = await self.store.finish(
+                    job.id,
+                    run.lease,
+                    state,
+                    result=result,
+                    error=error,
+                    failed_attempt=failed_attempt,
+                    dead_letter=dead_letter,
+                )
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code == "ValidationException" and result is not None:
+                    state, result = JobState.FAILED, None
+                    error = f"the job's final record was refused by DynamoDB: {exc}"[:1000]
+                    continue
+                if not run.alive:
+                    log.error("could not write the job's end before its lease ran out: %s", exc)
+                    return None
+                log.warning("writing the job's end failed; retrying: %s", exc)
+            except Exception as exc:
+                if not run.alive:
+                    log.error("could not write the job's end before its lease ran out: %s", exc)
+                    return None
+                log.warning("writing the job's end failed; retrying: %s", exc)
+            else:
+                if finished is None:
+                    log.warning("lease lost before the job's end was written")
+                return finished
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
+
+    async def _ended(self, job: Job, run: Run, *, dead_letter: bool) -> None:
+        attributes = {"service": self.service, "type": job.type}
+        metrics.finished.add(1, {**attributes, "state": job.state.value})
+        if job.finished_at is not None:
+            metrics.duration.record((job.finished_at - job.created_at).total_seconds(), attributes)
+        await self.after_end.settle(job, run.receipt, dead_letter=dead_letter)
+
+    async def _interrupted(self, job: Job, run: Run, exc: BaseException) -> None:
+        ctx_cancelled = run.ctx is not None and run.ctx.cancelled
+        if isinstance(exc, JobCancelled) or run.reason == "cancel" or ctx_cancelled:
+            finished = await self._finish(job, run, JobState.CANCELLED, error="cancelled")
+            if finished is not None:
+                log.info("job cancelled")
+                await self._ended(finished, run, dead_letter=False)
+        elif run.reason == "lease":
+            log.warning("lease lost; stopped without writing")
+        else:  # shutdown
+            await self._release(job, run)
+
+    async def _release(self, job: Job, run: Run) -> None:
+        """Hand the job back for another worker to resume now: a fresh message, so
+        releases never count towards the queue's maxReceiveCount."""
+        if await self.store.release(job.id, run.lease) is None:
+            return
+        if run.receipt is not None:
+            await self.messages.replace(run.receipt, job.id)
+        else:
+            await self.messages.send(job.id)
+        log.info("job released for another worker to resume")
+
+    async def _park(self, job: Job, run: Run, parked: JobParked) -> None:
+        delay_s = max(0, min(900, parked.delay_s))  # SQS delays reach 15 minutes
+        token = uuid.uuid4().hex
+        written = await self.store.park(
+            job.id,
+            run.lease,
+            token=token,
+            delay_s=delay_s,
+            # A delayed message can wait in a backlog: the reconciler steps in only well past
+            # the check, as it does for a queued job without a message.
+            grace_s=self.config.visibility_s + self.config.reconcile_after_s * 10,
+            message=parked.message,
+        )
+        if written is None:
+            if await self.store.cancel_requested(job.id):  # asked while this check ran
+                await self._interrupted(job, run, JobCancelled(job.id))
+            return
+        # A fresh message, not this one made invisible again: every receive counts towards
+        # the queue's maxReceiveCount, and a parent checks on its children many times. Only
+        # the message with this token (or a wake) runs the next check; a stray copy is
+        # dropped. Sent before the delete: a crash in between leaves a stray copy.
+        await self.messages.send(job.id, delay_s=delay_s, check=token)
+        if run.receipt is not None:
+            await self.messages.delete(run.receipt)
+        log.debug("job parked for %ss: %s", parked.delay_s, parked.message)
+
+    async def _failed_attempt(self, job: Job, run: Run, max_attempts: int, reason: str) -> None:
+        attempts = job.attempts + 1
+        if attempts >= max_attempts:
+            await self._fail(
+                job,
+                run,
+                f"failed after {attempts} attempts: {reason}",
+                dlq=True,
+                failed_attempt=True,
+            )
+            return
+        released = await self.store.release(job.id, run.lease, error=reason, failed_attempt=True)
+        if released is None:
+            return
+        delay = self.backoff_s(attempts)
+        # A fresh message delayed by the backoff: a retry is not a receive towards the DLQ.
+        if run.receipt is not None:
+            await self.messages.replace(run.receipt, job.id, delay_s=delay)
+        else:
+            await self.messages.send(job.id, delay_s=delay)
+        metrics.retries.add(1, {"service": self.service, "type": job.type})
+        log.warning(
+            "attempt %d of %d failed; retrying in %ds",
+            attempts,
+            max_attempts,
+            delay,
+            extra={"reason": reason},
+        )
+
+    def backoff_s(self, attempts: int) -> int:
+        """Delay before the next attempt: exponential in the failed attempts, with jitter in
+        the upper half of each step, so a later attempt always waits longer than an earlier one."""
+        ceiling = min(self.config.retry_max_s, self.config.retry_base_s * 2 ** (attempts - 1))
+        return max(1, math.ceil(random.uniform(ceiling / 2, ceiling)))
+
+    async def _fail(
+        self, job: Job, run: Run, reason: str, *, dlq: bool, failed_attempt: bool = False
+    ) -> None:
+        dead_letter = dlq and self.messages.dlq_url is not None
+        finished = await self._finish(
+            job,
+            run,
+            JobState.FAILED,
+            error=reason,
+            failed_attempt=failed_attempt,
+            dead_letter=dead_letter,
+        )
+        if finished is None:
+            return
+        log.error("job failed: %s", reason)
+        await self._ended(finished, run, dead_letter=dead_letter)
+
+    def stop_all(self) -> None:
+        """Stop every run in this process (shutdown's deadline)."""
+        for run in list(self.runs.values()):
+            stop_run(run, run.reason or "shutdown")
