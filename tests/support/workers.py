@@ -73,6 +73,18 @@ class Worker:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes (its timers and sockets do not)."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT."""
+        self.process.send_signal(signal.SIGCONT)
+
+    def drain(self) -> None:
+        """SIGUSR1: stop taking jobs, finish those running."""
+        self.process.send_signal(signal.SIGUSR1)
+
     def term(self) -> None:
         """SIGTERM: what ECS sends on a deploy, scale-in or Spot interruption."""
         self.process.send_signal(signal.SIGTERM)
@@ -183,7 +195,7 @@ def never_concurrent(records: list[dict[str, Any]]) -> bool:
     """Once a new process has started the job, no earlier process records anything again."""
     finished: set[int] = set()
     current: int | None = None
-    for record in sorted(records, key=lambda r: r["t"]):
+    for record in sorted(records, key=lambda r: r.get("m", r["t"])):
         if record["pid"] != current:
             if record["pid"] in finished:
                 return False

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from longhaul.jobs import JobContext, JobTypes, NonRetryable
+from longhaul.jobs import Job, JobContext, JobTypes, NonRetryable
 
 jobs = JobTypes()
 
@@ -29,6 +29,7 @@ class WorkPayload(BaseModel):
     non_retryable: bool = False
     fail_while: str | None = Field(default=None, description="fail while this file exists")
     crash: bool = Field(default=False, description="SIGKILL the worker running it")
+    result_kb: int = Field(default=0, ge=0, le=1024, description="pad the result to this size")
 
 
 class Effects:
@@ -42,7 +43,10 @@ class Effects:
     def record(self, kind: str, **fields: Any) -> None:
         if self.path is None:
             return
-        line = json.dumps({"kind": kind, "pid": os.getpid(), "t": time.time(), **fields}) + "\n"
+        # `m` is CLOCK_MONOTONIC, one clock for every process on the machine: the run log's
+        # order does not depend on the wall clock.
+        record = {"kind": kind, "pid": os.getpid(), "t": time.time(), "m": time.monotonic()}
+        line = json.dumps({**record, **fields}) + "\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             os.write(fd, line.encode())
@@ -76,8 +80,13 @@ def burn(seconds: float) -> int:
     return count
 
 
-@jobs.handler("work", payload=WorkPayload, max_attempts=3)
-async def work(payload: WorkPayload, ctx: JobContext) -> dict[str, int]:
+async def work_ended(job: Job, resources: Any) -> None:
+    """The work job's end hook: recorded, so tests see that it ran (at least once)."""
+    Effects(job.id).record("on_end", state=job.state.value)
+
+
+@jobs.handler("work", payload=WorkPayload, max_attempts=3, on_end=work_ended)
+async def work(payload: WorkPayload, ctx: JobContext) -> dict[str, Any]:
     """Run `steps` steps, checkpointing after each one."""
     effects = Effects(ctx.job_id)
     step = int((ctx.resume or {}).get("next", 0))
@@ -100,6 +109,8 @@ async def work(payload: WorkPayload, ctx: JobContext) -> dict[str, int]:
         await ctx.checkpoint({"next": step})
         await ctx.progress(step / payload.steps, f"step {step} of {payload.steps}")
     effects.once("done", "done")
+    if payload.result_kb:
+        return {"steps": payload.steps, "padding": "x" * payload.result_kb * 1024}
     return {"steps": payload.steps}
 
 

@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field
 from longhaul import Service
 from longhaul.api import Caller, CallerDep, PublisherDep, require_group
 from longhaul.events import Delivery, EventRouter
-from tests.support.echo.events import MessageSent
-from tests.support.echo.jobs import jobs
+from longhaul.jobs.events import JobFact
+from tests.support.echo.events import JOB_FACTS, MessageSent
+from tests.support.echo.jobs import Effects, jobs
 from tests.support.echo.spec import SPEC
 
 log = logging.getLogger("echo")
@@ -58,5 +59,13 @@ async def on_message(delivery: Delivery[MessageSent]) -> None:
         raise ValueError("asked to fail")
     log.info("echo received", extra={"text": delivery.event.text})
 
+
+async def on_job_fact(delivery: Delivery[JobFact]) -> None:
+    """Record a job's terminal fact among its effects: the tests count them."""
+    Effects(delivery.event.job_id).record("fact", state=delivery.event.state)
+
+
+for _fact in ("succeeded", "failed", "cancelled"):
+    events.on(JOB_FACTS[_fact])(on_job_fact)
 
 SERVICE = Service(spec=SPEC, routers=[router], events=events, jobs=jobs)
