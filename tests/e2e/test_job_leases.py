@@ -88,9 +88,14 @@ async def test_job_released_five_times_and_retried_twice_under_max_receive_count
     while releases < 5:
         # Release only a run that is past its failed attempts and into its steps.
         steps_before = len(kinds(effects_of(tmp_path, job_id), "step"))
+        pid = worker.pid
+
+        def stepping(steps: int = steps_before, pid: int = pid) -> bool:
+            records = kinds(effects_of(tmp_path, job_id), "step")
+            return len(records) > steps and any(r["pid"] == pid for r in records)
+
         await _until(
-            lambda steps=steps_before: len(kinds(effects_of(tmp_path, job_id), "step")) > steps
-            and any(r["pid"] == worker.pid for r in kinds(effects_of(tmp_path, job_id), "step")),
+            stepping,
             timeout=60,
             what=f"a step by the worker before release {releases + 1}",
         )
