@@ -75,11 +75,23 @@ class RuleSpec(_Spec):
 
 
 class GsiSpec(_Spec):
-    """A global secondary index (string keys, all attributes projected)."""
+    """A global secondary index (string keys). It holds all attributes unless `include`
+    names the few it needs: every write that changes a projected attribute is written to
+    the index too, so a frequently rewritten attribute (a heartbeat) belongs outside it."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{3,255}$")
     pk: str
     sk: str | None = None
+    include: tuple[str, ...] | None = None  # None: ALL; () : KEYS_ONLY; else INCLUDE these
+
+    @property
+    def projection(self) -> dict[str, Any]:
+        """The index's DynamoDB Projection."""
+        if self.include is None:
+            return {"ProjectionType": "ALL"}
+        if not self.include:
+            return {"ProjectionType": "KEYS_ONLY"}
+        return {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(self.include)}
 
 
 class TableSpec(_Spec):

@@ -57,7 +57,8 @@ class ServiceTable(Construct):
                 index_name=gsi.name,
                 partition_key=_string(gsi.pk),
                 sort_key=_string(gsi.sk) if gsi.sk else None,
-                projection_type=dynamodb.ProjectionType.ALL,
+                projection_type=dynamodb.ProjectionType(gsi.projection["ProjectionType"]),
+                non_key_attributes=list(gsi.include) if gsi.include else None,
             )
 
 

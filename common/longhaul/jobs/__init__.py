@@ -47,8 +47,10 @@ def jobs_table(*extra: GsiSpec) -> TableSpec:
     (GSI1: a caller's jobs newest first; GSI2: jobs by state), plus any of its own."""
     return TableSpec(
         gsis=(
-            GsiSpec(name="GSI1", pk="GSI1PK", sk="GSI1SK"),
-            GsiSpec(name="GSI2", pk="GSI2PK", sk="GSI2SK"),
+            # Only what listings filter on: heartbeats, progress and checkpoints change no
+            # projected attribute, so they cost no index writes (rows are read from the table).
+            GsiSpec(name="GSI1", pk="GSI1PK", sk="GSI1SK", include=("state",)),
+            GsiSpec(name="GSI2", pk="GSI2PK", sk="GSI2SK", include=("id", "enqueued_at")),
             *extra,
         )
     )

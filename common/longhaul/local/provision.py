@@ -166,7 +166,7 @@ async def _table(aws: AwsClients, name: str, table: TableSpec, report: Provision
                 "IndexName": gsi.name,
                 "KeySchema": [{"AttributeName": gsi.pk, "KeyType": "HASH"}]
                 + ([{"AttributeName": gsi.sk, "KeyType": "RANGE"}] if gsi.sk else []),
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": gsi.projection,
             }
             for gsi in table.gsis
         ]

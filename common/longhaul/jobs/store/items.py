@@ -32,6 +32,10 @@ CHILD_OWNER_PREFIX = "job:"  # child jobs are owned by their parent, never liste
 PARKED = "parked"  # the lease owner of a running job that waits, parked, for its next check
 OWNER_INDEX = "GSI1"
 STATE_INDEX = "GSI2"
+# The state index's partitions per state: every running job's entry under one key would
+# make `STATE#running` a hot partition (an index partition takes about 1,000 writes a
+# second, and a throttled index throttles the table's writes).
+STATE_SHARDS = 16
 
 serialize = TypeSerializer().serialize
 deserialize = TypeDeserializer().deserialize
@@ -81,6 +85,12 @@ def job_of(values: dict[str, Any]) -> Job:
 def is_parked(raw: dict[str, Any]) -> bool:
     """Whether the row is a parked job (running, its lease held by nobody)."""
     return raw.get("state") == "running" and raw.get("lease_owner") == PARKED
+
+
+def state_key(state: str, job_id: str) -> str:
+    """The state index's partition key of `job_id` in `state` (one of STATE_SHARDS)."""
+    shard = int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16) % STATE_SHARDS
+    return f"STATE#{state}#{shard}"
 
 
 def child_owner(job_id: str) -> str:

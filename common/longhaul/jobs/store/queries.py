@@ -3,6 +3,7 @@ parent's children."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,7 @@ from longhaul.jobs.exceptions import JobNotFound
 from longhaul.jobs.store.items import (
     OWNER_INDEX,
     STATE_INDEX,
+    STATE_SHARDS,
     Page,
     child_owner,
     decode_cursor,
@@ -53,17 +55,18 @@ class JobQueries(JobTable):
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """The owner's jobs, newest first, `limit` at a time."""
+        """The owner's jobs, newest first, `limit` at a time. The owner index holds keys and
+        the state only; the rows come from the table (consistent reads)."""
         start = decode_cursor(cursor, owner) if cursor else None
-        jobs: list[Job] = []
-        while len(jobs) < limit:
+        ids: list[str] = []
+        while len(ids) < limit:
             arguments: dict[str, Any] = {
                 "TableName": self._table,
                 "IndexName": OWNER_INDEX,
                 "KeyConditionExpression": "GSI1PK = :owner",
                 "ExpressionAttributeValues": {":owner": {"S": f"OWNER#{owner}"}},
                 "ScanIndexForward": False,
-                "Limit": limit - len(jobs),
+                "Limit": limit - len(ids),
             }
             if state is not None:
                 arguments["FilterExpression"] = "#state = :state"
@@ -72,10 +75,12 @@ class JobQueries(JobTable):
             if start:
                 arguments["ExclusiveStartKey"] = start
             response = await self._db.query(**arguments)
-            jobs += [job_of(from_item(item)) for item in response.get("Items", [])]
+            ids += [item["PK"]["S"].removeprefix("JOB#") for item in response.get("Items", [])]
             start = response.get("LastEvaluatedKey")
             if not start:
                 break
+        rows = await self._get_many(ids, consistent=True)
+        jobs = [job_of(rows[job_id]) for job_id in ids if job_id in rows]
         return Page(jobs, encode_cursor(start) if start else None)
 
     async def events(self, job_id: str, after: str | None = None) -> list[JobEvent]:
@@ -96,8 +101,21 @@ class JobQueries(JobTable):
     async def stale(
         self, state: JobState, older_than: datetime, limit: int | None = 100
     ) -> list[dict[str, Any]]:
-        """Up to `limit` (None: all) jobs in `state` not updated since `older_than`, oldest
-        first (for the reconciler)."""
+        """Up to `limit` (None: all) jobs in `state` since before `older_than`, oldest first
+        (for the reconciler and redrive): their index entries (`id`, `enqueued_at`), read
+        from every shard of the state's partition."""
+        shards = await asyncio.gather(
+            *(
+                self._stale_shard(f"STATE#{state.value}#{shard}", older_than, limit)
+                for shard in range(STATE_SHARDS)
+            )
+        )
+        found = sorted((item for shard in shards for item in shard), key=lambda i: i["GSI2SK"])
+        return found if limit is None else found[:limit]
+
+    async def _stale_shard(
+        self, key: str, older_than: datetime, limit: int | None
+    ) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         start: dict[str, Any] | None = None
         while limit is None or len(found) < limit:
@@ -106,7 +124,7 @@ class JobQueries(JobTable):
                 "IndexName": STATE_INDEX,
                 "KeyConditionExpression": "GSI2PK = :state AND GSI2SK < :before",
                 "ExpressionAttributeValues": {
-                    ":state": {"S": f"STATE#{state.value}"},
+                    ":state": {"S": key},
                     ":before": {"S": iso(older_than)},
                 },
             }
@@ -120,6 +138,11 @@ class JobQueries(JobTable):
             if not start:
                 break
         return found
+
+    async def rows(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The current rows of `job_ids` (eventually consistent: for the reconciler, which
+        acts only through conditional writes)."""
+        return await self._get_many(job_ids, consistent=False)
 
     async def cancel_requested(self, job_id: str) -> bool:
         """Whether the owner asked for the job to stop."""

@@ -3,12 +3,21 @@ job's row, one conditional update, and a history entry."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from datetime import datetime
 from typing import Any
 
-from longhaul.jobs.store.items import dynamo, from_item, iso, serialize, to_item, utcnow
+from longhaul.jobs.store.items import (
+    dynamo,
+    from_item,
+    iso,
+    serialize,
+    state_key,
+    to_item,
+    utcnow,
+)
 from longhaul.jobs.types import JobState
 
 __all__ = ["JobTable"]
@@ -24,6 +33,28 @@ class JobTable:
         self._table = table
         self._s3 = s3
         self._bucket = bucket
+
+    async def _get_many(self, job_ids: list[str], *, consistent: bool) -> dict[str, dict[str, Any]]:
+        """The rows of `job_ids` that exist, by id (BatchGetItem, 100 keys a call, retrying
+        what DynamoDB leaves unprocessed)."""
+        rows: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(job_ids), 100):
+            keys = [
+                to_item({"PK": f"JOB#{job_id}", "SK": "META"})
+                for job_id in dict.fromkeys(job_ids[start : start + 100])
+            ]
+            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": consistent}}
+            delay = 0.05
+            while request:
+                response = await self._db.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    row = from_item(item)
+                    rows[row["id"]] = row
+                request = response.get("UnprocessedKeys") or {}
+                if request:
+                    await asyncio.sleep(delay)
+                    delay = min(1.0, delay * 2)
+        return rows
 
     async def _get_raw(self, job_id: str) -> dict[str, Any] | None:
         response = await self._db.get_item(
@@ -121,6 +152,6 @@ class JobTable:
         return {
             "state": state.value,
             "updated_at": iso(now),
-            "GSI2PK": f"STATE#{state.value}",
+            "GSI2PK": state_key(state.value, job_id),
             "GSI2SK": f"{iso(now)}#{job_id}",
         }

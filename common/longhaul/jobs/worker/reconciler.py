@@ -78,11 +78,13 @@ class Reconciler:
                 fixed.append(raw["id"])
         # Every running job: a long one stays at the head of the index for hours, and
         # would hide an expired lease behind it from a bounded read.
-        for raw in await self.store.stale(JobState.RUNNING, timedelta_ago(after), limit=None):
+        running = await self.store.stale(JobState.RUNNING, timedelta_ago(after), limit=None)
+        rows = await self.store.rows([entry["id"] for entry in running])
+        for job_id, raw in rows.items():
             if float(
                 raw.get("lease_expires", 0)
-            ) < time.time() and await self.store.requeue_expired(raw["id"]):
-                fixed.append(raw["id"])
+            ) < time.time() and await self.store.requeue_expired(job_id):
+                fixed.append(job_id)
         for job_id in fixed:
             with context.bind(job=job_id):
                 await self.messages.send(job_id)
