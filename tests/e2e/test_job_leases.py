@@ -40,8 +40,9 @@ async def test_worker_sigstopped_past_its_lease_never_runs_its_handler_beside_th
     another took over must not run one more line of the handler."""
     frozen = Worker(platform, tmp_path, "frozen")
     workers.append(frozen)
-    job_id = await jobs.submit({"steps": 16, "step_s": 0.5})
+    job_id = await jobs.submit({"steps": 8, "step_s": 2.0})
     await _until(lambda: len(kinds(effects_of(tmp_path, job_id), "step")) >= 2, what="2 steps")
+    await asyncio.sleep(0.5)  # past the step's checkpoint: frozen inside the next step's work
     frozen.pause()
     paused_at = time.monotonic()
     successor = Worker(platform, tmp_path, "successor")
