@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+from botocore.exceptions import ClientError
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
@@ -99,6 +100,13 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
         except IdempotencyConflict:
             raise Problem(
                 409, "this Idempotency-Key was used with a different request body"
+            ) from None
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            # Nothing was written: writes with this key kept cancelling each other.
+            raise Problem(
+                503, "the job could not be written; retry", headers={"Retry-After": "1"}
             ) from None
         response.headers["Location"] = f"/jobs/{job.id}"
         if not created:

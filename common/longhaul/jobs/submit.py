@@ -3,6 +3,7 @@ upload that starts a transcode), or a parent job's resources."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,11 @@ __all__ = ["JobResources", "publish_fact", "submit_job"]
 
 log = logging.getLogger(__name__)
 _submitted = meter().create_counter("longhaul.jobs.submitted", description="Jobs accepted")
+
+# Once written, a job is accepted: its send is tried this many times within this bound
+# (each try is the client's own retries too), then left to the reconciler.
+SEND_ATTEMPTS = 3
+SEND_DEADLINE_S = 5.0
 
 
 async def publish_fact(service: str, fact: str, job: Job, publisher: Any) -> None:
@@ -54,8 +60,9 @@ async def submit_job(
     """Write a queued job, enqueue it and publish `submitted`; return it and whether it is
     new (`IdempotencyConflict` if the key was used with another body).
 
-    Accepted means finished: if this process dies between the write and the send, the
-    reconciler finds the job queued without a message and enqueues it.
+    Written means accepted: a send that keeps failing, like a process that dies between the
+    write and the send, leaves the job queued without `enqueued_at`, and the reconciler
+    enqueues it after `LONGHAUL_RECONCILE_AFTER_S`. Nothing after the write raises.
     """
     job, created = await store.submit(
         owner=owner,
@@ -66,11 +73,33 @@ async def submit_job(
     )
     if not created:
         return job, False
-    await enqueue(sqs, queue_url, job.id)
-    await store.mark_enqueued(job.id)
     _submitted.add(1, {"service": service, "type": job.type})
-    await publish_fact(service, "submitted", job, publisher)
+    with context.bind(job=job.id):
+        if await _send(sqs, queue_url, job.id):
+            try:
+                await store.mark_enqueued(job.id)
+            except Exception as exc:
+                # The reconciler sends it again later: a duplicate message is harmless.
+                log.warning("job enqueued but not marked enqueued: %s", exc)
+        await publish_fact(service, "submitted", job, publisher)
     return job, True
+
+
+async def _send(sqs: Any, queue_url: str, job_id: str) -> bool:
+    """Enqueue the job, a few times within `SEND_DEADLINE_S`; whether it was sent."""
+    try:
+        async with asyncio.timeout(SEND_DEADLINE_S):
+            for attempt in range(1, SEND_ATTEMPTS + 1):
+                try:
+                    await enqueue(sqs, queue_url, job_id)
+                    return True
+                except Exception:
+                    if attempt == SEND_ATTEMPTS:
+                        raise
+                    await asyncio.sleep(0.1 * 2**attempt)
+    except Exception as exc:
+        log.warning("could not enqueue the job (%r); the reconciler will enqueue it", exc)
+    return False
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,13 @@ redrive's reset, and marking a job enqueued."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import uuid
 from typing import Any
 
-from longhaul.jobs.exceptions import IdempotencyConflict
+from longhaul.jobs.exceptions import IdempotencyConflict, JobNotFound
 from longhaul.jobs.store.items import (
     PARKED,
     body_hash,
@@ -22,6 +25,15 @@ from longhaul.jobs.types import Job, JobState
 
 __all__ = ["JobSubmissions"]
 
+log = logging.getLogger(__name__)
+
+# A submission cancelled by another with the same Idempotency-Key reads that one's record
+# after each of these pauses (a conflict means it is committing, which takes milliseconds),
+# and writes again if the record never appears (it failed), at most this many times.
+_LOST_RACE = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+_RECORD_WAITS_S = (0, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
+_WRITE_ROUNDS = 4
+
 
 class JobSubmissions(JobQueries):
     """Job writes made by the API, a parent job, the reconciler or a redrive."""
@@ -36,72 +48,91 @@ class JobSubmissions(JobQueries):
         correlation_id: str | None = None,
     ) -> tuple[Job, bool]:
         """Write a queued job; return it and whether it is new. A repeated Idempotency-Key
-        with the same body returns the first job; with another body, `IdempotencyConflict`."""
-        now = utcnow()
-        job_id = uuid.uuid4().hex
+        with the same body returns the first job, even while the first request's write is
+        still committing; with another body, `IdempotencyConflict`."""
         fingerprint = body_hash(job_type, payload)
-        values = {
-            "PK": f"JOB#{job_id}",
-            "SK": "META",
-            "id": job_id,
-            "type": job_type,
-            "owner": owner,
-            "state": JobState.QUEUED.value,
-            "payload": payload,
-            "progress": 0,
-            "attempts": 0,
-            "runs": 0,
-            "cancel_requested": False,
-            "created_at": iso(now),
-            "updated_at": iso(now),
-            "correlation_id": correlation_id,
-            "GSI1PK": f"OWNER#{owner}",
-            "GSI1SK": f"{iso(now)}#{job_id}",
-            "GSI2PK": f"STATE#{JobState.QUEUED.value}",
-            "GSI2SK": f"{iso(now)}#{job_id}",
-        }
-        writes: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": to_item(values),
-                    "ConditionExpression": "attribute_not_exists(PK)",
-                }
+        record_key = to_item({"PK": f"IDEM#{owner}#{idempotency_key}", "SK": "IDEM"})
+        rounds = 0
+        while True:
+            rounds += 1
+            now = utcnow()
+            job_id = uuid.uuid4().hex
+            values = {
+                "PK": f"JOB#{job_id}",
+                "SK": "META",
+                "id": job_id,
+                "type": job_type,
+                "owner": owner,
+                "state": JobState.QUEUED.value,
+                "payload": payload,
+                "progress": 0,
+                "attempts": 0,
+                "runs": 0,
+                "cancel_requested": False,
+                "created_at": iso(now),
+                "updated_at": iso(now),
+                "correlation_id": correlation_id,
+                "GSI1PK": f"OWNER#{owner}",
+                "GSI1SK": f"{iso(now)}#{job_id}",
+                "GSI2PK": f"STATE#{JobState.QUEUED.value}",
+                "GSI2SK": f"{iso(now)}#{job_id}",
             }
-        ]
-        if idempotency_key is not None:
-            writes.append(
+            writes: list[dict[str, Any]] = [
                 {
                     "Put": {
                         "TableName": self._table,
-                        "Item": to_item(
-                            {
-                                "PK": f"IDEM#{owner}#{idempotency_key}",
-                                "SK": "IDEM",
-                                "job_id": job_id,
-                                "body_hash": fingerprint,
-                            }
-                        ),
+                        "Item": to_item(values),
                         "ConditionExpression": "attribute_not_exists(PK)",
                     }
                 }
-            )
-        try:
-            await self._db.transact_write_items(TransactItems=writes)
-        except self._db.exceptions.TransactionCanceledException:
-            if idempotency_key is None:
-                raise
-            response = await self._db.get_item(
-                TableName=self._table,
-                Key=to_item({"PK": f"IDEM#{owner}#{idempotency_key}", "SK": "IDEM"}),
-                ConsistentRead=True,
-            )
-            first = from_item(response["Item"])
-            if first["body_hash"] != fingerprint:
-                raise IdempotencyConflict(idempotency_key) from None
-            return await self.get(first["job_id"], owner), False
-        await self._event(job_id, "state", JobState.QUEUED, 0.0, "submitted")
-        return job_of(values), True
+            ]
+            if idempotency_key is not None:
+                writes.append(
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                **record_key,
+                                **to_item({"job_id": job_id, "body_hash": fingerprint}),
+                            },
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    }
+                )
+            try:
+                await self._db.transact_write_items(TransactItems=writes)
+            except self._db.exceptions.TransactionCanceledException as exc:
+                reasons = exc.response.get("CancellationReasons") or []
+                record = reasons[1].get("Code") if len(reasons) > 1 else None
+                if idempotency_key is None or record not in _LOST_RACE:
+                    raise
+                # Another request with this key holds the record: written already
+                # (ConditionalCheckFailed), or still committing (TransactionConflict).
+                for delay in _RECORD_WAITS_S:
+                    await asyncio.sleep(delay)
+                    found = await self._db.get_item(
+                        TableName=self._table, Key=record_key, ConsistentRead=True
+                    )
+                    if "Item" not in found:
+                        continue
+                    first = from_item(found["Item"])
+                    if first["body_hash"] != fingerprint:
+                        raise IdempotencyConflict(idempotency_key) from None
+                    try:
+                        return await self.get(first["job_id"], owner), False
+                    except JobNotFound:
+                        continue  # the record is visible a moment before the job's row
+                # Never written: the other transaction failed. Write again, apart from any
+                # request it cancelled along with this one.
+                if rounds == _WRITE_ROUNDS:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.1 * rounds))
+                continue
+            try:
+                await self._event(job_id, "state", JobState.QUEUED, 0.0, "submitted")
+            except Exception as exc:  # the job is written: accepted, with or without history
+                log.warning("job %s written without its 'submitted' history entry: %s", job_id, exc)
+            return job_of(values), True
 
     async def mark_enqueued(self, job_id: str) -> None:
         """Record that a message for the job is on the queue."""
