@@ -17,6 +17,7 @@ from longhaul.jobs.store.items import (
     from_item,
     iso,
     job_of,
+    state_key,
     to_item,
     utcnow,
 )
@@ -74,7 +75,7 @@ class JobSubmissions(JobQueries):
                 "correlation_id": correlation_id,
                 "GSI1PK": f"OWNER#{owner}",
                 "GSI1SK": f"{iso(now)}#{job_id}",
-                "GSI2PK": f"STATE#{JobState.QUEUED.value}",
+                "GSI2PK": state_key(JobState.QUEUED.value, job_id),
                 "GSI2SK": f"{iso(now)}#{job_id}",
             }
             writes: list[dict[str, Any]] = [
@@ -150,6 +151,7 @@ class JobSubmissions(JobQueries):
                     **self._state_fields(JobState.CANCELLED, now, job_id),
                     "finished_at": iso(now),
                     "cancel_requested": True,
+                    "effects_pending": True,  # run by the worker that gets its message
                 },
                 "#state = :queued OR (#state = :running AND #lease_owner = :parked)",
                 {":queued": "queued", ":running": "running", ":parked": PARKED},
@@ -196,11 +198,19 @@ class JobSubmissions(JobQueries):
                 **self._state_fields(JobState.QUEUED, utcnow(), job_id),
                 "attempts": 0,
                 "takeovers": 0,
-                "enqueued_at": iso(utcnow()),
             },
             "#state = :failed",
             {":failed": "failed"},
-            remove=("finished_at", "error"),
+            # Queued with no message until the redrive's copy is recorded (or the reconciler
+            # sends one); the failed run's bookkeeping goes.
+            remove=(
+                "finished_at",
+                "error",
+                "enqueued_at",
+                "effects_pending",
+                "effects_rounds",
+                "dead_letter",
+            ),
         )
         if raw is None:
             return False
