@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, NoReturn
 
 from longhaul.jobs.exceptions import JobCancelled, JobInterrupted, JobParked
@@ -25,17 +27,60 @@ __all__ = ["JobContext"]
 
 PROGRESS_EVERY_S = 0.5  # at most this often to the table; the last one always
 STDERR_TAIL_BYTES = 16 * 1024  # what run_process keeps of a child's stderr
+MAX_RESULT_BYTES = 256 * 1024 * 1024  # run_in_child's default bound on a pickled result
+CHILD_POLL_S = 0.05  # how often run_in_child looks at its child
 
 _spawn = multiprocessing.get_context("spawn")
 
 
-def _child_main(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _child_main(
+    conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...], max_result_bytes: int
+) -> None:
+    # A session of its own: killing its process group kills whatever fn starts too.
+    os.setsid()
     try:
-        conn.send(("ok", fn(*args)))
+        reply = ForkingPickler.dumps(("ok", fn(*args)))
+        if len(reply) > max_result_bytes:
+            reply = ForkingPickler.dumps(("error", _too_large(len(reply), max_result_bytes)))
     except BaseException as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+        reply = ForkingPickler.dumps(("error", f"{type(exc).__name__}: {exc}"))
+    conn.send_bytes(reply)
+    conn.close()
+
+
+def _too_large(size: int, bound: int) -> str:
+    return (
+        f"its result pickles to {size} bytes, over run_in_child's bound of {bound} bytes "
+        "(max_result_bytes): write a large result to a file and return the path"
+    )
+
+
+def _receive(conn: Connection) -> tuple[str, Any]:
+    """Read and unpickle the child's reply (in a thread: it may be large); closes `conn`."""
+    with conn:
+        reply: tuple[str, Any] = conn.recv()
+        return reply
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the process group that `pid` leads: a child started in a session of its own,
+    and whatever it started, unless that made a session of its own."""
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's outcome as seen: a reply nobody waits for any more."""
+    if not future.cancelled():
+        future.exception()
+
+
+async def _settle(future: asyncio.Future[Any]) -> None:
+    """Wait for work in a thread to end, even through a cancel: a thread cannot be stopped,
+    and what it holds must not be killed or closed under it."""
+    while not future.done():
+        with suppress(asyncio.CancelledError):
+            await asyncio.wait({future})
 
 
 class JobContext:
@@ -63,7 +108,7 @@ class JobContext:
         self._store = store
         self._cancelled = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._children: set[Any] = set()
+        self._children: set[asyncio.subprocess.Process | BaseProcess] = set()
         self._last_progress = 0.0
 
     # -- progress and checkpoints -------------------------------------------------------
@@ -153,42 +198,77 @@ class JobContext:
         self._stopping.set()
 
     def kill_children(self) -> None:
-        """SIGKILL every child process (and its process group) this job started."""
+        """SIGKILL every child process this job started, with its process group."""
         for child in list(self._children):
-            pid = child.pid
-            if pid is None:
+            if child.pid is None:  # not started yet; run_in_child kills it once it is
                 continue
-            with suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            _kill_group(child.pid)
+            if isinstance(child, BaseProcess):
+                child.kill()  # a run_in_child child that has not made its session yet
 
     # -- child processes ----------------------------------------------------------------
 
-    async def run_in_child(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run_in_child(
+        self, fn: Callable[..., Any], *args: Any, max_result_bytes: int = MAX_RESULT_BYTES
+    ) -> Any:
         """Run `fn(*args)` (importable, picklable) in a fresh child process and return its
-        result. The event loop stays free; cancel or shutdown kills the child."""
+        result. The event loop stays free, also while the arguments go over and the result
+        comes back. The child runs in a session of its own: cancel, shutdown and the end of
+        the call kill it with everything it started that stayed in its process group. A
+        result that pickles to more than `max_result_bytes` is refused with an error."""
         self.raise_if_cancelled()
         parent, child_end = _spawn.Pipe(duplex=False)
-        process = _spawn.Process(target=_child_main, args=(child_end, fn, args), daemon=True)
-        process.start()
-        child_end.close()
+        process = _spawn.Process(
+            target=_child_main, args=(child_end, fn, args, max_result_bytes), daemon=True
+        )
+        loop = asyncio.get_running_loop()
         self._children.add(process)
+        # start() pickles fn and args and writes them to the child: large ones block it until
+        # the child has started and reads them. Off the loop, then.
+        starting = loop.run_in_executor(None, process.start)
+        receiving: asyncio.Future[tuple[str, Any]] | None = None
         try:
-            while not parent.poll():
-                if not process.is_alive() and not parent.poll():
-                    break
-                await asyncio.sleep(0.05)
+            await asyncio.shield(starting)
+            child_end.close()
+            pid = process.pid
+            assert pid is not None
+            exited = False
+            while receiving is None or not receiving.done():
+                self.raise_if_cancelled()
+                if receiving is None and parent.poll():  # its reply, or EOF if it died
+                    receiving = loop.run_in_executor(None, _receive, parent)
+                elif receiving is None and exited:
+                    raise RuntimeError(f"child process died with exit code {process.exitcode}")
+                if not exited and not process.is_alive():
+                    exited = True
+                    # What it started must not outlive it, nor hold the pipe open.
+                    _kill_group(pid)
+                    continue  # a reply it sent before it exited is still there to read
+                if receiving is None:
+                    await asyncio.sleep(CHILD_POLL_S)
+                else:
+                    await asyncio.wait({receiving}, timeout=CHILD_POLL_S)
             self.raise_if_cancelled()
-            if not parent.poll():
-                raise RuntimeError(f"child process died with exit code {process.exitcode}")
-            status, value = parent.recv()
+            try:
+                status, value = receiving.result()
+            except (EOFError, OSError):  # it died before its reply was whole
+                await asyncio.to_thread(process.join, 5)
+                raise RuntimeError(
+                    f"child process died with exit code {process.exitcode}"
+                ) from None
         finally:
             self._children.discard(process)
-            if process.is_alive():
+            await _settle(starting)  # a start under way would leave a child no one kills
+            if process.pid is not None:
+                _kill_group(process.pid)
                 process.kill()
-            await asyncio.to_thread(process.join, 5)
-            parent.close()
+            child_end.close()
+            if receiving is None:
+                parent.close()
+            else:  # the receiving thread closes it as it ends
+                receiving.add_done_callback(_retrieve)
+            if process.pid is not None:
+                await asyncio.to_thread(process.join, 5)
         if status == "error":
             raise RuntimeError(f"child process failed: {value}")
         return value
@@ -203,7 +283,7 @@ class JobContext:
         """Run a command (ffmpeg, a trainer) in its own process group; return its exit code
         and the tail of its stderr. With `on_stdout_line`, each stdout line is handed to it as
         it comes (ffmpeg's `-progress pipe:1`). Cancel, shutdown or the timeout kill the
-        whole group."""
+        whole group; the end of the call kills what the command left running in it."""
         self.raise_if_cancelled()
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -237,15 +317,10 @@ class JobContext:
 
         try:
             stderr = await asyncio.wait_for(run(), timeout_s)
-        except TimeoutError:
-            self.kill_children()
-            await process.wait()
-            raise
         finally:
             self._children.discard(process)
+            _kill_group(process.pid)  # it as it runs, or what it left running as it ended
             if process.returncode is None:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
         self.raise_if_cancelled()
         return int(process.returncode or 0), stderr
