@@ -112,6 +112,13 @@ class KitSettings(BaseSettings):
     )
     max_takeovers: int = Field(default=5, ge=0, validation_alias=_kit("LONGHAUL_MAX_TAKEOVERS"))
     ecs_agent_uri: str | None = Field(default=None, validation_alias=_kit("ECS_AGENT_URI"))
+    deployment_watch_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        validation_alias=_kit("LONGHAUL_DEPLOYMENT_WATCH_S"),
+        description="on ECS, how often a worker asks whether a new deployment replaced its task",
+    )
     readiness_timeout_s: float = Field(
         default=2.0, gt=0, le=30, validation_alias=_kit("LONGHAUL_READINESS_TIMEOUT_S")
     )

@@ -4,7 +4,8 @@ resources, and the CDK grants that give them.
 Every action is one the kit or the service calls (no wildcards), on one resource of the
 service's own. The only `*` in a resource stands for a bucket's objects and for the
 cluster's tasks, whose names are not known in advance; each is acknowledged to cdk-nag
-beside its grant.
+beside its grant. The worker service's own ARN exists only once the service does, so its
+grant (`grant_worker_service`) is made by the worker construct, in a policy of its own.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
+from constructs import Construct
 
 from longhaul_deploy._utils import acknowledge, nag_resource
 from longhaul_deploy.service_task import Role
 
-__all__ = ["ACTIONS", "Resources", "grant"]
+__all__ = ["ACTIONS", "Resources", "grant", "grant_worker_service"]
 
 ACTIONS: dict[str, dict[Role, tuple[str, ...]]] = {
     "queue": {
@@ -82,6 +85,10 @@ ACTIONS: dict[str, dict[Role, tuple[str, ...]]] = {
     },
     # scale-in protection while a job runs, through the ECS agent
     "cluster_tasks": {"api": (), "worker": ("ecs:UpdateTaskProtection",)},
+    # the deployment watch (longhaul.jobs.drain): which deployment started this task...
+    "cluster_tasks_described": {"api": (), "worker": ("ecs:DescribeTasks",)},
+    # ...and whether it is still the worker service's PRIMARY one
+    "worker_service": {"api": (), "worker": ("ecs:DescribeServices",)},
 }
 
 
@@ -142,20 +149,55 @@ def grant(task_role: iam.IRole, *, role: Role, resources: Resources) -> None:
             actions=actions("secrets"),
             resource_arns=[secret.secret_arn for secret in resources.secrets],
         )
-    if actions("cluster_tasks"):
-        tasks = Stack.of(task_role).format_arn(
+    if actions("cluster_tasks") or actions("cluster_tasks_described"):
+        stack = Stack.of(task_role)
+        tasks = stack.format_arn(
             service="ecs",
             resource="task",
             resource_name=f"{resources.cluster_name}/*",
             arn_format=ArnFormat.SLASH_RESOURCE_NAME,
         )
-        iam.Grant.add_to_principal(
-            grantee=task_role, actions=actions("cluster_tasks"), resource_arns=[tasks]
-        )
+        if actions("cluster_tasks"):
+            iam.Grant.add_to_principal(
+                grantee=task_role, actions=actions("cluster_tasks"), resource_arns=[tasks]
+            )
+        if actions("cluster_tasks_described"):
+            # DescribeTasks also takes the `ecs:cluster` condition key: this cluster only.
+            cluster = stack.format_arn(
+                service="ecs", resource="cluster", resource_name=resources.cluster_name
+            )
+            task_role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=actions("cluster_tasks_described"),
+                    resources=[tasks],
+                    conditions={"ArnEquals": {"ecs:cluster": cluster}},
+                )
+            )
         acknowledge(
             task_role,
             "AwsSolutions-IAM5",
-            "Task scale-in protection is asked for by the task itself, and a task's ARN is "
-            "known only once it runs; the grant is bounded to the platform cluster's tasks.",
+            "Task scale-in protection is asked for, and the deployment that started a task is "
+            "described, by the task itself, and a task's ARN is known only once it runs; both "
+            "grants are bounded to the platform cluster's tasks.",
             findings=(nag_resource(task_role, tasks),),
         )
+
+
+def grant_worker_service(
+    scope: Construct, task_role: iam.IRole, *, service: ecs.IBaseService
+) -> iam.Policy:
+    """Let the worker's tasks describe their own service (the deployment watch) and nothing
+    else: its ARN, in a policy of its own that CloudFormation creates after the service, so
+    that the task role's main policy never waits for the service."""
+    policy = iam.Policy(
+        scope,
+        "DeploymentWatchPolicy",
+        statements=[
+            iam.PolicyStatement(
+                actions=list(ACTIONS["worker_service"]["worker"]),
+                resources=[service.service_arn],
+            )
+        ],
+    )
+    policy.attach_to_role(task_role)
+    return policy

@@ -7,7 +7,9 @@ Scaling has two parts:
   `m2` the service's running tasks (Container Insights), and the tracked value is `m1 / m2`
   (`m1` while nothing runs). The target is the spec's `backlog_per_task`. Scale-in takes
   only idle tasks: a busy worker holds ECS task scale-in protection (the kit asks the ECS
-  agent while any job runs), so a deployment or a scale-in never kills a running job.
+  agent while any job runs), so a deployment or a scale-in never kills a running job. A
+  worker whose deployment a new one replaced drains (`longhaul.jobs.drain`): it takes no new
+  job, so its protection lapses and the rollout can stop it.
 - Target tracking multiplies the current capacity, so it can never leave zero. A step
   policy adds one task when messages are visible and the service wants no task at all; its
   alarm looks at one-minute datapoints, so the first message starts a worker within about a
@@ -26,6 +28,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from longhaul.spec import ServiceSpec
+from longhaul_deploy import access
 from longhaul_deploy.observability import container_insights
 from longhaul_deploy.platform import PlatformStack
 from longhaul_deploy.service_task import ServiceTask
@@ -94,6 +97,8 @@ class ServiceWorker(Construct):
             propagate_tags=ecs.PropagatedTagSource.SERVICE,
             enable_ecs_managed_tags=True,
         )
+        # The deployment watch: a busy task drains once a new deployment replaces it.
+        access.grant_worker_service(self, task.definition.task_role, service=self.service)
         visible = queue.metric_approximate_number_of_messages_visible(
             period=MINUTE, statistic="Average"
         )

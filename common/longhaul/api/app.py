@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -18,6 +19,7 @@ from longhaul.aws.secrets import Secrets, load_secrets
 from longhaul.config import KitSettings, Role
 from longhaul.events.consumer import EventRouter, SqsConsumer
 from longhaul.events.publisher import EventPublisher
+from longhaul.jobs.drain import METADATA_VARIABLE, DeploymentWatch
 from longhaul.jobs.events import register_job_facts
 from longhaul.jobs.protection import TaskProtection
 from longhaul.jobs.queue import dlq_url_of, max_receives_of
@@ -109,6 +111,8 @@ def create_app(
                     log.warning("consumer did not stop in time")
                 except Exception:
                     log.exception("consumer failed")
+            if hasattr(app.state, "deployment_watch"):
+                await app.state.deployment_watch.close()
             if hasattr(app.state, "protection"):
                 await app.state.protection.close()
             if serves_api and hasattr(app.state, "verifier"):
@@ -199,6 +203,11 @@ async def _background(
         resources=resources,
     )
     worker: JobWorker = app.state.job_worker
+    # On ECS: drain once a new deployment replaces this task, so its protection lapses.
+    app.state.deployment_watch = DeploymentWatch(
+        os.environ.get(METADATA_VARIABLE), aws, worker.drain, every_s=settings.deployment_watch_s
+    )
+    app.state.deployment_watch.start()
     return worker
 
 

@@ -9,11 +9,19 @@ import json
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Match
 from pydantic import AliasChoices
 
 from longhaul.config import KitSettings
 from longhaul.spec import ServiceSpec
-from tests.unit.deploy._template import container, environment, policy_actions, role_of_task
+from tests.unit.deploy._template import (
+    container,
+    environment,
+    one,
+    policy_actions,
+    ref,
+    role_of_task,
+)
 from tests.unit.deploy.conftest import Synthesized
 
 BUS = "<import longhaul-dev-platform:ExportsOutputFnGetAttBusEA82B648ArnBC65BB77>"
@@ -77,8 +85,15 @@ def _expected(app: Synthesized, spec: ServiceSpec, role: str) -> dict[str, set[s
         allow(
             {f"arn:<AWS::Partition>:ecs:us-east-1:<AWS::AccountId>:task/longhaul-{app.env}/*"},
             "ecs:UpdateTaskProtection",
+            "ecs:DescribeTasks",
         )
+        allow({f"<{_worker_service(app, name)}>"}, "ecs:DescribeServices")
     return expected
+
+
+def _worker_service(app: Synthesized, name: str) -> str:
+    (logical_id,) = [k for k in app.resources(name, "AWS::ECS::Service") if k.startswith("Worker")]
+    return logical_id
 
 
 def _tasks(app: Synthesized, name: str) -> dict[str, dict[str, Any]]:
@@ -96,6 +111,69 @@ def test_each_task_role_has_exactly_the_actions_its_spec_needs(any_app: Synthesi
         for role, task in tasks.items():
             granted = policy_actions(any_app.raw(name), role_of_task(task))
             assert granted == _expected(any_app, spec, role), (name, role)
+
+
+def test_worker_describes_its_own_tasks_in_the_cluster_and_its_own_service_only(
+    any_app: Synthesized,
+) -> None:
+    """The deployment watch's two reads: DescribeTasks on the cluster's tasks, with the
+    `ecs:cluster` condition, and DescribeServices on the worker service's ARN, in a policy
+    that depends on the service (the service depends on the role's main policy)."""
+    cluster = [
+        "arn:",
+        {"Ref": "AWS::Partition"},
+        ":ecs:us-east-1:",
+        {"Ref": "AWS::AccountId"},
+        f":cluster/longhaul-{any_app.env}",
+    ]
+    tasks = [*cluster[:4], f":task/longhaul-{any_app.env}/*"]
+    for name, spec in any_app.specs.items():
+        if spec.queue is None:
+            continue
+        _, task = one(
+            {
+                k: v
+                for k, v in any_app.resources(name, "AWS::ECS::TaskDefinition").items()
+                if k.startswith("Worker")
+            }
+        )
+        role = role_of_task(task)
+        template = any_app.template(name)
+        template.has_resource_properties(
+            "AWS::IAM::Policy",
+            {
+                "Roles": [ref(role)],
+                "PolicyDocument": {
+                    "Statement": Match.array_with(
+                        [
+                            {
+                                "Action": "ecs:DescribeTasks",
+                                "Condition": {
+                                    "ArnEquals": {"ecs:cluster": {"Fn::Join": ["", cluster]}}
+                                },
+                                "Effect": "Allow",
+                                "Resource": {"Fn::Join": ["", tasks]},
+                            }
+                        ]
+                    )
+                },
+            },
+        )
+        service = _worker_service(any_app, name)
+        policy_id, policy = one(
+            {
+                k: v
+                for k, v in any_app.resources(name, "AWS::IAM::Policy").items()
+                if k.startswith("WorkerDeploymentWatchPolicy")
+            }
+        )
+        assert policy["Properties"]["Roles"] == [ref(role)]
+        assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+            {"Action": "ecs:DescribeServices", "Effect": "Allow", "Resource": ref(service)}
+        ]
+        # Only this policy names the service: the service waits for the role's main policy.
+        depends = any_app.resources(name, "AWS::ECS::Service")[service].get("DependsOn", [])
+        assert policy_id not in depends
 
 
 def test_no_policy_in_any_stack_grants_a_wildcard_action(any_app: Synthesized) -> None:
