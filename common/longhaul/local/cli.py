@@ -199,16 +199,27 @@ def dlq_list(
     service: Extra = [],  # noqa: B006
     queue: Queue = None,
     dlq_name: Dlq = None,
+    limit: Annotated[int, typer.Option(help="List at most this many messages")] = 1000,
 ) -> None:
-    """Print the DLQ's messages as JSON lines (they stay in the DLQ)."""
-    from longhaul.jobs.dlq import describe, peek
+    """Print a sample of the DLQ's messages as JSON lines (they stay in the DLQ); on
+    stderr, how many it holds."""
+    from longhaul.jobs.dlq import Sample, describe, peek
 
-    async def work(sqs: Any, queue_url: str, dlq_url: str, aws: AwsClients) -> list[dict[str, Any]]:
-        return [describe(m) for m in await peek(sqs, dlq_url)]
+    async def work(sqs: Any, queue_url: str, dlq_url: str, aws: AwsClients) -> Sample:
+        return await peek(sqs, dlq_url, limit=limit)
 
     names = _dlq_names(name, env, service, queue=queue, dlq=dlq_name)
-    for row in _with_service_aws(names, region, work):
-        typer.echo(json.dumps(row))
+    sample = _with_service_aws(names, region, work)
+    for message in sample.messages:
+        typer.echo(json.dumps(describe(message)))
+    note = f"{len(sample.messages)} message(s) listed of about {sample.about} in the DLQ"
+    if sample.limited:
+        note += f" (stopped at --limit {limit})"
+    elif len(sample.messages) < sample.about:
+        note += (
+            "; SQS hands out a sample per receive, so some were not listed (a redrive takes all)"
+        )
+    typer.echo(note, err=True)
 
 
 @dlq.command("redrive")
@@ -222,24 +233,28 @@ def dlq_redrive(
     table: Table = None,
     bucket: Bucket = None,
 ) -> None:
-    """Retry what the DLQ holds: reset its failed jobs and move its messages back."""
-    from longhaul.jobs.dlq import redrive
+    """Retry what the DLQ holds: drain it into the work queue, resetting each failed job
+    before its message moves. Progress on stderr; the counts on stdout."""
+    from longhaul.jobs.dlq import Counts, Redrive, redrive
     from longhaul.jobs.store import JobStore
 
     names = _dlq_names(name, env, service, queue=queue, dlq=dlq_name, table=table, bucket=bucket)
 
-    async def work(sqs: Any, queue_url: str, dlq_url: str, aws: AwsClients) -> Any:
+    def progress(done: Redrive, left: Counts) -> None:
+        typer.echo(f"{done.summary()}; about {left.visible + left.hidden} left", err=True)
+
+    async def work(sqs: Any, queue_url: str, dlq_url: str, aws: AwsClients) -> Redrive:
         store = None
         if names.table:
             store = JobStore(
                 await aws.get("dynamodb"), names.table, s3=await aws.get("s3"), bucket=names.bucket
             )
-        return await redrive(sqs, dlq_url, queue_url, store)
+        return await redrive(sqs, dlq_url, queue_url, store, progress=progress)
 
     result = _with_service_aws(names, region, work)
-    typer.echo(
-        f"moved {result.moved} message(s) by {result.method}; {len(result.jobs_reset)} job(s) reset"
-    )
+    typer.echo(result.summary())
+    for job_id in result.kept:
+        typer.echo(f"failed again, left in the DLQ: {job_id}")
 
 
 @app.command()
