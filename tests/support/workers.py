@@ -191,11 +191,17 @@ def kinds(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [r for r in records if r["kind"] == kind]
 
 
+# What a handler records as it runs: the run log. The end hook and the facts are after-end
+# effects, which any worker may run, at least once, after the job has ended.
+RUN_KINDS = {"start", "step", "step_again", "done", "done_again", "fail"}
+
+
 def never_concurrent(records: list[dict[str, Any]]) -> bool:
-    """Once a new process has started the job, no earlier process records anything again."""
+    """Once a new process has started the job, no earlier process runs its handler again."""
     finished: set[int] = set()
     current: int | None = None
-    for record in sorted(records, key=lambda r: r.get("m", r["t"])):
+    run_log = [r for r in records if r["kind"] in RUN_KINDS]
+    for record in sorted(run_log, key=lambda r: r.get("m", r["t"])):
         if record["pid"] != current:
             if record["pid"] in finished:
                 return False

@@ -32,10 +32,12 @@ CHILD_OWNER_PREFIX = "job:"  # child jobs are owned by their parent, never liste
 PARKED = "parked"  # the lease owner of a running job that waits, parked, for its next check
 OWNER_INDEX = "GSI1"
 STATE_INDEX = "GSI2"
-# The state index's partitions per state: every running job's entry under one key would
-# make `STATE#running` a hot partition (an index partition takes about 1,000 writes a
-# second, and a throttled index throttles the table's writes).
-STATE_SHARDS = 16
+# The state index's partitions per state. The index is written only when a job changes
+# state (heartbeats, progress and checkpoints touch nothing it holds), but every start,
+# park and end of a running job would still land on the one key `STATE#running`; an index
+# partition takes about 1,000 writes a second, and a throttled index throttles the table.
+# Four keys take four times that; each reconciler pass queries each of them.
+STATE_SHARDS = 4
 
 serialize = TypeSerializer().serialize
 deserialize = TypeDeserializer().deserialize

@@ -121,10 +121,25 @@ class RunEnds:
             if finished is not None:
                 log.info("job cancelled")
                 await self._ended(finished, run, dead_letter=False)
-        elif run.reason == "lease":
-            log.warning("lease lost; stopped without writing")
+        elif run.reason in {"lapse", "lease"}:
+            await self.let_go(job, run)
         else:  # shutdown
             await self._release(job, run)
+
+    async def let_go(self, job: Job, run: Run) -> None:
+        """The run stopped because its lease lapsed or was taken. If no other run took it
+        (a slow or hung AWS call, a stalled loop, a frozen process), hand the job back at
+        once, so another worker resumes it now and no takeover is counted against a job that
+        did nothing wrong; the write is conditional on this run's lease, so it is refused if
+        another run has the job."""
+        if await self.store.release(job.id, run.lease) is None:
+            log.warning("lease lost; another run has the job, stopped without writing")
+            return
+        if run.receipt is not None:
+            await self.messages.replace(run.receipt, job.id)
+        else:
+            await self.messages.send(job.id)
+        log.warning("lease about to lapse; the job was handed back for another worker")
 
     async def _release(self, job: Job, run: Run) -> None:
         """Hand the job back for another worker to resume now: a fresh message, so

@@ -46,7 +46,9 @@ class Run:
     receipt: str | None = None  # None once the run has handed its message on (see detach)
     ctx: JobContext | None = None
     task: asyncio.Task[Any] | None = None
-    reason: str | None = None  # why the handler task was cancelled: cancel|shutdown|lease|timeout
+    # Why the handler task was cancelled: cancel, shutdown, timeout, lease (taken by another
+    # run), lapse (about to run out before a heartbeat renewed it).
+    reason: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -106,7 +108,7 @@ async def keepalive(
         if left <= 0:
             log.error("lease about to expire without a heartbeat; stopping the run")
             metrics.leases_lost.add(1, {"service": service})
-            stop_run(run, "lease")
+            stop_run(run, "lapse")
             return
         await asyncio.sleep(min(config.cancel_poll_s, left))
         left = run.lease_until - run.margin_s - time.monotonic()

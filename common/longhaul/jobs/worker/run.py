@@ -278,8 +278,8 @@ class JobRunner(RunEnds):
         except JobParked as exc:
             await self._park(job, run, exc)
             return
-        except LeaseLost:
-            log.warning("lease lost; another worker owns the job now")
+        except LeaseLost:  # the fence: resumed after the lease may have lapsed
+            await self.let_go(job, run)
             return
         except NonRetryable as exc:
             await self._fail(job, run, str(exc) or type(exc).__name__, dlq=False)
