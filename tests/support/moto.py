@@ -1,4 +1,5 @@
-"""A real moto server in a child process, on a free loopback port."""
+"""The local AWS emulator (moto inside longhaul.local.emulator) in a child process, on a
+free loopback port."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 import urllib.request
 
 from longhaul.local.platform import MOTO_ENV
+from tests.support.faults import Faults
 
 
 def free_port() -> int:
@@ -21,17 +23,19 @@ def free_port() -> int:
 
 
 class MotoServer:
-    """Start, stop and restart moto on one port."""
+    """Start, stop and restart the emulator on one port."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
+        self.faults = Faults(self.endpoint)
 
     def start(self, timeout_s: float = 30) -> MotoServer:
-        """Start moto and wait until it answers."""
+        """Start the emulator and wait until it answers."""
+        emulator = ["-m", "longhaul.local.emulator", "-H", "127.0.0.1", "-p", str(self.port)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, *emulator],
             env={**os.environ, **MOTO_ENV},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -44,10 +48,10 @@ class MotoServer:
                     return self
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError("moto did not start")
+        raise RuntimeError("the emulator did not start")
 
     def stop(self) -> None:
-        """Kill moto (its state goes with it)."""
+        """Kill the emulator (moto's state and the fault rules go with it)."""
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()

@@ -108,10 +108,10 @@ class DevRunner:
         base = {**os.environ, **platform.DUMMY_CREDENTIALS, "PYTHONUNBUFFERED": "1"}
         try:
             _require_free_port(self.host, self.port)
+            # moto, inside the emulator that makes it atomic (docs/local-platform.md)
+            emulator = ["-m", "longhaul.local.emulator", "-H", self.host, "-p", str(self.port)]
             moto = await self._start(
-                "moto",
-                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
-                {**base, **platform.MOTO_ENV},
+                "moto", [sys.executable, *emulator], {**base, **platform.MOTO_ENV}
             )
             await self._wait_for_moto(moto)
             aws = platform.local_clients(self.endpoint, self.region)

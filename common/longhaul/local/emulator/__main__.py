@@ -1,0 +1,5 @@
+"""`python -m longhaul.local.emulator`: see server.py."""
+
+from longhaul.local.emulator.server import main
+
+main()
