@@ -168,8 +168,10 @@ class JobWorker:
             await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             if not receive.done():
-                receive.cancel()
-                self._give_back(free)
+                # Not cancelled: SQS may already have handed this long poll a message (one a
+                # shutdown's release just sent, say), which a dropped call would hide for a
+                # whole visibility timeout. Let it finish and hand back what it got.
+                self._background(self._hand_back(receive, free))
                 break
             try:
                 messages = receive.result()
@@ -194,6 +196,20 @@ class JobWorker:
                     await self.events.handle(others)
                 except Exception:
                     log.exception("settling event messages failed")
+
+    async def _hand_back(self, receive: asyncio.Future[list[dict[str, Any]]], free: int) -> None:
+        """Make what a receive still in flight at shutdown gets visible again at once."""
+        try:
+            messages = await receive
+        except Exception:
+            return
+        finally:
+            self._give_back(free)
+        for message in messages:
+            try:
+                await self.messages.hide(message["ReceiptHandle"], 0)
+            except Exception as exc:  # it comes back after its visibility timeout instead
+                log.warning("could not hand a message back: %s", exc)
 
     def _give_back(self, count: int) -> None:
         if count > 0:

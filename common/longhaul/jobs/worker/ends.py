@@ -132,6 +132,7 @@ class RunEnds:
         once, so another worker resumes it now and no takeover is counted against a job that
         did nothing wrong; the write is conditional on this run's lease, so it is refused if
         another run has the job."""
+        metrics.leases_lost.add(1, {"service": self.service, "type": job.type})
         if await self.store.release(job.id, run.lease) is None:
             log.warning("lease lost; another run has the job, stopped without writing")
             return

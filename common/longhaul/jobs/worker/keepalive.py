@@ -22,7 +22,6 @@ from typing import Any
 from longhaul.jobs.context import JobContext
 from longhaul.jobs.exceptions import LeaseLost
 from longhaul.jobs.store import JobStore
-from longhaul.jobs.worker import metrics
 from longhaul.jobs.worker.config import WorkerConfig
 from longhaul.jobs.worker.messages import Messages, receive_count
 
@@ -95,9 +94,7 @@ def stop_run(run: Run, reason: str) -> None:
         run.task.cancel()
 
 
-async def keepalive(
-    run: Run, *, store: JobStore, messages: Messages, config: WorkerConfig, service: str
-) -> None:
+async def keepalive(run: Run, *, store: JobStore, messages: Messages, config: WorkerConfig) -> None:
     """Renew the lease, then the message's invisibility (best effort: the lease, not the
     message, fences the job), and watch for a cancel request, until the run ends. If the
     lease cannot be renewed in time, stop the run before it lapses."""
@@ -107,7 +104,6 @@ async def keepalive(
         left = run.lease_until - run.margin_s - time.monotonic()
         if left <= 0:
             log.error("lease about to expire without a heartbeat; stopping the run")
-            metrics.leases_lost.add(1, {"service": service})
             stop_run(run, "lapse")
             return
         await asyncio.sleep(min(config.cancel_poll_s, left))
@@ -127,7 +123,6 @@ async def keepalive(
                     cancel = await store.cancel_requested(run.job_id)
         except LeaseLost:
             log.warning("lease taken by another worker; stopping the run")
-            metrics.leases_lost.add(1, {"service": service})
             stop_run(run, "lease")
             return
         except Exception as exc:  # TimeoutError included: the loop's head decides

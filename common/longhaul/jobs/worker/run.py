@@ -178,7 +178,6 @@ class JobRunner(RunEnds):
                 store=self.store,
                 messages=self.messages,
                 config=self.config,
-                service=self.service,
             )
         )
         attributes = {"service": self.service, "type": job.type}
