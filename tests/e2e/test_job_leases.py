@@ -13,9 +13,10 @@ import pytest
 
 from longhaul.aws.clients import AwsClients
 from longhaul.jobs import JobState
+from longhaul.jobs.queue import enqueue
 from tests.conftest import Platform
 from tests.e2e.test_jobs_durability import FakeEcsAgent
-from tests.support.workers import Jobs, Worker, effects_of, kinds, never_concurrent
+from tests.support.workers import Jobs, Worker, effects_of, kinds, never_concurrent, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -23,14 +24,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 @pytest.fixture
 def jobs(aws: AwsClients, platform: Platform) -> Jobs:
     return Jobs(aws, platform.env)
-
-
-async def _until(predicate, timeout: float = 30, what: str = "") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {what}")
-        await asyncio.sleep(0.1)
 
 
 async def test_worker_sigstopped_past_its_lease_never_runs_its_handler_beside_the_new_owner(
@@ -41,7 +34,7 @@ async def test_worker_sigstopped_past_its_lease_never_runs_its_handler_beside_th
     frozen = Worker(platform, tmp_path, "frozen")
     workers.append(frozen)
     job_id = await jobs.submit({"steps": 8, "step_s": 2.0})
-    await _until(lambda: len(kinds(effects_of(tmp_path, job_id), "step")) >= 2, what="2 steps")
+    await until(lambda: len(kinds(effects_of(tmp_path, job_id), "step")) >= 2, what="2 steps")
     await asyncio.sleep(0.5)  # past the step's checkpoint: frozen inside the next step's work
     frozen.pause()
     paused_at = time.monotonic()
@@ -51,7 +44,7 @@ async def test_worker_sigstopped_past_its_lease_never_runs_its_handler_beside_th
     def successor_started() -> bool:
         return any(r["pid"] == successor.pid for r in kinds(effects_of(tmp_path, job_id), "start"))
 
-    await _until(successor_started, timeout=60, what="the successor takes over")
+    await until(successor_started, timeout=60, what="the successor takes over")
     await asyncio.sleep(1.0)  # the successor is mid-step: the overlap, if any, shows now
     frozen.resume()
     job = await jobs.wait(job_id, JobState.SUCCEEDED, timeout=60)
@@ -62,7 +55,7 @@ async def test_worker_sigstopped_past_its_lease_never_runs_its_handler_beside_th
     assert never_concurrent(records), "the run log shows two runs overlapping"
     assert job.takeovers == 1
     assert frozen.process.poll() is None, "the continued worker lives on, it only let go"
-    await _until(lambda: "lease" in frozen.log(), timeout=10, what="the frozen worker logs why")
+    await until(lambda: "lease" in frozen.log(), timeout=10, what="the frozen worker logs why")
 
 
 async def test_job_released_five_times_and_retried_twice_under_max_receive_count_3_succeeds(
@@ -95,7 +88,7 @@ async def test_job_released_five_times_and_retried_twice_under_max_receive_count
             records = kinds(effects_of(tmp_path, job_id), "step")
             return len(records) > steps and any(r["pid"] == pid for r in records)
 
-        await _until(
+        await until(
             stepping,
             timeout=60,
             what=f"a step by the worker before release {releases + 1}",
@@ -139,10 +132,10 @@ async def test_a_draining_worker_takes_no_new_jobs_and_its_protection_lapses_whe
         draining = Worker(platform, tmp_path, "old", ECS_AGENT_URI=agent.uri)
         workers.append(draining)
         backlog = [await jobs.submit({"steps": 4, "step_s": 0.5}) for _ in range(12)]
-        await _until(lambda: len(agent.requests) >= 1, what="protection on")
+        await until(lambda: len(agent.requests) >= 1, what="protection on")
         draining.drain()
         drained_at = time.time()
-        await _until(
+        await until(
             lambda: agent.requests[-1]["body"] == {"ProtectionEnabled": False},
             timeout=30,
             what="protection dropped once its jobs ended",
@@ -163,3 +156,31 @@ async def test_a_draining_worker_takes_no_new_jobs_and_its_protection_lapses_whe
         assert agent.requests[-1]["body"] == {"ProtectionEnabled": False}
     finally:
         agent.close()
+
+
+async def test_a_job_whose_record_no_longer_validates_fails_once_with_the_reason(
+    jobs: Jobs, platform: Platform, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """A row this worker cannot read (a newer version's, a broken write) fails the job with
+    the validation error instead of coming back at every delivery."""
+    store = await jobs.store()
+    job_id = await jobs.submit({"steps": 1}, enqueue_it=False)
+    await store._update(job_id, {"progress": "not a number"}, "attribute_exists(PK)", {})
+    await jobs.submit({"steps": 1})  # a readable job beside it, run as usual
+    await enqueue(await jobs.aws.get("sqs"), await jobs.queue_url(), job_id)
+    await store.mark_enqueued(job_id)
+    workers.append(Worker(platform, tmp_path))
+    deadline = time.monotonic() + 60
+    while True:
+        raw = await store._get_raw(job_id)
+        assert raw is not None
+        if raw["state"] == "failed":
+            break
+        assert time.monotonic() < deadline, f"still {raw['state']}"
+        await asyncio.sleep(0.2)
+    assert "does not validate" in raw["error"]
+    assert "progress" in raw["error"], "the reason names the field"
+    await until(lambda: "job record unreadable" in workers[0].log(), what="the worker says why")
+    await asyncio.sleep(8)  # past a lease and a visibility timeout: it does not come back
+    assert workers[0].log().count("job record unreadable") == 1
+    assert len(await jobs.dead_letters()) == 1, "its message waits in the DLQ for a redrive"

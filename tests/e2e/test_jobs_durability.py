@@ -14,7 +14,15 @@ import pytest
 from longhaul.aws.clients import AwsClients
 from longhaul.jobs import JobState
 from tests.conftest import Platform
-from tests.support.workers import RUN_KINDS, Jobs, Worker, effects_of, kinds, never_concurrent
+from tests.support.workers import (
+    RUN_KINDS,
+    Jobs,
+    Worker,
+    effects_of,
+    kinds,
+    never_concurrent,
+    until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -27,14 +35,6 @@ def effects(tmp_path: Path) -> Path:
 @pytest.fixture
 def jobs(aws: AwsClients, platform: Platform) -> Jobs:
     return Jobs(aws, platform.env)
-
-
-async def _until(predicate, timeout: float = 30, what: str = "") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {what}")
-        await asyncio.sleep(0.1)
 
 
 async def test_job_runs_to_success_and_records_its_result(
@@ -54,14 +54,14 @@ async def test_job_runs_to_success_and_records_its_result(
     def ended() -> list[str]:  # the end hook and the fact come after the job's end
         return sorted(r["kind"] for r in effects_of(effects, job_id) if r["kind"] not in RUN_KINDS)
 
-    await _until(lambda: ended() == ["fact", "on_end"], timeout=20, what="end hook and fact")
+    await until(lambda: ended() == ["fact", "on_end"], timeout=20, what="end hook and fact")
 
     def succeeded_lines() -> list[dict[str, object]]:
         lines = [json.loads(line) for line in workers[0].log().splitlines() if line.startswith("{")]
         return [line for line in lines if line["message"] == "job succeeded"]
 
     # The row turns succeeded a moment before the worker writes its log line.
-    await _until(lambda: succeeded_lines(), timeout=10, what="the worker logs 'job succeeded'")
+    await until(lambda: bool(succeeded_lines()), timeout=10, what="the worker logs 'job succeeded'")
     succeeded = succeeded_lines()
     assert succeeded[0]["job_id"] == job_id, "the worker's log lines carry the job id"
     assert succeeded[0]["role"] == "worker"
@@ -73,7 +73,7 @@ async def test_kill_9_mid_job_another_worker_finishes_from_the_checkpoint_once(
     first = Worker(platform, effects, "first")
     workers.append(first)
     job_id = await jobs.submit({"steps": 8, "step_s": 0.5})
-    await _until(lambda: len(kinds(effects_of(effects, job_id), "step")) >= 3, what="three steps")
+    await until(lambda: len(kinds(effects_of(effects, job_id), "step")) >= 3, what="three steps")
     first.kill9()
     done_before = len(kinds(effects_of(effects, job_id), "step"))
 
@@ -99,7 +99,7 @@ async def test_sigterm_releases_the_job_at_once_and_it_resumes_elsewhere(
     first = Worker(platform, effects, "first", LONGHAUL_SHUTDOWN_DEADLINE_S="8")
     workers.append(first)
     job_id = await jobs.submit({"steps": 20, "step_s": 0.3})
-    await _until(lambda: len(kinds(effects_of(effects, job_id), "step")) >= 2, what="two steps")
+    await until(lambda: len(kinds(effects_of(effects, job_id), "step")) >= 2, what="two steps")
 
     signalled = time.monotonic()
     first.term()
@@ -196,7 +196,7 @@ async def test_job_written_but_never_enqueued_is_finished_by_the_reconciler(
     workers.append(Worker(platform, effects))
     job = await jobs.wait(job_id, JobState.SUCCEEDED, timeout=60)
     assert job.runs == 1
-    await _until(
+    await until(
         lambda: "reconciler re-enqueued the job" in workers[0].log(),
         timeout=10,
         what="the reconciler logs that it re-enqueued the job",
@@ -210,12 +210,12 @@ async def test_cancel_while_running_kills_the_child_within_two_seconds(
     workers.append(worker)
     job_id = await jobs.submit({"steps": 1, "cpu_s": 60})
     await jobs.wait(job_id, JobState.RUNNING)
-    await _until(lambda: bool(worker.children()), what="the CPU child to start")
+    await until(lambda: bool(worker.children()), what="the CPU child to start")
     children = worker.children()
 
     await (await jobs.store()).cancel(job_id, "user-1")
     asked = time.monotonic()
-    await _until(
+    await until(
         lambda: not any(Path(f"/proc/{pid}").exists() for pid in children),
         timeout=5,
         what="child gone",
@@ -332,13 +332,13 @@ async def test_task_is_protected_from_scale_in_while_busy_and_released_when_idle
         assert agent.requests == [], "an idle worker does not touch protection"
         job_id = await jobs.submit({"steps": 4, "step_s": 0.3})
         await jobs.wait(job_id, JobState.RUNNING)
-        await _until(lambda: len(agent.requests) >= 1, what="protection on")
+        await until(lambda: len(agent.requests) >= 1, what="protection on")
         assert agent.requests[0] == {
             "path": "/v3/task/task-protection/v1/state",
             "body": {"ProtectionEnabled": True, "ExpiresInMinutes": 60},
         }
         await jobs.wait(job_id, JobState.SUCCEEDED)
-        await _until(lambda: len(agent.requests) >= 2, what="protection off")
+        await until(lambda: len(agent.requests) >= 2, what="protection off")
         assert agent.requests[-1]["body"] == {"ProtectionEnabled": False}
         assert len(agent.requests) == 2
     finally:

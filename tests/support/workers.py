@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,15 @@ class Jobs:
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} still {job.state} (wanted {states}): {job}")
             await asyncio.sleep(0.2)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+    """Wait until `predicate()` holds; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out: {what}")
+        await asyncio.sleep(0.1)
 
 
 def effects_of(effects: Path, job_id: str) -> list[dict[str, Any]]:

@@ -60,22 +60,26 @@ def parse_job_message(body: str) -> JobMessage | None:
         return None
 
 
-async def dlq_url_of(sqs: Any, queue_url: str) -> str | None:
-    """The URL of the dead-letter queue named in `queue_url`'s redrive policy."""
+async def _redrive_policy(sqs: Any, queue_url: str) -> dict[str, Any] | None:
     attributes = (
         await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
     )["Attributes"]
-    if "RedrivePolicy" not in attributes:
+    policy: dict[str, Any] | None = (
+        json.loads(attributes["RedrivePolicy"]) if "RedrivePolicy" in attributes else None
+    )
+    return policy
+
+
+async def dlq_url_of(sqs: Any, queue_url: str) -> str | None:
+    """The URL of the dead-letter queue named in `queue_url`'s redrive policy."""
+    policy = await _redrive_policy(sqs, queue_url)
+    if policy is None:
         return None
-    arn = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"]
+    arn = policy["deadLetterTargetArn"]
     return str((await sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[1]))["QueueUrl"])
 
 
 async def max_receives_of(sqs: Any, queue_url: str) -> int | None:
     """The maxReceiveCount of `queue_url`'s redrive policy (None without a DLQ)."""
-    attributes = (
-        await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
-    )["Attributes"]
-    if "RedrivePolicy" not in attributes:
-        return None
-    return int(json.loads(attributes["RedrivePolicy"])["maxReceiveCount"])
+    policy = await _redrive_policy(sqs, queue_url)
+    return None if policy is None else int(policy["maxReceiveCount"])

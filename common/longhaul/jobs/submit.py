@@ -27,20 +27,22 @@ SEND_ATTEMPTS = 3
 SEND_DEADLINE_S = 5.0
 
 
+def fact_of(service: str, fact: str, job: Job) -> Any:
+    """The event `<service>.job.<fact>` for `job`."""
+    return job_fact(service, fact)(
+        job_id=job.id,
+        job_type=job.type,
+        owner=job.owner,
+        state=job.state.value,
+        attempts=job.attempts,
+        error=job.error,
+    )
+
+
 async def publish_fact(service: str, fact: str, job: Job, publisher: Any) -> None:
     """Publish `<service>.job.<fact>` for `job`; best effort, the job stands either way."""
-    model = job_fact(service, fact)
     try:
-        await publisher.publish(
-            model(
-                job_id=job.id,
-                job_type=job.type,
-                owner=job.owner,
-                state=job.state.value,
-                attempts=job.attempts,
-                error=job.error,
-            )
-        )
+        await publisher.publish(fact_of(service, fact, job))
     except Exception as exc:
         log.warning("could not publish %s.job.%s: %s", service, fact, exc)
 

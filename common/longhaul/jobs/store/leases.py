@@ -60,10 +60,9 @@ class JobLeases(JobTable):
             if_missing={"started_at": iso(now)},
         )
         if raw is not None:
-            await self._event(
-                job_id, "state", JobState.RUNNING, float(raw.get("progress", 0)), None
-            )
-            return StartResult(job_of(raw), True, lease_expires)
+            job = job_of(raw)  # a row that does not validate raises here, before the history
+            await self._event(job_id, "state", JobState.RUNNING, job.progress, None)
+            return StartResult(job, True, lease_expires)
         current = await self._get_raw(job_id)
         if current is None:
             return StartResult(None, False)
@@ -91,10 +90,9 @@ class JobLeases(JobTable):
                 add={"runs": 1, "takeovers": 1},
             )
             if raw is not None:
-                await self._event(
-                    job_id, "state", JobState.RUNNING, float(raw.get("progress", 0)), None
-                )
-                return StartResult(job_of(raw), True, lease_expires, took_over=True)
+                job = job_of(raw)
+                await self._event(job_id, "state", JobState.RUNNING, job.progress, None)
+                return StartResult(job, True, lease_expires, took_over=True)
             current = await self._get_raw(job_id) or current  # another taker won: see how
         return StartResult(
             job_of(current),
@@ -342,10 +340,11 @@ class JobLeases(JobTable):
         )
         return int(raw.get("effects_rounds", 0)) if raw is not None else 0
 
-    async def fail_unreadable(self, job_id: str, reason: str) -> None:
-        """Fail a job whose row this version cannot read, whatever its state but terminal."""
+    async def fail_unreadable(self, job_id: str, reason: str) -> bool:
+        """Fail a job whose row this version cannot read, whatever its state but terminal;
+        False when it was terminal already."""
         now = utcnow()
-        await self._update(
+        raw = await self._update(
             job_id,
             {
                 **self._state_fields(JobState.FAILED, now, job_id),
@@ -357,6 +356,7 @@ class JobLeases(JobTable):
             {":succeeded": "succeeded", ":failed": "failed", ":cancelled": "cancelled"},
             remove=("lease_owner", "lease_expires", "park_token"),
         )
+        return raw is not None
 
     async def claim(self, name: str, holder: str, lease_s: float) -> bool:
         """Take or keep the singleton lease `name` (one reconciler a service): True while

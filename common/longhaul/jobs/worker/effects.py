@@ -19,10 +19,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from longhaul.jobs.events import job_fact
 from longhaul.jobs.queue import WAKE
 from longhaul.jobs.registry import JobTypes
 from longhaul.jobs.store import JobStore, parent_of
+from longhaul.jobs.submit import fact_of
 from longhaul.jobs.types import Job, JobState
 from longhaul.jobs.worker import metrics
 from longhaul.jobs.worker.config import WorkerConfig
@@ -121,17 +121,7 @@ class AfterEnd:
         return effects
 
     async def _fact(self, job: Job) -> None:
-        model = job_fact(self.service, job.state.value)
-        await self.publisher.publish(
-            model(
-                job_id=job.id,
-                job_type=job.type,
-                owner=job.owner,
-                state=job.state.value,
-                attempts=job.attempts,
-                error=job.error,
-            )
-        )
+        await self.publisher.publish(fact_of(self.service, job.state.value, job))
 
     async def _wake(self, parent: str, child: Job) -> None:
         """A child ended: if its parent has something to act on (every child ended, or one

@@ -133,25 +133,23 @@ class RunEnds:
         did nothing wrong; the write is conditional on this run's lease, so it is refused if
         another run has the job."""
         metrics.leases_lost.add(1, {"service": self.service, "type": job.type})
-        if await self.store.release(job.id, run.lease) is None:
-            log.warning("lease lost; another run has the job, stopped without writing")
-            return
-        if run.receipt is not None:
-            await self.messages.replace(run.receipt, job.id)
+        if await self._release(job, run):
+            log.warning("lease about to lapse; the job was handed back for another worker")
         else:
-            await self.messages.send(job.id)
-        log.warning("lease about to lapse; the job was handed back for another worker")
+            log.warning("lease lost; another run has the job, stopped without writing")
 
-    async def _release(self, job: Job, run: Run) -> None:
-        """Hand the job back for another worker to resume now: a fresh message, so
-        releases never count towards the queue's maxReceiveCount."""
+    async def _release(self, job: Job, run: Run) -> bool:
+        """Hand the job back for another worker to resume now, with a fresh message (so
+        releases never count towards the queue's maxReceiveCount); False if the lease is no
+        longer this run's."""
         if await self.store.release(job.id, run.lease) is None:
-            return
+            return False
         if run.receipt is not None:
             await self.messages.replace(run.receipt, job.id)
         else:
             await self.messages.send(job.id)
         log.info("job released for another worker to resume")
+        return True
 
     async def _park(self, job: Job, run: Run, parked: JobParked) -> None:
         delay_s = max(0, min(900, parked.delay_s))  # SQS delays reach 15 minutes

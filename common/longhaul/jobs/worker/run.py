@@ -114,9 +114,12 @@ class JobRunner(RunEnds):
         """A row this worker cannot read (written by a newer or broken version) would fail
         every delivery; fail the job with the reason and dead-letter its message."""
         reason = f"the job's record does not validate: {exc.errors(include_url=False)}"[:1000]
-        log.error("job record unreadable; failing it: %s", reason)
-        await self.store.fail_unreadable(job_id, reason)
-        await self.messages.dead_letter(message["ReceiptHandle"], job_id)
+        if await self.store.fail_unreadable(job_id, reason):
+            log.error("job record unreadable; failed it: %s", reason)
+            await self.messages.dead_letter(message["ReceiptHandle"], job_id)
+        else:  # failed already (by an earlier delivery): this message is a duplicate
+            log.info("job record unreadable and the job failed already; dropping the message")
+            await self.messages.delete(message["ReceiptHandle"])
 
     async def _not_started(
         self, job_id: str, message: dict[str, Any], started: StartResult
