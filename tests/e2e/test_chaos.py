@@ -61,7 +61,7 @@ async def test_chaos_jobs_survive_kills_freezes_and_aws_faults_nothing_lost_or_d
     every = list(workers)
     frozen: list[tuple[float, Worker]] = []
     started, began = time.monotonic(), time.time()
-    ids = await asyncio.gather(*(jobs.submit({"steps": 2, "step_s": 0.4}) for _ in range(JOBS)))
+    ids = await asyncio.gather(*(jobs.submit({"steps": 1, "step_s": 0.8}) for _ in range(JOBS)))
     kills: Counter[str] = Counter()
     store = await jobs.store()
 
