@@ -168,10 +168,14 @@ class JobWorker:
             await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             if not receive.done():
-                # Not cancelled: SQS may already have handed this long poll a message (one a
-                # shutdown's release just sent, say), which a dropped call would hide for a
-                # whole visibility timeout. Let it finish and hand back what it got.
-                self._background(self._hand_back(receive, free))
+                if self.runner.runs:
+                    # Not cancelled: the shutdown's releases send messages this long poll may
+                    # get, and a dropped call would hide them for a visibility timeout. Let it
+                    # finish and hand back what it got.
+                    self._background(self._hand_back(receive, free))
+                else:  # idle: nothing of ours is on its way; stop at once
+                    receive.cancel()
+                    self._give_back(free)
                 break
             try:
                 messages = receive.result()
