@@ -4,6 +4,7 @@ at a time, and it re-sends only jobs whose message was never sent or whose lease
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from longhaul.aws.clients import AwsClients
 from longhaul.jobs.worker.config import WorkerConfig
@@ -11,6 +12,17 @@ from longhaul.jobs.worker.messages import Messages
 from longhaul.jobs.worker.reconciler import RECONCILER_LEASE, Reconciler
 from tests.conftest import Platform
 from tests.support.workers import Jobs
+
+
+async def _reconciler(jobs: Jobs, sqs: Any) -> Reconciler:
+    """A reconciler of the test service that acts on jobs 0.2 s old."""
+    return Reconciler(
+        service="echo",
+        worker_id="w",
+        store=await jobs.store(),
+        messages=Messages("echo", sqs, await jobs.queue_url(), None),
+        config=WorkerConfig(visibility_s=30, reconcile_after_s=0.2),
+    )
 
 
 async def test_one_worker_holds_the_reconciler_lease_until_it_stops_renewing(
@@ -32,17 +44,10 @@ async def test_reconciler_sends_a_never_enqueued_job_and_leaves_one_waiting_in_a
     aws: AwsClients, platform: Platform
 ) -> None:
     jobs = Jobs(aws, platform.env)
-    store = await jobs.store()
     lost = await jobs.submit({"steps": 1}, enqueue_it=False)  # the API died before the send
     waiting = await jobs.submit({"steps": 1})  # sent; it only waits behind a backlog
     sqs = await aws.get("sqs")
-    reconciler = Reconciler(
-        service="echo",
-        worker_id="w",
-        store=store,
-        messages=Messages("echo", sqs, await jobs.queue_url(), None),
-        config=WorkerConfig(visibility_s=30, reconcile_after_s=0.2),
-    )
+    reconciler = await _reconciler(jobs, sqs)
     await asyncio.sleep(2.5)  # past ten times reconcile_after_s: a backlog's wait
     assert await reconciler.reconcile() == [lost]
     assert await reconciler.reconcile() == [], "a job sent once is not sent again"
@@ -63,13 +68,7 @@ async def test_reconciler_requeues_an_expired_lease_and_the_job_can_be_sent_agai
     job_id = await jobs.submit({"steps": 1})
     assert (await store.start(job_id, "dead-worker", 0.1)).started
     sqs = await aws.get("sqs")
-    reconciler = Reconciler(
-        service="echo",
-        worker_id="w",
-        store=store,
-        messages=Messages("echo", sqs, await jobs.queue_url(), None),
-        config=WorkerConfig(visibility_s=30, reconcile_after_s=0.2),
-    )
+    reconciler = await _reconciler(jobs, sqs)
     await asyncio.sleep(0.5)
     assert await reconciler.reconcile() == [job_id]
     job = await store.get(job_id)

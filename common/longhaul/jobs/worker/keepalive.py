@@ -19,6 +19,8 @@ from collections.abc import Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from longhaul.jobs.context import JobContext
 from longhaul.jobs.exceptions import LeaseLost
 from longhaul.jobs.store import JobStore
@@ -152,11 +154,13 @@ async def _extend_message(
     try:
         async with asyncio.timeout(max(0.1, config.heartbeat_interval_s / 2)):
             await messages.hide(run.receipt, config.visibility_s)
-    except Exception as exc:
-        if VISIBILITY_CAP_ERROR in str(exc):
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == VISIBILITY_CAP_ERROR:
             await detach(run, store=store, messages=messages, config=config)
         else:
             log.warning("could not extend the message's visibility: %s", exc)
+    except Exception as exc:  # a timeout, a dropped connection: the next beat tries again
+        log.warning("could not extend the message's visibility: %s", exc)
 
 
 async def detach(run: Run, *, store: JobStore, messages: Messages, config: WorkerConfig) -> None:
