@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
+import os
+from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from longhaul.config import KitSettings
 
-__all__ = ["MediaSettings", "ffmpeg_binary"]
+__all__ = ["MediaSettings", "ffmpeg_binary", "pinned_ffmpeg"]
 
 GIB = 1024**3
 MIB = 1024**2
@@ -23,7 +24,9 @@ class MediaSettings(KitSettings):
     )
 
     ffmpeg_path: str | None = Field(
-        default=None, description="ffmpeg binary; default: ffmpeg on PATH, else imageio-ffmpeg's"
+        default=None,
+        description="an ffmpeg binary to run instead of the pinned one (imageio-ffmpeg's); "
+        "for experiments only: the tests prove the pinned build",
     )
     max_upload_bytes: int = Field(default=10 * GIB, ge=1)
     multipart_threshold_bytes: int = Field(default=100 * MIB, ge=5 * MIB)
@@ -60,12 +63,21 @@ class MediaSettings(KitSettings):
 
 
 def ffmpeg_binary(settings: MediaSettings) -> str:
-    """The ffmpeg to run: the setting, else ffmpeg on PATH, else imageio-ffmpeg's binary."""
+    """The ffmpeg to run: the pinned build (imageio-ffmpeg's binary), the same in the tests,
+    `make dev` and the image. An ffmpeg on PATH is never used; MEDIA_FFMPEG_PATH overrides
+    the pin on purpose only."""
     if settings.ffmpeg_path:
         return settings.ffmpeg_path
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    import imageio_ffmpeg  # a local fallback; images carry Debian's ffmpeg
+    return pinned_ffmpeg()
 
-    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+def pinned_ffmpeg() -> str:
+    """The pinned ffmpeg's path: the binary inside the imageio-ffmpeg wheel (its own lookup
+    would prefer IMAGEIO_FFMPEG_EXE from the environment; this never does)."""
+    import imageio_ffmpeg
+
+    binaries = Path(imageio_ffmpeg.__file__).parent / "binaries"
+    found = sorted(p for p in binaries.glob("ffmpeg-*") if os.access(p, os.X_OK))
+    if not found:
+        raise RuntimeError(f"the pinned ffmpeg is missing from {binaries}: reinstall imageio-ffmpeg")
+    return str(found[0])
