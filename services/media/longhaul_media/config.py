@@ -79,5 +79,5 @@ def pinned_ffmpeg() -> str:
     binaries = Path(imageio_ffmpeg.__file__).parent / "binaries"
     found = sorted(p for p in binaries.glob("ffmpeg-*") if os.access(p, os.X_OK))
     if not found:
-        raise RuntimeError(f"the pinned ffmpeg is missing from {binaries}: reinstall imageio-ffmpeg")
+        raise RuntimeError(f"no pinned ffmpeg in {binaries}: reinstall imageio-ffmpeg")
     return str(found[0])
