@@ -66,3 +66,16 @@ def large_result(mib: int) -> list[object]:
     """`mib` chunks of 1 MiB (chunk i filled with i % 256) between a start and an end mark."""
     chunks = [_Chunk(bytes([i % 256]) * MIB) for i in range(mib)]
     return [_Mark("start"), *chunks, _Mark("end")]
+
+
+def spin(seconds: float) -> str:
+    """Burn CPU for `seconds` of wall time (a demuxer stuck in a loop)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "finished"
+
+
+def allocate(size: int) -> int:
+    """Allocate and touch `size` bytes (a decompression bomb's frames)."""
+    return len(bytearray(size))

@@ -7,9 +7,10 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -23,7 +24,7 @@ from longhaul.jobs.submit import JobResources
 from longhaul.jobs.types import Job
 from longhaul.observability import context as log_context
 
-__all__ = ["JobContext"]
+__all__ = ["JobContext", "Rlimits"]
 
 PROGRESS_EVERY_S = 0.5  # at most this often to the table; the last one always
 STDERR_TAIL_BYTES = 16 * 1024  # what run_process keeps of a child's stderr
@@ -33,12 +34,30 @@ CHILD_POLL_S = 0.05  # how often run_in_child looks at its child
 _spawn = multiprocessing.get_context("spawn")
 
 
+Rlimits = Mapping[int, int]
+"""Resource limits for a child: `resource.RLIMIT_*` to the soft and hard limit it gets
+(CPU seconds, bytes of address space, bytes a file may grow to). Limits only come down:
+one above the current hard limit is left at that."""
+
+
+def _apply_rlimits(rlimits: Rlimits | None) -> None:
+    for which, value in (rlimits or {}).items():
+        _soft, hard = resource.getrlimit(which)
+        bound = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(which, (bound, bound))
+
+
 def _child_main(
-    conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...], max_result_bytes: int
+    conn: Connection,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    max_result_bytes: int,
+    rlimits: Rlimits | None = None,
 ) -> None:
     # A session of its own: killing its process group kills whatever fn starts too.
     os.setsid()
     try:
+        _apply_rlimits(rlimits)
         reply = ForkingPickler.dumps(("ok", fn(*args)))
         if len(reply) > max_result_bytes:
             reply = ForkingPickler.dumps(("error", _too_large(len(reply), max_result_bytes)))
@@ -209,17 +228,27 @@ class JobContext:
     # -- child processes ----------------------------------------------------------------
 
     async def run_in_child(
-        self, fn: Callable[..., Any], *args: Any, max_result_bytes: int = MAX_RESULT_BYTES
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        max_result_bytes: int = MAX_RESULT_BYTES,
+        timeout_s: float | None = None,
+        rlimits: Rlimits | None = None,
     ) -> Any:
         """Run `fn(*args)` (importable, picklable) in a fresh child process and return its
         result. The event loop stays free, also while the arguments go over and the result
-        comes back. The child runs in a session of its own: cancel, shutdown and the end of
-        the call kill it with everything it started that stayed in its process group. A
-        result that pickles to more than `max_result_bytes` is refused with an error."""
+        comes back. The child runs in a session of its own: cancel, shutdown, `timeout_s`
+        (TimeoutError) and the end of the call kill it with everything it started that
+        stayed in its process group. `rlimits` bound it (a child over its CPU time dies, and
+        the call raises). A result that pickles to more than `max_result_bytes` is refused
+        with an error."""
         self.raise_if_cancelled()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         parent, child_end = _spawn.Pipe(duplex=False)
         process = _spawn.Process(
-            target=_child_main, args=(child_end, fn, args, max_result_bytes), daemon=True
+            target=_child_main,
+            args=(child_end, fn, args, max_result_bytes, rlimits),
+            daemon=True,
         )
         loop = asyncio.get_running_loop()
         self._children.add(process)
@@ -235,6 +264,8 @@ class JobContext:
             exited = False
             while receiving is None or not receiving.done():
                 self.raise_if_cancelled()
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"the child process ran past its {timeout_s:g} s")
                 if receiving is None and parent.poll():  # its reply, or EOF if it died
                     receiving = loop.run_in_executor(None, _receive, parent)
                 elif receiving is None and exited:
@@ -279,11 +310,14 @@ class JobContext:
         *,
         timeout_s: float | None = None,
         on_stdout_line: Callable[[str], Awaitable[None]] | None = None,
+        rlimits: Rlimits | None = None,
     ) -> tuple[int, bytes]:
         """Run a command (ffmpeg, a trainer) in its own process group; return its exit code
         and the tail of its stderr. With `on_stdout_line`, each stdout line is handed to it as
         it comes (ffmpeg's `-progress pipe:1`). Cancel, shutdown or the timeout kill the
-        whole group; the end of the call kills what the command left running in it."""
+        whole group; the end of the call kills what the command left running in it.
+        `rlimits` bound the command (over its CPU time or file size the kernel kills it: a
+        negative exit code, the signal's number)."""
         self.raise_if_cancelled()
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -291,6 +325,7 @@ class JobContext:
             stdout=asyncio.subprocess.PIPE if on_stdout_line else asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=(lambda: _apply_rlimits(rlimits)) if rlimits else None,
         )
         self._children.add(process)
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import select
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -23,8 +25,10 @@ from tests.support.children import (
     MARKS,
     MIB,
     TICKS,
+    allocate,
     large_result,
     result_of,
+    spin,
     start_grandchild,
 )
 
@@ -141,3 +145,45 @@ async def test_run_in_child_refuses_a_result_over_its_bound() -> None:
     assert await ctx.run_in_child(result_of, 1000, max_result_bytes=64 * 1024) == b"x" * 1000
     with pytest.raises(RuntimeError, match=r"over run_in_child's bound of 65536 bytes"):
         await ctx.run_in_child(result_of, 100 * 1024, max_result_bytes=64 * 1024)
+
+
+# -- bounds ------------------------------------------------------------------------------
+
+
+async def test_run_in_child_past_its_timeout_is_killed_and_raises() -> None:
+    """A child stuck in a loop (a demuxer that never ends) is bounded by the call's timeout:
+    TimeoutError, and the child is gone."""
+    ctx = _context()
+    before = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await ctx.run_in_child(spin, 60.0, timeout_s=3)
+    assert time.monotonic() - before < 30, "the call waited for the child's loop"
+    assert not ctx._children, "the killed child is still tracked"
+
+
+async def test_run_in_child_over_its_cpu_time_dies_and_the_call_raises() -> None:
+    ctx = _context()
+    with pytest.raises(RuntimeError, match="died"):
+        await ctx.run_in_child(spin, 60.0, rlimits={resource.RLIMIT_CPU: 1})
+
+
+async def test_run_in_child_over_its_address_space_fails_and_the_caller_lives() -> None:
+    """A child asked to allocate past its address-space bound fails (MemoryError in the
+    child, reported as its error) instead of taking the worker's memory."""
+    ctx = _context()
+    with pytest.raises(RuntimeError, match="MemoryError"):
+        await ctx.run_in_child(allocate, 2 * 1024 * MIB, rlimits={resource.RLIMIT_AS: 1024 * MIB})
+    assert await ctx.run_in_child(allocate, MIB, rlimits={resource.RLIMIT_AS: 1024 * MIB}) == MIB
+
+
+async def test_run_process_over_its_file_size_is_killed_by_the_kernel(tmp_path: Path) -> None:
+    """A command writing past its file-size bound (ffmpeg padding a gap with hours of
+    silence) is stopped by SIGXFSZ; the file stays at the bound."""
+    ctx = _context()
+    out = tmp_path / "big"
+    code, _ = await ctx.run_process(
+        ["dd", "if=/dev/zero", f"of={out}", "bs=1M", "count=64"],
+        rlimits={resource.RLIMIT_FSIZE: 4 * MIB},
+    )
+    assert code == -signal.SIGXFSZ
+    assert out.stat().st_size == 4 * MIB
