@@ -49,6 +49,24 @@ class MediaSettings(KitSettings):
     chunk_min_s: float = Field(default=30, gt=0)
     chunk_max_s: float = Field(default=60, gt=0)
     chunk_timeout_s: float = Field(default=1800, gt=0)
+    # What a source may hold besides its size, length and resolution: every one is measured
+    # by reading the whole video stream, never taken from what the file declares.
+    max_frame_rate: float = Field(default=120, gt=0)
+    max_frames: int = Field(default=2_000_000, ge=1)
+    max_keyframes: int = Field(default=100_000, ge=1)
+    max_gap_s: float = Field(default=60, gt=0, description="longest stretch without a frame")
+    # The bounds on the work one upload makes (docs/media.md "Hostile uploads").
+    probe_timeout_s: float = Field(default=300, gt=0)
+    probe_memory_bytes: int = Field(default=4 * GIB, ge=256 * MIB)
+    ffmpeg_memory_bytes: int = Field(default=16 * GIB, ge=256 * MIB, description="address space")
+    step_timeout_s: float = Field(
+        default=300, gt=0, description="an ffmpeg step's time, plus step_timeout_per_s per s"
+    )
+    step_timeout_per_s: float = Field(default=2.0, gt=0)
+    transcode_timeout_s: float = Field(
+        default=3600, gt=0, description="a transcode's time, plus transcode_timeout_per_s per s"
+    )
+    transcode_timeout_per_s: float = Field(default=20.0, gt=0)
     wait_poll_s: int = Field(
         default=5, ge=1, le=60, description="how often a transcode checks on its chunks"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 
@@ -113,3 +114,45 @@ def test_renditions_out_of_order_are_refused() -> None:
     data["renditions"] = list(reversed(data["renditions"]))
     with pytest.raises(ValidationError, match="tallest down"):
         Preset.model_validate(data)
+
+
+def _plan_by_rescanning(
+    keyframes: list[float], duration_s: float, min_s: float, max_s: float
+) -> list[tuple[float, float]]:
+    """The plan as first written: every cut rescans every keyframe (chunks x keyframes)."""
+    points = sorted(k for k in keyframes if 0 < k < duration_s)
+    bounds = [0.0]
+    while duration_s - bounds[-1] > max_s:
+        start = bounds[-1]
+        remaining = duration_s - start
+        target = start + (max_s if remaining >= max_s + min_s else remaining / 2)
+        window = [k for k in points if start + min_s <= k <= start + max_s]
+        if window:
+            cut = min(window, key=lambda k: abs(k - target))
+        else:
+            later = [k for k in points if k >= start + min_s]
+            if not later:
+                break
+            cut = later[0]
+        if duration_s - cut < 0.5:
+            break
+        bounds.append(cut)
+    bounds.append(duration_s)
+    return [(round(a, 6), round(b, 6)) for a, b in itertools.pairwise(bounds)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_binary_search_plan_cuts_exactly_where_the_rescanning_plan_cut(seed: int) -> None:
+    """Planning is linear in the keyframes (a keyframe-dense upload must not stall the
+    worker), and cuts where the original, quadratic planner did: sparse, dense, irregular
+    and tied keyframes alike."""
+    rng = random.Random(seed)
+    duration = rng.uniform(1, 900)
+    spacing = rng.choice([0.01, 0.5, 2.0, 7.0, 45.0, 200.0])
+    keyframes = sorted(
+        round(rng.uniform(0, duration) if rng.random() < 0.3 else i * spacing, 3)
+        for i in range(int(duration / spacing) + 1)
+    )
+    min_s, max_s = rng.choice([(30, 60), (2, 3), (10, 10), (5, 40)])
+    planned = [(c.start_s, c.end_s) for c in plan_chunks(keyframes, duration, min_s, max_s)]
+    assert planned == _plan_by_rescanning(keyframes, duration, min_s, max_s)

@@ -1,6 +1,8 @@
 """ffmpeg's command lines for each step, and its -progress output.
 
 Every command is an argv list (no shell), quiet except for errors, never reading stdin.
+Every input is opened with its format forced (the one the probe accepted for an upload, the
+service's own for its intermediates) and file access only: nothing a file names is opened.
 """
 
 from __future__ import annotations
@@ -27,10 +29,17 @@ def _base(ffmpeg: str) -> list[str]:
     return [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 
 
-def split_command(ffmpeg: str, source: Path, cuts: Sequence[float], out_dir: Path) -> list[str]:
+def _input(path: Path, input_format: str) -> list[str]:
+    """Read `path` as `input_format` (ffmpeg's `-f` name), and only `path`."""
+    return ["-f", input_format, "-protocol_whitelist", "file", "-i", str(path)]
+
+
+def split_command(
+    ffmpeg: str, source: Path, source_format: str, cuts: Sequence[float], out_dir: Path
+) -> list[str]:
     """Copy the video stream into chunks cut at `cuts` (keyframes), without re-encoding.
     Writes chunks.csv (file, start, end) beside the chunks."""
-    argv = [*_base(ffmpeg), "-i", str(source), "-map", "0:v:0", "-c", "copy"]
+    argv = [*_base(ffmpeg), *_input(source, source_format), "-map", "0:v:0", "-c", "copy"]
     argv += ["-an", "-sn", "-dn", "-f", "segment", "-reset_timestamps", "1"]
     if cuts:
         # The segmenter cuts at the first keyframe at or after each time: a hair early
@@ -44,7 +53,12 @@ def split_command(ffmpeg: str, source: Path, cuts: Sequence[float], out_dir: Pat
 
 
 def audio_command(
-    ffmpeg: str, source: Path, audio: AudioSettings, out: Path, video_start_s: float = 0.0
+    ffmpeg: str,
+    source: Path,
+    source_format: str,
+    audio: AudioSettings,
+    out: Path,
+    video_start_s: float = 0.0,
 ) -> list[str]:
     """Encode the first audio stream once for the whole file, on the video's clock: the
     renditions' video starts at 0 where the source's video starts (`video_start_s`), so the
@@ -53,8 +67,7 @@ def audio_command(
     return [
         *_base(ffmpeg),
         "-copyts",  # the source's own timestamps, so that the shift is exact
-        "-i",
-        str(source),
+        *_input(source, source_format),
         "-map",
         "0:a:0",
         "-vn",
@@ -89,16 +102,19 @@ def encode_command(
     rotation: int,
     keyframes: Sequence[float],
     outputs: Sequence[Path],
+    max_pixels: int,
 ) -> list[str]:
     """Decode one chunk once and encode every rung from it (video only, H.264), with
-    keyframes forced on the global GOP grid and progress on stdout."""
+    keyframes forced on the global GOP grid and progress on stdout. The decoder refuses a
+    frame over `max_pixels` (a chunk that switches to a larger size than its probe saw)."""
     head = ",".join(_rotate(rotation)) or "null"
     labels = [f"r{i}" for i in range(len(rungs))]
     graph = f"[0:v]{head},split={len(rungs)}" + "".join(f"[{label}in]" for label in labels)
     for label, rung in zip(labels, rungs, strict=True):
         size = f"{rung.width}:{rung.height}"
         graph += f";[{label}in]scale={size}:flags=bicubic,format=yuv420p[{label}]"
-    argv = [*_base(ffmpeg), "-noautorotate", "-i", str(chunk), "-filter_complex", graph]
+    argv = [*_base(ffmpeg), "-noautorotate", "-max_pixels", str(max_pixels)]
+    argv += [*_input(chunk, "nut"), "-filter_complex", graph]
     forced = ",".join(f"{t:.6f}" for t in keyframes)
     for label, rung, out in zip(labels, rungs, outputs, strict=True):
         r = rung.rendition
@@ -135,9 +151,10 @@ def encode_command(
 
 def concat_command(ffmpeg: str, listing: Path, audio: Path | None, out: Path) -> list[str]:
     """Stitch a rung's chunks (and the audio) into one MP4 without re-encoding."""
-    argv = [*_base(ffmpeg), "-f", "concat", "-safe", "0", "-i", str(listing)]
+    # The listing is the service's own, naming its own files (absolute paths: -safe 0).
+    argv = [*_base(ffmpeg), "-safe", "0", *_input(listing, "concat")]
     if audio is not None:
-        argv += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0"]
+        argv += [*_input(audio, "mov"), "-map", "0:v:0", "-map", "1:a:0"]
     else:
         argv += ["-map", "0:v:0"]
     return [*argv, "-c", "copy", "-movflags", "+faststart", str(out)]
@@ -148,8 +165,7 @@ def hls_command(ffmpeg: str, source: Path, segment_s: int, out_dir: Path) -> lis
     re-encoding: segments cut at the keyframes on the GOP grid."""
     return [
         *_base(ffmpeg),
-        "-i",
-        str(source),
+        *_input(source, "mov"),
         "-map",
         "0",
         "-c",
@@ -176,8 +192,7 @@ def poster_command(ffmpeg: str, source: Path, at_s: float, out: Path) -> list[st
         *_base(ffmpeg),
         "-ss",
         f"{at_s:.3f}",
-        "-i",
-        str(source),
+        *_input(source, "mov"),
         "-frames:v",
         "1",
         "-q:v",
@@ -199,8 +214,7 @@ def sprite_command(
     chain = f"fps=1/{every_s:.6f},scale={size[0]}:{size[1]},tile={columns}x{rows}"
     return [
         *_base(ffmpeg),
-        "-i",
-        str(source),
+        *_input(source, "mov"),
         "-vf",
         chain,
         "-frames:v",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from longhaul.jobs import (
     JobTypes,
     NonRetryable,
 )
-from longhaul_media.config import MediaSettings, ffmpeg_binary
+from longhaul_media.config import MIB, MediaSettings, ffmpeg_binary
 from longhaul_media.media.ffmpeg import (
     audio_command,
     encode_command,
@@ -35,7 +36,7 @@ from longhaul_media.media.ffmpeg import (
     split_command,
 )
 from longhaul_media.media.plan import forced_keyframes, ladder, plan_chunks, rung_of
-from longhaul_media.media.probe import Limits, probe
+from longhaul_media.media.probe import Limits, input_format, probe
 from longhaul_media.models import (
     Chunk,
     ChunkPayload,
@@ -43,13 +44,16 @@ from longhaul_media.models import (
     MediaInfo,
     RungSize,
     TranscodePayload,
+    TranscodeResult,
 )
 from longhaul_media.presets import Preset
 from longhaul_media.storage import download, object_size, scratch, upload, work_prefix
 from longhaul_media.worker._utils import (
     ENCODED,
     PREPARED,
+    ffmpeg_limits,
     preset_named,
+    reasons_without_paths,
     resources_of,
     run_ffmpeg,
     settings_of,
@@ -80,8 +84,15 @@ async def transcode(payload: TranscodePayload, ctx: JobContext) -> dict[str, Any
     settings = settings_of(resources)
     state: dict[str, Any] = ctx.resume or {}
     if state.get("phase") != "encoding":
-        state = await _prepare(payload, preset, ctx, resources, settings)
+        with reasons_without_paths(settings):
+            state = await _prepare(payload, preset, ctx, resources, settings)
         await ctx.checkpoint(state)
+    deadline = state.get("deadline")
+    if deadline is not None and time.time() > deadline:
+        raise NonRetryable(
+            f"the transcode ran past its time limit of {_minutes(state['timeout_s'])} "
+            f"for a {_minutes(state['info']['duration_s'])} source"
+        )
     chunks = [Chunk.model_validate(c) for c in state["chunks"]]
     children = await ctx.jobs(state["children"])
     for chunk, child in zip(chunks, children, strict=True):
@@ -104,7 +115,30 @@ async def transcode(payload: TranscodePayload, ctx: JobContext) -> dict[str, Any
             await ctx.checkpoint(state)
         ctx.park(settings.wait_poll_s, message)
     await ctx.progress(ENCODED, "stitching")
-    result = await stitch(
+    with reasons_without_paths(settings):
+        result = await _stitch(ctx, resources, settings, preset, payload, state, chunks)
+    return result.model_dump(mode="json")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def transcode_timeout(settings: MediaSettings, duration_s: float) -> float:
+    """How long a transcode of `duration_s` seconds of video may take, from its start."""
+    return settings.transcode_timeout_s + settings.transcode_timeout_per_s * duration_s
+
+
+async def _stitch(
+    ctx: JobContext,
+    resources: JobResources,
+    settings: MediaSettings,
+    preset: Preset,
+    payload: TranscodePayload,
+    state: dict[str, Any],
+    chunks: list[Chunk],
+) -> TranscodeResult:
+    return await stitch(
         ctx,
         resources,
         settings,
@@ -116,7 +150,6 @@ async def transcode(payload: TranscodePayload, ctx: JobContext) -> dict[str, Any
         has_audio=bool(state["audio"]),
         preset_name=payload.preset,
     )
-    return result.model_dump(mode="json")
 
 
 async def _prepare(
@@ -137,24 +170,20 @@ async def _prepare(
         )
     ffmpeg = ffmpeg_binary(settings)
     work = work_prefix(ctx.job_id)
+    started = time.time()
     with scratch(settings.scratch_dir, f"media-{ctx.job_id[:8]}-") as tmp:
-        source = await download(
-            s3, bucket, payload.key, tmp / ("source" + Path(payload.key).suffix)
-        )
-        limits = Limits(
-            max_bytes=settings.max_upload_bytes,
-            max_duration_s=settings.max_duration_s,
-            max_width=settings.max_width,
-            max_height=settings.max_height,
-            max_pixels=settings.max_pixels,
-        )
-        found = await ctx.run_in_child(probe, str(source), limits)
-        if "error" in found:
-            raise NonRetryable(found["error"])
+        # No extension of the caller's: nothing guesses a format from the name.
+        source = await download(s3, bucket, payload.key, tmp / "source")
+        found = await _probe(ctx, settings, source)
         info = MediaInfo.model_validate(found)
+        fmt = input_format(info.format)
         rungs = ladder(preset, info)
-        planned = plan_chunks(
-            found["keyframes_s"], info.duration_s, settings.chunk_min_s, settings.chunk_max_s
+        planned = await asyncio.to_thread(
+            plan_chunks,
+            found["keyframes_s"],
+            info.duration_s,
+            settings.chunk_min_s,
+            settings.chunk_max_s,
         )
         ctx.log.info(
             "probed the source",
@@ -169,7 +198,14 @@ async def _prepare(
         pieces = tmp / "chunks"
         pieces.mkdir()
         cuts = [c.start_s for c in planned[1:]]
-        await run_ffmpeg(ctx, split_command(ffmpeg, source, cuts, pieces), "splitting", settings)
+        await run_ffmpeg(
+            ctx,
+            split_command(ffmpeg, source, fmt, cuts, pieces),
+            "splitting",
+            settings,
+            media_s=info.duration_s,
+            max_file_bytes=size + 64 * MIB,
+        )
         chunks = _split_chunks(pieces / "chunks.csv", info.duration_s)
         sizes = [RungSize(name=r.name, width=r.width, height=r.height) for r in rungs]
         has_audio = info.audio_codec is not None
@@ -203,20 +239,80 @@ async def _prepare(
         async def encode_audio() -> None:
             if has_audio:
                 audio = tmp / "audio.m4a"
-                argv = audio_command(ffmpeg, source, preset.audio, audio, info.start_s)
-                await run_ffmpeg(ctx, argv, "encoding the audio", settings)
+                argv = audio_command(ffmpeg, source, fmt, preset.audio, audio, info.start_s)
+                # Twice the audio's bit rate for the video's length: silence padded into a
+                # timestamp gap cannot fill the disk.
+                bound = int(2 * info.duration_s * preset.audio.kbps * 125) + 64 * MIB
+                await run_ffmpeg(
+                    ctx,
+                    argv,
+                    "encoding the audio",
+                    settings,
+                    media_s=info.duration_s,
+                    max_file_bytes=bound,
+                )
                 await upload(s3, bucket, f"{work}audio.m4a", audio)
 
         children, _ = await asyncio.gather(fan_out(), encode_audio())
     await ctx.progress(PREPARED, f"encoding {len(chunks)} chunks")
+    timeout = transcode_timeout(settings, info.duration_s)
     return {
         "phase": "encoding",
+        "deadline": started + timeout,
+        "timeout_s": timeout,
         "info": info.model_dump(mode="json"),
         "chunks": [c.model_dump(mode="json") for c in chunks],
         "rungs": [s.model_dump(mode="json") for s in sizes],
         "audio": has_audio,
         "children": children,
     }
+
+
+async def _probe(ctx: JobContext, settings: MediaSettings, source: Path) -> dict[str, Any]:
+    """The probe's facts, in a child bounded in time, CPU and memory; a refusal, or a file
+    that takes the child past a bound, fails the job for good with the reason."""
+    limits = Limits(
+        max_bytes=settings.max_upload_bytes,
+        max_duration_s=settings.max_duration_s,
+        max_width=settings.max_width,
+        max_height=settings.max_height,
+        max_pixels=settings.max_pixels,
+        max_frame_rate=settings.max_frame_rate,
+        max_frames=settings.max_frames,
+        max_keyframes=settings.max_keyframes,
+        max_gap_s=settings.max_gap_s,
+    )
+    timeout = settings.probe_timeout_s
+    rlimits = {
+        resource.RLIMIT_CPU: int(timeout) + 1,
+        resource.RLIMIT_AS: settings.probe_memory_bytes,
+        resource.RLIMIT_FSIZE: 64 * MIB,  # it writes nothing
+    }
+    try:
+        found: dict[str, Any] = await ctx.run_in_child(
+            probe, str(source), limits, timeout_s=timeout, rlimits=rlimits
+        )
+    except TimeoutError:
+        raise NonRetryable(
+            f"reading the file took longer than {timeout:.0f} s: it is malformed or built to "
+            "be slow to read"
+        ) from None
+    except RuntimeError as exc:
+        raise NonRetryable(
+            "reading the file went past the bounds on its time or memory "
+            f"({_child_failure(str(exc))}): it is malformed or built to exhaust a reader"
+        ) from None
+    if "error" in found:
+        raise NonRetryable(found["error"])
+    return found
+
+
+def _child_failure(message: str) -> str:
+    if "MemoryError" in message:
+        return "out of memory"
+    if "exit code -24" in message:
+        return "out of CPU time"
+    return "the reader crashed"
 
 
 def _split_chunks(listing: Path, duration_s: float) -> list[Chunk]:
@@ -267,17 +363,24 @@ async def transcode_chunk(payload: ChunkPayload, ctx: JobContext) -> dict[str, A
             payload.rotation,
             forced_keyframes(payload.start_s, payload.end_s, preset.gop_s),
             outputs,
+            settings.max_pixels,
         )
+        # Each rung at twice its peak rate for the chunk's length, per file.
+        bound = int(2 * duration * max(r.rendition.maxrate_kbps for r in rungs) * 125) + 64 * MIB
         try:
             code, stderr = await ctx.run_process(
-                argv, timeout_s=settings.chunk_timeout_s, on_stdout_line=on_progress
+                argv,
+                timeout_s=settings.chunk_timeout_s,
+                on_stdout_line=on_progress,
+                rlimits=ffmpeg_limits(settings, settings.chunk_timeout_s, bound),
             )
         except TimeoutError:
             raise RuntimeError(
                 f"chunk {payload.index} took longer than {settings.chunk_timeout_s:.0f} s"
             ) from None
         if code != 0:
-            raise RuntimeError(f"encoding chunk {payload.index} failed: {stderr_tail(stderr)}")
+            reason = stderr_tail(stderr, settings)
+            raise RuntimeError(f"encoding chunk {payload.index} failed: {reason}")
         keys = {r.name: f"{work}enc/{r.name}/{payload.index:05d}.mp4" for r in rungs}
         await asyncio.gather(
             *(upload(s3, bucket, keys[r.name], out) for r, out in zip(rungs, outputs, strict=True))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from longhaul.jobs import JobContext, JobResources
-from longhaul_media.config import MediaSettings, ffmpeg_binary
+from longhaul_media.config import MIB, MediaSettings, ffmpeg_binary
 from longhaul_media.media.ffmpeg import (
     concat_command,
     hls_command,
@@ -87,6 +87,9 @@ async def stitch(
     ffmpeg = ffmpeg_binary(settings)
     work = work_prefix(ctx.job_id)
     ladder = [rung_of(preset, r.name, r.width, r.height) for r in rungs]
+    # Any file a step writes: the top rung at twice its peak rate for the whole video.
+    file_bound = int(2 * info.duration_s * max(r.rendition.maxrate_kbps for r in ladder) * 125)
+    file_bound += 256 * MIB
     with scratch(settings.scratch_dir, f"stitch-{ctx.job_id[:8]}-") as tmp:
         audio = (
             await download(s3, bucket, f"{work}audio.m4a", tmp / "audio.m4a") if has_audio else None
@@ -119,6 +122,8 @@ async def stitch(
                 concat_command(ffmpeg, listing, audio, joined[rung.name]),
                 f"stitching {rung.name}",
                 settings,
+                media_s=info.duration_s,
+                max_file_bytes=file_bound,
             )
             shutil.rmtree(parts)
             hls = out / "hls" / rung.name
@@ -128,6 +133,8 @@ async def stitch(
                 hls_command(ffmpeg, joined[rung.name], preset.segment_s, hls),
                 f"packaging {rung.name}",
                 settings,
+                media_s=info.duration_s,
+                max_file_bytes=file_bound,
             )
             facts[rung.name] = await asyncio.to_thread(stream_facts, joined[rung.name])
             peak, average = playlist_bitrates(hls / "index.m3u8")
@@ -161,6 +168,8 @@ async def stitch(
                 poster_command(ffmpeg, mp4_path, at, out / "poster.jpg"),
                 "the poster",
                 settings,
+                media_s=info.duration_s,
+                max_file_bytes=file_bound,
             ),
             _thumbnails(
                 ctx, settings, preset, ffmpeg, joined[ladder[-1].name], ladder[-1], duration, out
@@ -265,7 +274,9 @@ async def _thumbnails(
     thumbs = out / "thumbs"
     thumbs.mkdir()
     argv = sprite_command(ffmpeg, source, every, size, (columns, rows), thumbs / "sprite.jpg")
-    await run_ffmpeg(ctx, argv, "the thumbnails", settings)
+    await run_ffmpeg(
+        ctx, argv, "the thumbnails", settings, media_s=duration, max_file_bytes=256 * MIB
+    )
     (thumbs / "thumbnails.vtt").write_text(
         thumbnails_vtt("sprite.jpg", count, every, duration, size, columns)
     )
