@@ -120,10 +120,21 @@ class SecretSpec(_Spec):
 
 
 class ComputeSpec(_Spec):
-    """Fargate task size of one role."""
+    """Fargate task size of one role.
+
+    The root filesystem is read-only on AWS; what the role writes goes to the task's scratch
+    volume (`$TMPDIR`), which shares the task's ephemeral storage with the image.
+    """
 
     cpu: int = 512
     memory_mib: int = 1024
+    ephemeral_storage_gib: int | None = Field(
+        default=None,
+        ge=21,
+        le=200,
+        description="the task's ephemeral storage (image and scratch) in GiB, 21 to 200 on "
+        "Fargate; None keeps Fargate's default of 20 GiB",
+    )
 
 
 class ScalingSpec(_Spec):

@@ -124,7 +124,7 @@ class ApiAlarms(Construct):
                     metric=group.metrics.unhealthy_host_count(period=MINUTE, statistic="Maximum"),
                     threshold=1,
                     comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                    description=f"{name} has targets failing the readiness check",
+                    description=f"{name} has targets failing the health check (/healthz)",
                 ),
             ]
 

@@ -15,7 +15,7 @@ from longhaul_deploy._utils import acknowledge
 from longhaul_deploy.config import CONTAINER_PORT
 from longhaul_deploy.observability import ApiAlarms
 from longhaul_deploy.platform import PlatformStack
-from longhaul_deploy.service_task import CONTAINER_NAME, ServiceTask
+from longhaul_deploy.service_task import CONTAINER_NAME, HEALTH_PATH, ServiceTask
 
 __all__ = ["BAKE_TIME", "CANARY_BAKE_TIME", "CANARY_PERCENT", "ServiceApi"]
 
@@ -162,9 +162,12 @@ class ServiceApi(Construct):
             target_type=elbv2.TargetType.IP,
             deregistration_delay=Duration.seconds(30),
             health_check=elbv2.HealthCheck(
-                # Readiness: a task whose table, queue, bucket or bus does not answer takes
-                # no traffic (the container's own check stays on liveness, /healthz).
-                path="/readyz",
+                # Liveness, as the container's own check: answered from memory, no AWS call.
+                # Every target is checked every 15 s by each ALB node, so a check that
+                # called the table, queue, bucket and bus would spend control-plane calls
+                # (and their throttling) on health alone, and a passing AWS blip would take
+                # every task out of service at once, where none would be better off.
+                path=HEALTH_PATH,
                 healthy_http_codes="200",
                 interval=Duration.seconds(15),
                 timeout=Duration.seconds(5),

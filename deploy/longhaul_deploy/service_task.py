@@ -1,5 +1,10 @@
 """One role's task definition: the service's image started with `--role <role>`, its
-environment, its secrets, its logs, and the stop timeout its shutdown fits in."""
+environment, its secrets, its logs, and the stop timeout its shutdown fits in.
+
+The container is hardened: its root filesystem is read-only, it holds no Linux capability,
+and the only place it writes is the task's scratch volume at `/scratch` (`TMPDIR`), on the
+task's ephemeral storage, sized from the role's spec (`ComputeSpec.ephemeral_storage_gib`).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +19,29 @@ from longhaul.spec import ComputeSpec
 from longhaul_deploy._utils import acknowledge
 from longhaul_deploy.config import CONTAINER_PORT
 
-__all__ = ["CONTAINER_NAME", "HEALTH_COMMAND", "Role", "ServiceTask"]
+__all__ = [
+    "CONTAINER_NAME",
+    "HEALTH_COMMAND",
+    "HEALTH_PATH",
+    "SCRATCH_PATH",
+    "SCRATCH_VOLUME",
+    "Role",
+    "ServiceTask",
+]
 
 Role = Literal["api", "worker"]
 CONTAINER_NAME = "app"
-# The kit's liveness endpoint, from inside the container (the image has no curl).
+# A bind mount with no host: on Fargate, a directory on the task's ephemeral storage, gone
+# with the task. The kit's and the services' temporary files go there through TMPDIR
+# (Python's tempfile; media's MEDIA_SCRATCH_DIR defaults to it).
+SCRATCH_VOLUME = "scratch"
+SCRATCH_PATH = "/scratch"
+# The kit's liveness endpoint: no AWS call. The ALB checks it, and so does the container
+# itself, from inside (the image has no curl).
+HEALTH_PATH = "/healthz"
 HEALTH_COMMAND = (
     "import urllib.request; "
-    f"urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}/healthz', timeout=3)"
+    f"urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{HEALTH_PATH}', timeout=3)"
 )
 
 
@@ -48,6 +68,7 @@ class ServiceTask(Construct):
             "Definition",
             cpu=compute.cpu,
             memory_limit_mib=compute.memory_mib,
+            ephemeral_storage_gib=compute.ephemeral_storage_gib,
             runtime_platform=ecs.RuntimePlatform(
                 cpu_architecture=ecs.CpuArchitecture.X86_64,
                 operating_system_family=ecs.OperatingSystemFamily.LINUX,
@@ -57,7 +78,7 @@ class ServiceTask(Construct):
             CONTAINER_NAME,
             image=image,
             command=["--role", role],
-            environment=environment,
+            environment={**environment, "TMPDIR": SCRATCH_PATH},
             secrets=secrets,
             port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT, name="http")],
             health_check=ecs.HealthCheck(
@@ -74,10 +95,16 @@ class ServiceTask(Construct):
                 mode=ecs.AwsLogDriverMode.NON_BLOCKING,
                 max_buffer_size=Size.mebibytes(25),
             ),
-            # An init process reaps the children the kit spawns (ffmpeg, spawned workers)
-            # and passes SIGTERM on to the service.
-            linux_parameters=ecs.LinuxParameters(self, "Linux", init_process_enabled=True),
+            linux_parameters=self._linux_parameters(),
+            # Nothing in the image changes at run time; a write outside /scratch fails.
+            readonly_root_filesystem=True,
             stop_timeout=stop_timeout,
+        )
+        self.definition.add_volume(name=SCRATCH_VOLUME)
+        self.container.add_mount_points(
+            ecs.MountPoint(
+                source_volume=SCRATCH_VOLUME, container_path=SCRATCH_PATH, read_only=False
+            )
         )
         execution_role = self.definition.execution_role
         assert execution_role is not None  # made by add_container: image pull and logs
@@ -94,3 +121,14 @@ class ServiceTask(Construct):
             "The environment carries resource names, ARNs and settings only; secret values "
             "reach the container through `secrets` (Secrets Manager), never through it.",
         )
+
+    def _linux_parameters(self) -> ecs.LinuxParameters:
+        """An init process, and every Linux capability dropped."""
+        # The init process (Docker's tini, mounted by the runtime, not from the image) reaps
+        # the children the kit spawns (ffmpeg, spawned workers) and passes SIGTERM on to the
+        # service; it needs no capability and writes nothing. The service runs as a non-root
+        # user and binds a port above 1024, so it needs none either: dropping them all also
+        # empties the bounding set, so no setuid binary in the image can gain one.
+        parameters = ecs.LinuxParameters(self, "Linux", init_process_enabled=True)
+        parameters.drop_capabilities(ecs.Capability.ALL)
+        return parameters

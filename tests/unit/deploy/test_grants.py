@@ -259,7 +259,8 @@ def _kit_variables() -> set[str]:
 def test_task_environment_is_what_the_kit_reads_and_is_complete(
     any_app: Synthesized, role: str
 ) -> None:
-    known = _kit_variables() | {"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"}
+    # and what the runtime reads: OpenTelemetry's resource, Python's tempfile (the scratch)
+    known = _kit_variables() | {"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "TMPDIR"}
     for name, spec in any_app.specs.items():
         task = _tasks(any_app, name).get(role)
         if task is None:

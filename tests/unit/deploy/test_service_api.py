@@ -107,12 +107,12 @@ def test_api_alternates_between_two_target_groups_on_its_path_rule(any_app: Synt
         ]
 
 
-def test_target_groups_check_readiness(any_app: Synthesized) -> None:
+def test_target_groups_check_liveness_which_calls_no_aws_api(any_app: Synthesized) -> None:
     for name in any_app.services:
         for group in any_app.resources(name, "AWS::ElasticLoadBalancingV2::TargetGroup").values():
             properties = group["Properties"]
             assert (properties["TargetType"], properties["Port"]) == ("ip", 8000)
-            assert properties["HealthCheckPath"] == "/readyz"
+            assert properties["HealthCheckPath"] == "/healthz"
 
 
 def test_api_tasks_take_traffic_from_the_alb_only(dev: Synthesized) -> None:
