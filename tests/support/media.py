@@ -218,6 +218,7 @@ class MediaWorker:
     ) -> None:
         """`cpu` pins the worker and its ffmpeg to one core, as a 1-vCPU task would be."""
         self.name = name
+        self.port = free_port()  # its /healthz
         pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
         self.log_path = logs / f"media-worker-{name}-{time.time_ns()}.log"
         variables = {**os.environ, **platform.environment("worker", **extra)}
@@ -231,7 +232,7 @@ class MediaWorker:
                     "--role",
                     "worker",
                     "--port",
-                    str(free_port()),
+                    str(self.port),
                 ],
                 cwd=ROOT,
                 env=variables,
