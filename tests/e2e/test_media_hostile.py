@@ -24,6 +24,7 @@ from longhaul.jobs import JobState
 from tests.support import hostile
 from tests.support.media import (
     MediaWorker,
+    children_of,
     make_clip,
     provision_media,
     put_object,
@@ -144,3 +145,39 @@ async def test_every_hostile_upload_is_refused_with_its_reason_and_the_worker_st
         f"/healthz answered in at most {max(latencies):.2f} s over {len(latencies)} checks"
     )
     assert list(scratch.iterdir()) == [], "scratch files were left behind"
+
+
+async def test_a_transcode_past_its_deadline_fails_with_the_reason_and_its_chunks_stop(
+    aws: AwsClients, moto: MotoServer, tmp_path: Path, media_workers: list[MediaWorker]
+) -> None:
+    """The transcode's own deadline (from the source's length) ends it, however its chunks
+    fare: here a deadline of about 1 s for a 4 s source passes while the chunks encode."""
+    platform = await provision_media(aws, moto.endpoint)
+    media_workers.append(
+        MediaWorker(
+            platform,
+            tmp_path,
+            MEDIA_TRANSCODE_TIMEOUT_S="0.5",
+            MEDIA_TRANSCODE_TIMEOUT_PER_S="0.1",
+        )
+    )
+    clip = make_clip(tmp_path / "clip.mp4", size="640x360", seconds=4)
+    key = f"uploads/dave/{uuid.uuid4().hex}/clip.mp4"
+    await put_object(aws, platform, key, clip)
+    store = await store_of(aws, platform)
+    job = await wait_for(
+        store,
+        await submit_transcode(store, aws, platform, key),
+        JobState.FAILED,
+        JobState.SUCCEEDED,
+    )
+    assert job.state is JobState.FAILED
+    assert job.error is not None
+    assert "ran past its time limit of 1 s for a 4 s source" in job.error
+    chunks = await children_of(store, job.id)
+    assert chunks, "the transcode had spawned its chunks"
+    for chunk in chunks:
+        ended = await wait_for(
+            store, chunk.id, JobState.SUCCEEDED, JobState.CANCELLED, JobState.FAILED
+        )
+        assert ended.state in (JobState.SUCCEEDED, JobState.CANCELLED)
