@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install dev test lint typecheck unit integration e2e fmt token demo reset provision schemas compose pins bench synth clean
+.PHONY: help install dev test lint typecheck unit integration e2e fmt token demo reset provision schemas compose pins bench synth clean images test-images
 
 help: ## List every target with one line each
 	@grep -hE '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -82,6 +82,12 @@ pins: $(UV) ## Re-resolve and write the URL-free pins after a dependency change
 
 bench: install ## Run the benchmarks (each beside a baseline measured in the same run)
 	$(BIN)/python -m bench
+
+images: install ## Build the base and each service's image with buildah (here on a Debian stand-in base)
+	$(BIN)/python -m longhaul.local.images
+
+test-images: install ## Build the images and transcode through media's worker image on the emulator (minutes; CI)
+	LONGHAUL_IMAGE_TESTS=1 $(BIN)/pytest tests/images
 
 synth: install ## Synthesize every CDK stack into cdk.out/ offline (ENV=dev|prod; no CLI, Docker or AWS)
 	rm -rf cdk.out

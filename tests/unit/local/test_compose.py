@@ -87,10 +87,12 @@ def test_base_dockerfile_has_the_stages_compose_builds() -> None:
     }
     assert targets == {"base", "platform"}
     assert targets <= set(stages)
-    assert stages["base"].startswith("python:3.11")
-    assert stages["platform"] == "base"
     text = (ROOT / "Dockerfile.base").read_text()
-    assert "ffmpeg" in text
+    # The Python base is a build argument: the registry's image by default (compose, the
+    # CDK), a stand-in where no registry is reachable (longhaul.local.images).
+    assert stages["base"] == "${PYTHON_IMAGE}"
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim-\S+$", text, re.M)
+    assert stages["platform"] == "base"
     assert "USER 10001" in text
     assert "requirements-runtime.txt" in text
     assert (ROOT / "requirements-runtime.txt").exists()
