@@ -121,6 +121,7 @@ class ServiceStack(Stack):
                 platform_bus=self.platform.bus,
                 queue=self.queue.queue,
                 dead_letter_queue=self.queue.dead_letter_queue,
+                key=self.key,
                 bucket_name=self.bucket.bucket_name if self.bucket else None,
             )
 

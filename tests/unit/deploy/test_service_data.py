@@ -3,6 +3,7 @@ and the secrets, each encrypted with the service's rotating key; logs with reten
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.unit.deploy._template import one, ref
@@ -54,6 +55,32 @@ def test_queue_and_dlq_follow_the_spec_and_are_encrypted_and_tls_only(
         policies = any_app.resources(name, "AWS::SQS::QueuePolicy").values()
         assert len(policies) == 2
         assert all(_denies_plain_http(p["Properties"]["PolicyDocument"]) for p in policies)
+
+
+def test_eventbridge_may_send_to_the_queues_only_for_the_services_own_rules(
+    any_app: Synthesized,
+) -> None:
+    # CDK's SqsQueue target leaves the condition out for encrypted queues (aws/aws-cdk#11158),
+    # which would let any rule of any account deliver into them.
+    for name, spec in any_app.specs.items():
+        rules = sorted(
+            json.dumps({"Fn::GetAtt": [k, "Arn"]})
+            for k in any_app.resources(name, "AWS::Events::Rule")
+        )
+        allowed: dict[str, list[str]] = {}
+        for policy in any_app.resources(name, "AWS::SQS::QueuePolicy").values():
+            (queue,) = policy["Properties"]["Queues"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                if statement["Effect"] != "Allow":
+                    continue
+                assert statement["Principal"] == {"Service": "events.amazonaws.com"}, statement
+                assert statement["Action"] == "sqs:SendMessage", statement
+                source = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+                allowed.setdefault(queue["Ref"], []).append(json.dumps(source))
+        queues = any_app.resources(name, "AWS::SQS::Queue")
+        for queue_id in queues:
+            # Each rule delivers to the queue, and what it cannot deliver to the DLQ.
+            assert sorted(allowed.get(queue_id, [])) == (rules if spec.rules else []), queue_id
 
 
 def test_dead_letters_and_old_messages_alarm_to_the_platform_topic(dev: Synthesized) -> None:
