@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
 from longhaul.spec import ServiceSpec
+
+if TYPE_CHECKING:
+    from longhaul.quotas.types import Quotas
 
 __all__ = ["KitSettings", "Role", "SettingsError", "load_settings"]
 
@@ -122,6 +125,27 @@ class KitSettings(BaseSettings):
     readiness_timeout_s: float = Field(
         default=2.0, gt=0, le=30, validation_alias=_kit("LONGHAUL_READINESS_TIMEOUT_S")
     )
+    readiness_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        validation_alias=_kit("LONGHAUL_READINESS_CACHE_S"),
+        description="/readyz answers from its last checks for this long, however often it is asked",
+    )
+    # Per-owner quotas (docs/quotas.md); a service sets its own by redeclaring these.
+    quota_concurrent_jobs: int = Field(
+        default=100, ge=1, validation_alias=_kit("LONGHAUL_QUOTA_CONCURRENT_JOBS")
+    )
+    quota_uploads_per_hour: int = Field(
+        default=100, ge=1, validation_alias=_kit("LONGHAUL_QUOTA_UPLOADS_PER_HOUR")
+    )
+    quota_stored_bytes: int = Field(
+        default=100 * 1024**3, ge=1, validation_alias=_kit("LONGHAUL_QUOTA_STORED_BYTES")
+    )
+    quota_streams: int = Field(default=10, ge=1, validation_alias=_kit("LONGHAUL_QUOTA_STREAMS"))
+    quota_stream_lifetime_s: int = Field(
+        default=900, ge=1, validation_alias=_kit("LONGHAUL_QUOTA_STREAM_LIFETIME_S")
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -143,6 +167,19 @@ class KitSettings(BaseSettings):
         if self.auth_jwks_url:
             return self.auth_jwks_url
         return f"{self.auth_issuer.rstrip('/')}/.well-known/jwks.json" if self.auth_issuer else None
+
+    @property
+    def quotas(self) -> Quotas:
+        """The per-owner quotas these settings set."""
+        from longhaul.quotas.types import Quotas  # the quotas import the jobs, which import this
+
+        return Quotas(
+            concurrent_jobs=self.quota_concurrent_jobs,
+            uploads_per_hour=self.quota_uploads_per_hour,
+            stored_bytes=self.quota_stored_bytes,
+            streams=self.quota_streams,
+            stream_lifetime_s=self.quota_stream_lifetime_s,
+        )
 
     def check_against(self, spec: ServiceSpec, role: Role) -> Self:
         """Fail naming every variable the spec and role need but the environment lacks."""

@@ -1,8 +1,10 @@
 """The edge every service shares: problem+json for each error class, correlation ids,
-readiness that follows moto's health, and secrets that never reach a log line."""
+readiness that follows moto's health without following the request rate, and secrets that
+never reach a log line."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -85,7 +87,12 @@ async def test_readyz_fails_while_moto_is_down_and_recovers_after(
         report = await provision(aws, [ECHO], env=env, region=REGION)
         assert report.auth is not None
         platform = Platform(env=env, auth=report.auth, endpoint=own.endpoint)
-        async with running_app(monkeypatch, platform) as (_, client):
+        # Every ask runs the checks here; readyz_runs_its_checks_once_per_interval shows
+        # the cache.
+        async with running_app(monkeypatch, platform, LONGHAUL_READINESS_CACHE_S="0") as (
+            _,
+            client,
+        ):
             assert (await client.get("/readyz")).json()["checks"] == {
                 "bus": "ok",
                 "table": "ok",
@@ -107,6 +114,24 @@ async def test_readyz_fails_while_moto_is_down_and_recovers_after(
     assert all(result != "ok" for result in down.json()["checks"].values())
     assert alive.status_code == 200, "liveness does not depend on AWS"
     assert back.status_code == 200
+
+
+async def test_readyz_runs_its_checks_once_per_interval_however_often_it_is_asked(
+    moto: MotoServer, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    moto.faults.clear()
+    async with running_app(monkeypatch, platform, LONGHAUL_READINESS_CACHE_S="30") as (_, client):
+        # Counts every AWS call naming this environment's resources, delaying none.
+        counter = moto.faults.inject("*", "latency", seconds=0, match=platform.env)
+        try:
+            ready = await asyncio.gather(*(client.get("/readyz") for _ in range(50)))
+            alive = await asyncio.gather(*(client.get("/healthz") for _ in range(50)))
+            calls = moto.faults.matched(counter)
+        finally:
+            moto.faults.clear()
+    assert {r.status_code for r in ready} == {200}
+    assert {r.status_code for r in alive} == {200}, "liveness needs no token"
+    assert calls == 4, "one run of the four checks (bus, table, queue, bucket) for 50 asks"
 
 
 async def test_secret_value_never_appears_in_any_log_line(

@@ -1,4 +1,5 @@
-"""The job routes: idempotent submission, ownership, cursor pagination, SSE with resume."""
+"""The job routes: idempotent submission, ownership, cursor pagination (bounded per request,
+crafted cursors refused), SSE with resume."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from longhaul.aws.clients import AwsClients
+from longhaul.jobs.store import queries
 from tests.conftest import Platform
 from tests.support.app import forge, running_app
+from tests.support.moto import MotoServer
 from tests.support.workers import Jobs
 
 PROBLEM = "application/problem+json"
@@ -115,6 +118,74 @@ async def test_cursor_pagination_over_250_jobs_returns_each_once_newest_first(
     assert pages == 7
     assert succeeded["jobs"] == [], "none has run"
     assert forged.status_code == 400
+
+
+async def test_listing_a_rare_state_reads_a_bounded_slice_of_the_index_per_request(
+    aws: AwsClients, moto: MotoServer, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs = Jobs(aws, platform.env)
+    store = await jobs.store()
+    created = [await jobs.submit({}, owner="dina", enqueue_it=False) for _ in range(90)]
+    cancelled = created[5:8] + created[70:72]  # old ones behind many queued ones
+    for job_id in cancelled:
+        await store.cancel(job_id, "dina")
+    monkeypatch.setattr(queries, "LIST_READ_BUDGET", 30)
+    dina = _auth(platform, "dina")
+    queries_per_request: list[int] = []
+    found: list[str] = []
+    moto.faults.clear()
+    counter = moto.faults.inject(
+        "dynamodb", "latency", seconds=0, operation="Query", match=platform.env
+    )
+    try:
+        async with running_app(monkeypatch, platform) as (_, client):
+            cursor = None
+            while True:
+                before = moto.faults.matched(counter)
+                params = {
+                    "state": "cancelled",
+                    "limit": "1",
+                    **({"cursor": cursor} if cursor else {}),
+                }
+                page = (await client.get("/jobs", params=params, headers=dina)).json()
+                queries_per_request.append(moto.faults.matched(counter) - before)
+                found += [job["id"] for job in page["jobs"]]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+    finally:
+        moto.faults.clear()
+    assert found == list(reversed(cancelled)), "every cancelled job, once, newest first"
+    assert max(queries_per_request) == 1, "one query of at most 30 index entries a request"
+    assert len(queries_per_request) >= 90 // 30, "pages with no match still carry a cursor"
+
+
+async def test_a_crafted_cursor_is_400_problem_json(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = _auth(platform, "alice"), _auth(platform, "bob")
+    crafted = [
+        "%%%not-base64",
+        "eyJub3QganNvbg",  # base64 of a JSON fragment
+        "bnVsbA==",  # null
+        "eyJHU0kxUEsiOiAiT1dORVIjYWxpY2UifQ==",  # {"GSI1PK": "OWNER#alice"}
+        "W1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tbW1tb",
+    ]
+    async with running_app(monkeypatch, platform) as (_, client):
+        for _ in range(2):
+            await client.post("/jobs", json={"type": "work"}, headers=bob)
+        bobs = (await client.get("/jobs", params={"limit": "1"}, headers=bob)).json()
+        answers = [
+            await client.get("/jobs", params={"cursor": cursor}, headers=alice)
+            for cursor in [*crafted, bobs["next_cursor"]]
+        ]
+        own = await client.get("/jobs", params={"cursor": bobs["next_cursor"]}, headers=bob)
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        assert answer.headers["content-type"] == PROBLEM
+        assert answer.json()["detail"] == "the cursor is not one this API issued"
+    assert own.status_code == 200
+    assert len(own.json()["jobs"]) == 1
 
 
 async def test_event_stream_follows_the_job_to_its_end_and_resumes_from_last_event_id(

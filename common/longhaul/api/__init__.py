@@ -2,7 +2,14 @@
 
 from longhaul.api.app import create_app
 from longhaul.api.auth import AuthError, Caller, JwtVerifier
-from longhaul.api.deps import AwsDep, CallerDep, PublisherDep, SettingsDep, require_group
+from longhaul.api.deps import (
+    AwsDep,
+    CallerDep,
+    PublisherDep,
+    QuotasDep,
+    SettingsDep,
+    require_group,
+)
 from longhaul.api.problems import PROBLEM_JSON, Problem
 
 __all__ = [
@@ -14,6 +21,7 @@ __all__ = [
     "JwtVerifier",
     "Problem",
     "PublisherDep",
+    "QuotasDep",
     "SettingsDep",
     "create_app",
     "require_group",

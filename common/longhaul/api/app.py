@@ -28,6 +28,7 @@ from longhaul.jobs.routes import job_routes
 from longhaul.jobs.store import JobStore
 from longhaul.jobs.submit import JobResources
 from longhaul.jobs.worker import JobWorker, WorkerConfig
+from longhaul.quotas import QuotaStore
 from longhaul.spec import ServiceSpec
 
 __all__ = ["create_app"]
@@ -62,7 +63,11 @@ def create_app(
             settings.region, config=client_config(connect_timeout=1, read_timeout=2, max_attempts=1)
         )
         app.state.aws = aws
-        app.state.readiness_checks = health.readiness_checks(spec, settings, probe)
+        app.state.readiness = health.Readiness(
+            health.readiness_checks(spec, settings, probe),
+            timeout_s=settings.readiness_timeout_s,
+            cache_s=settings.readiness_cache_s,
+        )
         stop = asyncio.Event()
         background: asyncio.Task[None] | None = None
         stop_timeout = float(CONSUMER_STOP_TIMEOUT_S)
@@ -90,6 +95,10 @@ def create_app(
                 )
             if serves_api:
                 app.state.verifier = verifier or _verifier(settings)
+                if settings.table_name:
+                    app.state.quotas = QuotaStore(
+                        await aws.get("dynamodb"), settings.table_name, settings.quotas
+                    )
             if consumes:
                 runner = await _background(app, spec, settings, events, jobs, aws)
                 background = asyncio.create_task(runner.run(stop), name="consumer")
@@ -100,7 +109,7 @@ def create_app(
                     if background.done() and not stop.is_set():
                         raise RuntimeError("the consumer stopped")
 
-                app.state.readiness_checks["consumer"] = consumer_alive
+                app.state.readiness.checks["consumer"] = consumer_alive
             yield
         finally:
             stop.set()

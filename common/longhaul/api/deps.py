@@ -14,11 +14,13 @@ from longhaul.api.problems import Problem
 from longhaul.aws.clients import AwsClients
 from longhaul.config import KitSettings
 from longhaul.events.publisher import EventPublisher
+from longhaul.quotas import QuotaStore
 
 __all__ = [
     "AwsDep",
     "CallerDep",
     "PublisherDep",
+    "QuotasDep",
     "SettingsDep",
     "current_caller",
     "require_group",
@@ -73,6 +75,12 @@ def _publisher(request: Request) -> EventPublisher:
     return publisher
 
 
+def _quotas(request: Request) -> QuotaStore:
+    quotas: QuotaStore = request.app.state.quotas
+    return quotas
+
+
 SettingsDep = Annotated[KitSettings, Depends(_settings)]
 AwsDep = Annotated[AwsClients, Depends(_aws)]
 PublisherDep = Annotated[EventPublisher, Depends(_publisher)]
+QuotasDep = Annotated[QuotaStore, Depends(_quotas)]

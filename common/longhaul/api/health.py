@@ -1,9 +1,14 @@
 """Liveness and readiness: /healthz says the process answers, /readyz that its table,
-queue, bucket and bus answer too."""
+queue, bucket and bus answer too.
+
+/readyz is reachable by anyone who reaches the service, so its AWS calls must not follow
+the request rate: the checks run at most once per `LONGHAUL_READINESS_CACHE_S`, one run at
+a time, and every request in between gets the last run's answer."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,7 +20,7 @@ from longhaul.aws.clients import AwsClients
 from longhaul.config import KitSettings
 from longhaul.spec import ServiceSpec
 
-__all__ = ["readiness_checks", "router"]
+__all__ = ["Readiness", "readiness_checks", "router"]
 
 Check = Callable[[], Awaitable[Any]]
 
@@ -49,24 +54,43 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the service's own resources answer")
-async def readyz(request: Request) -> JSONResponse:
-    """200 when every check passes in time, 503 problem+json naming the failures."""
-    checks: dict[str, Check] = request.app.state.readiness_checks
-    timeout = request.app.state.settings.readiness_timeout_s
+class Readiness:
+    """The readiness checks, run at most once per `cache_s` (and one run at a time)."""
 
-    async def run(check: Check) -> str:
+    def __init__(self, checks: dict[str, Check], *, timeout_s: float, cache_s: float) -> None:
+        self.checks = checks
+        self._timeout_s = timeout_s
+        self._cache_s = cache_s
+        self._lock = asyncio.Lock()
+        self._results: dict[str, str] = {}
+        self._ran_at: float | None = None
+
+    async def results(self) -> dict[str, str]:
+        """Each check's outcome ("ok", "timeout" or the error's type) from a run at most
+        `cache_s` old; a request that finds a run going waits for it."""
+        async with self._lock:
+            fresh = self._ran_at is not None and time.monotonic() - self._ran_at < self._cache_s
+            if not fresh:
+                outcomes = await asyncio.gather(*(self._run(c) for c in self.checks.values()))
+                self._results = dict(zip(self.checks, outcomes, strict=True))
+                self._ran_at = time.monotonic()
+            return dict(self._results)
+
+    async def _run(self, check: Check) -> str:
         try:
-            await asyncio.wait_for(check(), timeout)
+            await asyncio.wait_for(check(), self._timeout_s)
         except TimeoutError:
             return "timeout"
         except Exception as exc:
             return f"error: {type(exc).__name__}"
         return "ok"
 
-    results = dict(
-        zip(checks, await asyncio.gather(*(run(c) for c in checks.values())), strict=True)
-    )
+
+@router.get("/readyz", summary="Readiness: the service's own resources answer")
+async def readyz(request: Request) -> JSONResponse:
+    """200 when every check passed in its last run, 503 problem+json naming the failures."""
+    readiness: Readiness = request.app.state.readiness
+    results = await readiness.results()
     if all(result == "ok" for result in results.values()):
         return JSONResponse({"status": "ready", "checks": results})
     failing = sorted(name for name, result in results.items() if result != "ok")

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from longhaul.observability import context
+from longhaul.quotas.types import QuotaExceeded
 
 __all__ = [
     "PROBLEM_JSON",
@@ -128,8 +129,23 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_quota(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, QuotaExceeded)
+    return problem_response(
+        429,
+        exc.detail,
+        headers={"Retry-After": str(exc.retry_after_s)},
+        instance=request.url.path,
+        quota=exc.quota,
+        limit=exc.limit,
+        retry_after_s=exc.retry_after_s,
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    """Answer HTTP errors, validation errors and `Problem`s as problem+json."""
+    """Answer HTTP errors, validation errors, quotas exceeded and `Problem`s as
+    problem+json."""
     app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(QuotaExceeded, _on_quota)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(RequestValidationError, _on_validation)

@@ -5,28 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from botocore.exceptions import ClientError
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from sse_starlette.sse import EventSourceResponse
 
-from longhaul.api.deps import CallerDep, PublisherDep
+from longhaul.api.deps import CallerDep, PublisherDep, QuotasDep
 from longhaul.api.problems import Problem
 from longhaul.jobs.exceptions import IdempotencyConflict, JobNotFound
 from longhaul.jobs.registry import JobTypes
 from longhaul.jobs.store import InvalidCursor, JobStore
 from longhaul.jobs.submit import publish_fact, submit_job
 from longhaul.jobs.types import TERMINAL, Job, JobState
+from longhaul.quotas import QuotaStore, StreamSlot
 
 __all__ = ["JobList", "SubmitJob", "job_routes"]
 
 log = logging.getLogger(__name__)
 
-SSE_POLL_S = 0.5
+SSE_POLL_S = 0.5  # a stream's poll while the job reports; doubled while it is quiet
+SSE_POLL_MAX_S = 2.0
 
 
 class SubmitJob(BaseModel):
@@ -65,11 +69,13 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
         caller: CallerDep,
         store: StoreDep,
         publisher: PublisherDep,
+        quotas: QuotasDep,
         request: Request,
         response: Response,
         idempotency_key: IdempotencyKey = None,
     ) -> Job:
-        """Accept a job; with an Idempotency-Key, a retry returns the first job."""
+        """Accept a job; with an Idempotency-Key, a retry returns the first job. 429 when
+        the caller has as many jobs queued or running as their quota allows."""
         job_type = types.public(body.type)
         if job_type is None:
             raise Problem(422, f"unknown job type {body.type!r}", known_types=types.public_names)
@@ -85,6 +91,7 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
         if job_type.admit is not None and not job_type.admit(model, caller.sub):
             raise Problem(404, "the job's input does not exist or is not yours")
         payload = model.model_dump(mode="json")
+        slot = await quotas.take_job_slot(caller.sub, key=idempotency_key)
         try:
             job, created = await submit_job(
                 service=service,
@@ -98,16 +105,23 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
                 idempotency_key=idempotency_key,
             )
         except IdempotencyConflict:
+            await _release(quotas, caller.sub, slot)
             raise Problem(
                 409, "this Idempotency-Key was used with a different request body"
             ) from None
         except ClientError as exc:
+            await _release(quotas, caller.sub, slot)
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
             # Nothing was written: writes with this key kept cancelling each other.
             raise Problem(
                 503, "the job could not be written; retry", headers={"Retry-After": "1"}
             ) from None
+        if slot is not None:
+            if created:
+                await quotas.bind_job_slot(caller.sub, slot, job.id)
+            else:  # a replay: the first request's slot counts its job
+                await quotas.release_job_slot(caller.sub, slot)
         response.headers["Location"] = f"/jobs/{job.id}"
         if not created:
             response.headers["Idempotent-Replayed"] = "true"
@@ -158,29 +172,57 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
         job_id: str,
         caller: CallerDep,
         store: StoreDep,
+        quotas: QuotasDep,
         request: Request,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
     ) -> EventSourceResponse:
-        """Server-Sent Events of the job's progress and state until it ends; resumes after
-        `Last-Event-ID`."""
+        """Server-Sent Events of the job's progress and state until it ends, or until the
+        stream's lifetime (send `Last-Event-ID` on reconnecting to resume after it). 429
+        when the caller has as many streams open as their quota allows."""
         try:
             await store.get(job_id, caller.sub)
         except JobNotFound:
             raise Problem(404, "no such job") from None
-
-        async def stream() -> AsyncIterator[dict[str, str]]:
-            last = last_event_id
-            while not await request.is_disconnected():
-                for item in await store.events(job_id, after=last):
-                    last = item.id
-                    yield {"id": item.id, "event": item.kind, "data": item.model_dump_json()}
-                    if item.kind == "state" and item.state in TERMINAL:
-                        return
-                job = await store.get(job_id)
-                if job.terminal and not await store.events(job_id, after=last):
-                    return  # ended without its history entry (a crash between the two writes)
-                await asyncio.sleep(SSE_POLL_S)
-
-        return EventSourceResponse(stream(), ping=15)
+        slot = await quotas.open_stream(caller.sub)
+        return EventSourceResponse(_follow(store, job_id, last_event_id, slot, request), ping=15)
 
     return router
+
+
+async def _follow(
+    store: JobStore, job_id: str, last: str | None, slot: StreamSlot, request: Request
+) -> AsyncIterator[dict[str, str]]:
+    """The job's events after `last`, polled (one query a poll, less often while nothing
+    happens) until the job ends, the client goes, or the stream's lifetime is up."""
+    delay = SSE_POLL_S
+    ended_quietly = False
+    try:
+        while not await request.is_disconnected():
+            events, job = await store.poll(job_id, after=last)
+            for item in events:
+                last = item.id
+                yield {"id": item.id, "event": item.kind, "data": item.model_dump_json()}
+                if item.kind == "state" and item.state in TERMINAL:
+                    return
+            if job is None:
+                return
+            if job.terminal and not events:
+                # Its terminal entry is written just after the row: look once more, then end
+                # (a crash between the two writes leaves no entry).
+                if ended_quietly:
+                    return
+                ended_quietly = True
+                continue
+            if time.time() >= slot.ends_at or not await slot.renew_if_due():
+                return  # the client reconnects with Last-Event-ID
+            delay = SSE_POLL_S if events or job.terminal else min(delay * 2, SSE_POLL_MAX_S)
+            await asyncio.sleep(delay)
+    finally:
+        # A client that goes cancels this generator's scope: free the slot regardless.
+        with anyio.move_on_after(5, shield=True):
+            await slot.close()
+
+
+async def _release(quotas: QuotaStore, owner: str, slot: str | None) -> None:
+    if slot is not None:
+        await quotas.release_job_slot(owner, slot)

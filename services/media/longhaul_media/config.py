@@ -71,6 +71,14 @@ class MediaSettings(KitSettings):
         default=5, ge=1, le=60, description="how often a transcode checks on its chunks"
     )
     default_preset: str = "default"
+    # Per-owner quotas (docs/quotas.md): the media service's own, as MEDIA_QUOTA_*.
+    quota_concurrent_jobs: int = Field(default=10, ge=1, description="transcodes at once")
+    quota_uploads_per_hour: int = Field(default=30, ge=1)
+    quota_stored_bytes: int = Field(
+        default=200 * GIB, ge=1, description="declared bytes of the uploads the bucket keeps"
+    )
+    quota_streams: int = Field(default=10, ge=1, description="job event streams open at once")
+    quota_stream_lifetime_s: int = Field(default=900, ge=1)
     scratch_dir: str | None = Field(default=None, description="temp files; default: $TMPDIR")
 
     @model_validator(mode="after")

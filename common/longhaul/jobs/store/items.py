@@ -153,15 +153,37 @@ class InvalidCursor(ValueError):
     """The cursor was not issued for this caller's listing."""
 
 
+_CURSOR_KEYS = frozenset({"PK", "SK", "GSI1PK", "GSI1SK"})
+
+
 def decode_cursor(cursor: str, owner: str) -> dict[str, Any]:
-    """The last key of a cursor this API issued for `owner`'s listing."""
+    """The last key of a cursor this API issued for `owner`'s listing: exactly the owner
+    index's key of one of `owner`'s jobs, or `InvalidCursor`."""
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, binascii.Error):
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+    except (ValueError, binascii.Error, RecursionError):  # not base64, not UTF-8, not JSON
         raise InvalidCursor("the cursor is not one this API issued") from None
-    if not isinstance(key, dict) or key.get("GSI1PK", {}).get("S") != f"OWNER#{owner}":
+    if not (
+        isinstance(key, dict)
+        and set(key) == _CURSOR_KEYS
+        and all(
+            isinstance(value, dict)
+            and set(value) == {"S"}
+            and isinstance(value["S"], str)
+            and 0 < len(value["S"]) <= 1024
+            for value in key.values()
+        )
+        and key["GSI1PK"]["S"] == f"OWNER#{owner}"
+        and key["PK"]["S"].startswith("JOB#")
+        and key["SK"]["S"] == "META"
+    ):
         raise InvalidCursor("the cursor is not one this API issued")
     return key
+
+
+def index_key(item: dict[str, Any]) -> dict[str, Any]:
+    """The owner index's key of an item it returned (to continue a listing after it)."""
+    return {name: item[name] for name in sorted(_CURSOR_KEYS)}
 
 
 def timedelta_ago(seconds: float) -> datetime:

@@ -8,23 +8,30 @@ import json
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from longhaul.jobs.exceptions import JobNotFound
 from longhaul.jobs.store.items import (
     OWNER_INDEX,
     STATE_INDEX,
     STATE_SHARDS,
+    InvalidCursor,
     Page,
     child_owner,
     decode_cursor,
     encode_cursor,
     from_item,
+    index_key,
     iso,
     job_of,
 )
 from longhaul.jobs.store.table import JobTable
 from longhaul.jobs.types import TERMINAL, Job, JobEvent, JobState
 
-__all__ = ["JobQueries"]
+__all__ = ["LIST_READ_BUDGET", "JobQueries"]
+
+# The most owner-index entries one listing call reads (entries are small: keys and state).
+LIST_READ_BUDGET = 500
 
 
 class JobQueries(JobTable):
@@ -56,17 +63,24 @@ class JobQueries(JobTable):
         cursor: str | None = None,
     ) -> Page:
         """The owner's jobs, newest first, `limit` at a time. The owner index holds keys and
-        the state only; the rows come from the table (consistent reads)."""
+        the state only; the rows come from the table (consistent reads).
+
+        One call reads at most `LIST_READ_BUDGET` index entries: with a `state` filter a page
+        may hold fewer than `limit` jobs (none, even) and still have a cursor, so a listing
+        of a rare state never walks all of an owner's jobs in one request."""
         start = decode_cursor(cursor, owner) if cursor else None
-        ids: list[str] = []
-        while len(ids) < limit:
+        entries: list[dict[str, Any]] = []
+        read = 0
+        while len(entries) < limit and read < LIST_READ_BUDGET:
             arguments: dict[str, Any] = {
                 "TableName": self._table,
                 "IndexName": OWNER_INDEX,
                 "KeyConditionExpression": "GSI1PK = :owner",
                 "ExpressionAttributeValues": {":owner": {"S": f"OWNER#{owner}"}},
                 "ScanIndexForward": False,
-                "Limit": limit - len(ids),
+                # Unfiltered, every entry read is one to return; filtered, read what the
+                # budget allows in one query and keep the first that match.
+                "Limit": limit - len(entries) if state is None else LIST_READ_BUDGET - read,
             }
             if state is not None:
                 arguments["FilterExpression"] = "#state = :state"
@@ -74,29 +88,58 @@ class JobQueries(JobTable):
                 arguments["ExpressionAttributeValues"][":state"] = {"S": state.value}
             if start:
                 arguments["ExclusiveStartKey"] = start
-            response = await self._db.query(**arguments)
-            ids += [item["PK"]["S"].removeprefix("JOB#") for item in response.get("Items", [])]
+            try:
+                response = await self._db.query(**arguments)
+            except ClientError as exc:
+                if cursor and exc.response.get("Error", {}).get("Code") == "ValidationException":
+                    raise InvalidCursor("the cursor is not one this API issued") from None
+                raise
+            items = response.get("Items", [])
+            read += int(response.get("ScannedCount", len(items)))
+            room = limit - len(entries)
+            if len(items) > room:  # more matched than the page holds: go on after the last
+                entries += items[:room]
+                start = index_key(items[room - 1])
+                break
+            entries += items
             start = response.get("LastEvaluatedKey")
             if not start:
                 break
+        ids = [item["PK"]["S"].removeprefix("JOB#") for item in entries]
         rows = await self._get_many(ids, consistent=True)
         jobs = [job_of(rows[job_id]) for job_id in ids if job_id in rows]
         return Page(jobs, encode_cursor(start) if start else None)
 
     async def events(self, job_id: str, after: str | None = None) -> list[JobEvent]:
         """The job's history after event id `after`, oldest first."""
+        found, _ = await self.poll(job_id, after)
+        return found
+
+    async def poll(
+        self, job_id: str, after: str | None = None
+    ) -> tuple[list[JobEvent], Job | None]:
+        """The job's history after event id `after`, oldest first, and the job, in one
+        query: its history items sort before its row (`EVENT#` < `META`)."""
         lower = f"EVENT#{after}" if after else "EVENT#"
-        response = await self._db.query(
-            TableName=self._table,
-            KeyConditionExpression="PK = :pk AND SK > :after",
-            ExpressionAttributeValues={":pk": {"S": f"JOB#{job_id}"}, ":after": {"S": lower}},
-            ConsistentRead=True,
-        )
-        return [
-            JobEvent.model_validate(from_item(item))
-            for item in response.get("Items", [])
-            if item["SK"]["S"].startswith("EVENT#")
-        ]
+        found: list[JobEvent] = []
+        job: Job | None = None
+        arguments: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND SK > :after",
+            "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}, ":after": {"S": lower}},
+            "ConsistentRead": True,
+        }
+        while True:
+            response = await self._db.query(**arguments)
+            for item in response.get("Items", []):
+                sort_key = item["SK"]["S"]
+                if sort_key.startswith("EVENT#"):
+                    found.append(JobEvent.model_validate(from_item(item)))
+                elif sort_key == "META":
+                    job = job_of(from_item(item))
+            if "LastEvaluatedKey" not in response:
+                return found, job
+            arguments["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     async def stale(
         self, state: JobState, older_than: datetime, limit: int | None = 100

@@ -9,9 +9,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response
 
-from longhaul.api import CallerDep, Problem
+from longhaul.api import CallerDep, Problem, QuotasDep
 from longhaul.jobs import Job, JobNotFound, JobState, JobStore
 from longhaul_media.api.deps import BucketDep, MediaSettingsDep, S3Dep, StoreDep
+from longhaul_media.api.quotas import upload_quotas
+from longhaul_media.config import MediaSettings
 from longhaul_media.models import UploadCompleted, UploadPart, UploadRequest, UploadTicket
 from longhaul_media.presets import Preset, load_presets
 from longhaul_media.storage import output_prefix, safe_filename, upload_prefix
@@ -22,6 +24,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["media"])
 
 MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
+DECLARED_BYTES = "longhaul-declared-bytes"  # a multipart upload's declared size, as metadata
 
 
 @router.get("/presets")
@@ -35,10 +38,13 @@ async def create_upload(
     body: UploadRequest,
     caller: CallerDep,
     settings: MediaSettingsDep,
+    quotas: QuotasDep,
     s3: S3Dep,
     bucket: BucketDep,
 ) -> UploadTicket:
-    """Where to upload a video: one presigned PUT, or presigned parts for a big file."""
+    """Where to upload a video: one presigned PUT, or presigned parts for a big file. Each
+    counts towards the caller's uploads an hour and stored bytes, and, when it starts a
+    transcode, their concurrent jobs (429 over any of them)."""
     content_type = body.content_type.lower().split(";")[0].strip()
     if content_type not in settings.upload_content_types:
         raise Problem(
@@ -46,14 +52,30 @@ async def create_upload(
             f"content type {body.content_type!r} is not accepted",
             accepted=list(settings.upload_content_types),
         )
-    if body.size > settings.max_upload_bytes:
+    limit = min(settings.max_upload_bytes, settings.quota_stored_bytes)
+    if body.size > limit:
         raise Problem(
             413,
-            f"the file is {body.size} bytes, over the limit of {settings.max_upload_bytes} bytes",
-            max_bytes=settings.max_upload_bytes,
+            f"the file is {body.size} bytes, over the limit of {limit} bytes",
+            max_bytes=limit,
         )
     upload_id = uuid.uuid4().hex
-    key = upload_prefix(caller.sub, upload_id) + safe_filename(body.filename)
+    async with upload_quotas(quotas, caller.sub, upload_id, body, settings):
+        return await _ticket(body, caller.sub, upload_id, content_type, settings, s3, bucket)
+
+
+async def _ticket(
+    body: UploadRequest,
+    owner: str,
+    upload_id: str,
+    content_type: str,
+    settings: MediaSettings,
+    s3: Any,
+    bucket: str,
+) -> UploadTicket:
+    """Presigned URLs that take exactly the declared bytes: Content-Length is a signed
+    header of the PUT and of every part."""
+    key = upload_prefix(owner, upload_id) + safe_filename(body.filename)
     metadata = {"longhaul-preset": body.preset or settings.default_preset}
     if not body.transcode:
         metadata["longhaul-transcode"] = NO_TRANSCODE
@@ -78,7 +100,10 @@ async def create_upload(
     part_bytes = max(settings.multipart_part_bytes, math.ceil(body.size / MAX_PARTS))
     count = math.ceil(body.size / part_bytes)
     started = await s3.create_multipart_upload(
-        Bucket=bucket, Key=key, ContentType=content_type, Metadata=metadata
+        Bucket=bucket,
+        Key=key,
+        ContentType=content_type,
+        Metadata={**metadata, DECLARED_BYTES: str(body.size)},
     )
     parts = [
         UploadPart(
@@ -90,6 +115,7 @@ async def create_upload(
                     "Key": key,
                     "UploadId": started["UploadId"],
                     "PartNumber": number,
+                    "ContentLength": min(part_bytes, body.size - (number - 1) * part_bytes),
                 },
                 ExpiresIn=ttl,
             ),
@@ -116,7 +142,8 @@ async def complete_upload(
     s3: S3Dep,
     bucket: BucketDep,
 ) -> dict[str, str]:
-    """Finish a multipart upload once every part is in."""
+    """Finish a multipart upload once every part is in; an object larger than the upload
+    declared is deleted and refused (413)."""
     if not body.key.startswith(upload_prefix(caller.sub, upload_id)):
         raise Problem(404, "no such upload")
     try:
@@ -138,7 +165,27 @@ async def complete_upload(
         if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
             raise Problem(422, f"the parts do not complete the upload ({code})") from None
         raise
+    await _refuse_oversized(s3, bucket, body.key)
     return {"upload_id": upload_id, "key": body.key}
+
+
+async def _refuse_oversized(s3: Any, bucket: str, key: str) -> None:
+    """Delete the completed object and answer 413 if it is larger than its upload declared.
+    The signed part sizes already stop this on S3; this holds wherever they are not
+    enforced, before anyone is told the upload is complete."""
+    head = await s3.head_object(Bucket=bucket, Key=key)
+    metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
+    if DECLARED_BYTES not in metadata:  # started before uploads declared their size
+        return
+    declared = int(metadata[DECLARED_BYTES])
+    size = int(head["ContentLength"])
+    if size > declared:
+        await s3.delete_object(Bucket=bucket, Key=key)
+        raise Problem(
+            413,
+            f"the upload is {size} bytes, over the {declared} bytes it declared; it was deleted",
+            max_bytes=declared,
+        )
 
 
 async def _finished(store: JobStore, job_id: str, owner: str) -> Job:
