@@ -1,4 +1,5 @@
-"""Chaos, bounded in time: 500 jobs (LONGHAUL_CHAOS_JOBS), 3 workers, one worker at a time
+"""Chaos, bounded in time: 300 jobs (LONGHAUL_CHAOS_JOBS; more for a soak), 3 workers, one
+worker at a time
 killed -9, TERMed or frozen (SIGSTOP, continued past its lease) at random and replaced,
 while the emulator throttles, fails and slows a share of DynamoDB, SQS and EventBridge
 calls. Nothing may be lost, no two runs of a job may overlap, no live job may reach the
@@ -21,7 +22,7 @@ from tests.conftest import Platform
 from tests.support.moto import MotoServer
 from tests.support.workers import Jobs, Worker, effects_of, kinds, never_concurrent
 
-JOBS = int(os.environ.get("LONGHAUL_CHAOS_JOBS", "500"))
+JOBS = int(os.environ.get("LONGHAUL_CHAOS_JOBS", "300"))
 WORKERS = 3
 KILL_EVERY_S = (2.0, 4.0)
 FROZEN_S = 9.0  # past the echo queue's 6 s lease: the frozen worker's jobs are taken over
