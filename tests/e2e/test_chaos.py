@@ -1,6 +1,6 @@
 """Chaos, bounded in time: 300 jobs (LONGHAUL_CHAOS_JOBS; more for a soak), 3 workers, one
-worker at a time
-killed -9, TERMed or frozen (SIGSTOP, continued past its lease) at random and replaced,
+worker at a time killed -9, TERMed or frozen (SIGSTOP, continued past its lease) at random
+and replaced,
 while the emulator throttles, fails and slows a share of DynamoDB, SQS and EventBridge
 calls. Nothing may be lost, no two runs of a job may overlap, no live job may reach the
 DLQ, and every job's end hook and terminal fact must happen."""
