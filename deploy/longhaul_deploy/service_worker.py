@@ -11,9 +11,15 @@ Scaling has two parts:
   worker whose deployment a new one replaced drains (`longhaul.jobs.drain`): it takes no new
   job, so its protection lapses and the rollout can stop it.
 - Target tracking multiplies the current capacity, so it can never leave zero. A step
-  policy adds one task when messages are visible and the service wants no task at all; its
-  alarm looks at one-minute datapoints, so the first message starts a worker within about a
-  minute of SQS reporting it. After that, target tracking takes over.
+  policy adds one task when messages are visible and none is in flight, that is when no
+  worker is taking messages; both are the queue's own metrics, which exist whether or not a
+  task runs (Container Insights publishes nothing for a service with no task). A schedule
+  touches the queue every hour, so SQS never stops publishing them (it does after six idle
+  hours, and takes up to 15 minutes to start again). After the first task, target tracking
+  takes over.
+
+The service renders no desired count: auto scaling owns it, and CloudFormation keeps the
+current count on every update.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -35,25 +44,44 @@ from longhaul_deploy.service_task import ServiceTask
 
 __all__ = [
     "BACKLOG_EXPRESSION",
+    "FROM_ZERO_COOLDOWN",
     "FROM_ZERO_EXPRESSION",
+    "KEEP_AWAKE_EVERY",
+    "ON_DEMAND_BASE",
     "SPOT_WEIGHTS",
     "ServiceWorker",
     "capacity_providers",
 ]
 
 BACKLOG_EXPRESSION = "IF(FILL(m2, 0) > 0, m1 / FILL(m2, 0), m1)"
-FROM_ZERO_EXPRESSION = "IF(m1 >= 1 AND FILL(m2, 0) == 0, 1, 0)"
-# Interruptible work runs mostly on Spot; a share on regular Fargate keeps the queue moving
-# when Spot has no capacity in either AZ.
+# m1: visible messages, m2: messages in flight (received by a worker, not yet deleted).
+FROM_ZERO_EXPRESSION = "IF(FILL(m1, 0) >= 1 AND FILL(m2, 0) == 0, 1, 0)"
+# A new task takes a minute or two to start and receive; the alarm repeats every minute
+# while messages wait, and a repeat inside the cooldown adds nothing.
+FROM_ZERO_COOLDOWN = Duration.minutes(4)
+# SQS stops publishing a queue's metrics after six hours without activity; any call on the
+# queue counts, so a touch well inside that keeps them coming.
+KEEP_AWAKE_EVERY = Duration.hours(1)
+# A tag key no one sets: untagging it changes nothing, and it is a call on the queue.
+KEEP_AWAKE_TAG = "longhaul:keep-awake"
+# Interruptible work runs mostly on Spot. ECS never moves a task to FARGATE when Spot has no
+# capacity (the Spot share just does not start), so the first task always runs on FARGATE:
+# whenever the worker runs anything, one on-demand task takes the queue.
 SPOT_WEIGHTS = {"FARGATE_SPOT": 4, "FARGATE": 1}
+ON_DEMAND_BASE = 1
 MINUTE = Duration.minutes(1)
 
 
 def capacity_providers(spec: ServiceSpec) -> list[ecs.CapacityProviderStrategy]:
-    """The worker's capacity provider strategy: Spot for interruptible work."""
+    """The worker's capacity provider strategy: one task on FARGATE, the rest mostly on
+    Spot for interruptible work."""
     weights = SPOT_WEIGHTS if spec.scaling.spot else {"FARGATE": 1}
     return [
-        ecs.CapacityProviderStrategy(capacity_provider=name, weight=weight)
+        ecs.CapacityProviderStrategy(
+            capacity_provider=name,
+            weight=weight,
+            base=ON_DEMAND_BASE if name == "FARGATE" else None,
+        )
         for name, weight in weights.items()
     ]
 
@@ -86,7 +114,6 @@ class ServiceWorker(Construct):
             "Service",
             cluster=platform.cluster,
             task_definition=task.definition,
-            desired_count=low,
             security_groups=[self.security_group],
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             capacity_provider_strategies=capacity_providers(spec),
@@ -124,11 +151,14 @@ class ServiceWorker(Construct):
             queue=queue, cluster_name=platform.cluster_name, target=spec.scaling.backlog_per_task
         )
         self.from_zero_alarm = self._from_zero(
-            visible=visible,
-            desired=container_insights(
-                "DesiredTaskCount", cluster_name=platform.cluster_name, service=self.service
+            visible=queue.metric_approximate_number_of_messages_visible(
+                period=MINUTE, statistic="Maximum"
+            ),
+            in_flight=queue.metric_approximate_number_of_messages_not_visible(
+                period=MINUTE, statistic="Maximum"
             ),
         )
+        self.keep_awake = self._keep_awake(queue)
 
     def _backlog_policy(
         self, *, queue: sqs.IQueue, cluster_name: str, target: int
@@ -171,7 +201,7 @@ class ServiceWorker(Construct):
         )
 
     def _from_zero(
-        self, *, visible: cloudwatch.IMetric, desired: cloudwatch.IMetric
+        self, *, visible: cloudwatch.IMetric, in_flight: cloudwatch.IMetric
     ) -> cloudwatch.Alarm:
         step = appscaling.StepScalingAction(
             self,
@@ -179,9 +209,7 @@ class ServiceWorker(Construct):
             scaling_target=self.scalable_target,
             adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
             metric_aggregation_type=appscaling.MetricAggregationType.MAXIMUM,
-            # Container Insights reports the new desired count a minute or so later; the
-            # cooldown keeps the alarm's repeats from adding a second task meanwhile.
-            cooldown=Duration.minutes(2),
+            cooldown=FROM_ZERO_COOLDOWN,
         )
         step.add_adjustment(adjustment=1, lower_bound=0)
         alarm = cloudwatch.Alarm(
@@ -189,19 +217,43 @@ class ServiceWorker(Construct):
             "BacklogWithoutWorkers",
             metric=cloudwatch.MathExpression(
                 expression=FROM_ZERO_EXPRESSION,
-                using_metrics={"m1": visible, "m2": desired},
+                using_metrics={"m1": visible, "m2": in_flight},
                 period=MINUTE,
-                label="Messages waiting, no worker wanted",
+                label="Messages waiting, none taken",
             ),
             threshold=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=1,
             datapoints_to_alarm=1,
+            # No datapoint means SQS reported nothing: no message is known to wait.
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description="Scales the worker out from zero on the first visible message",
+            alarm_description=(
+                "Adds a worker when messages wait and no worker takes them (from zero, or "
+                "when every worker failed to start)"
+            ),
         )
         alarm.add_alarm_action(cw_actions.ApplicationScalingAction(step))
         return alarm
+
+    def _keep_awake(self, queue: sqs.IQueue) -> scheduler.Schedule:
+        """A call on the queue every hour, so SQS keeps publishing the metrics above."""
+        return scheduler.Schedule(
+            self,
+            "KeepQueueAwake",
+            description="Keeps the queue's CloudWatch metrics published while it is idle",
+            schedule=scheduler.ScheduleExpression.rate(KEEP_AWAKE_EVERY),
+            target=scheduler_targets.Universal(
+                service="sqs",
+                action="untagQueue",
+                input=scheduler.ScheduleTargetInput.from_object(
+                    {"QueueUrl": queue.queue_url, "TagKeys": [KEEP_AWAKE_TAG]}
+                ),
+                policy_statements=[
+                    iam.PolicyStatement(actions=["sqs:UntagQueue"], resources=[queue.queue_arn])
+                ],
+                retry_attempts=0,
+            ),
+        )
 
 
 def _metric_query(

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["container", "environment", "one", "policy_actions", "ref", "role_of_task"]
+__all__ = [
+    "container",
+    "environment",
+    "one",
+    "policy_actions",
+    "ref",
+    "role_of_task",
+    "stand_in",
+]
 
 
 def one(resources: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -71,3 +79,27 @@ def _flat(value: Any) -> str:
     if isinstance(value, dict) and "Fn::ImportValue" in value:
         return f"<import {value['Fn::ImportValue']}>"
     return repr(value)
+
+
+def stand_in(value: Any) -> Any:
+    """`value` as a custom resource's handler receives it: intrinsic functions resolved to
+    recognisable stand-ins (`ref:<logical id>`), numbers and booleans as strings, as
+    CloudFormation sends every scalar of a custom resource's properties."""
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            return f"ref:{value['Ref']}"
+        if set(value) == {"Fn::GetAtt"}:
+            return f"ref:{'.'.join(value['Fn::GetAtt'])}"
+        if set(value) == {"Fn::ImportValue"}:
+            return f"import:{value['Fn::ImportValue']}"
+        if set(value) == {"Fn::Join"}:
+            delimiter, parts = value["Fn::Join"]
+            return str(delimiter).join(str(stand_in(part)) for part in parts)
+        return {key: stand_in(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [stand_in(item) for item in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value

@@ -3,10 +3,17 @@ on Spot for interruptible work, and scaled on backlog per task from zero."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
-from longhaul_deploy.service_worker import BACKLOG_EXPRESSION, FROM_ZERO_EXPRESSION
-from tests.unit.deploy._template import container, environment, one, ref
+from longhaul_deploy.service_worker import (
+    BACKLOG_EXPRESSION,
+    FROM_ZERO_COOLDOWN,
+    FROM_ZERO_EXPRESSION,
+)
+from tests.unit.deploy._alarms import evaluate
+from tests.unit.deploy._template import container, environment, one, ref, stand_in
 from tests.unit.deploy.conftest import Synthesized
 
 
@@ -58,12 +65,12 @@ def test_worker_runs_on_spot_when_the_spec_says_its_work_is_interruptible(
     _, media = _worker(dev, "media")
     assert media["Properties"]["CapacityProviderStrategy"] == [
         {"CapacityProvider": "FARGATE_SPOT", "Weight": 4},
-        {"CapacityProvider": "FARGATE", "Weight": 1},
+        {"CapacityProvider": "FARGATE", "Weight": 1, "Base": 1},
     ]
     assert not fixture_app.specs["echo"].scaling.spot
     _, echo = _worker(fixture_app, "echo")
     assert echo["Properties"]["CapacityProviderStrategy"] == [
-        {"CapacityProvider": "FARGATE", "Weight": 1}
+        {"CapacityProvider": "FARGATE", "Weight": 1, "Base": 1}
     ]
 
 
@@ -120,7 +127,7 @@ def test_worker_tracks_backlog_per_task_by_metric_math(any_app: Synthesized) -> 
         assert metrics["m2"]["ReturnData"] is False
 
 
-def test_worker_leaves_zero_on_the_first_visible_message_within_a_minute(
+def test_worker_leaves_zero_by_a_step_on_one_minute_queue_datapoints(
     any_app: Synthesized,
 ) -> None:
     for name, spec in any_app.specs.items():
@@ -147,4 +154,110 @@ def test_worker_leaves_zero_on_the_first_visible_message_within_a_minute(
             for m in metrics.values()
             if "MetricStat" in m
         }
-        assert stats == {"ApproximateNumberOfMessagesVisible": 60, "DesiredTaskCount": 60}
+        assert stats == {
+            "ApproximateNumberOfMessagesVisible": 60,
+            "ApproximateNumberOfMessagesNotVisible": 60,
+        }
+        assert configuration["Cooldown"] == FROM_ZERO_COOLDOWN.to_seconds()
+
+
+def test_the_worker_keeps_one_on_demand_task_whenever_it_runs_any(any_app: Synthesized) -> None:
+    # ECS never moves a Spot task to FARGATE when Spot has no capacity (the Spot share just
+    # does not start): only a base on FARGATE guarantees the first task runs.
+    for name, spec in any_app.specs.items():
+        if spec.queue is None:
+            continue
+        _, worker = _worker(any_app, name)
+        strategy = worker["Properties"]["CapacityProviderStrategy"]
+        bases = {s["CapacityProvider"]: s.get("Base", 0) for s in strategy}
+        assert bases["FARGATE"] == 1, name
+        assert sum(bases.values()) == 1, name
+        if spec.scaling.spot:
+            weights = {s["CapacityProvider"]: s["Weight"] for s in strategy}
+            assert weights == {"FARGATE": 1, "FARGATE_SPOT": 4}, name
+
+
+def _from_zero_alarm(app: Synthesized, name: str) -> dict[str, Any]:
+    _, alarm = _starting(app.resources(name, "AWS::CloudWatch::Alarm"), "WorkerBacklogWithout")
+    properties: dict[str, Any] = alarm["Properties"]
+    return properties
+
+
+def test_scaling_out_from_zero_reads_only_metrics_that_exist_with_no_task(
+    any_app: Synthesized,
+) -> None:
+    for name, spec in any_app.specs.items():
+        if spec.queue is None:
+            continue
+        metrics = _from_zero_alarm(any_app, name)["Metrics"]
+        namespaces = {m["MetricStat"]["Metric"]["Namespace"] for m in metrics if "MetricStat" in m}
+        assert namespaces == {"AWS/SQS"}, name
+
+
+def test_the_first_message_starts_a_worker_and_a_consumed_queue_does_not(
+    any_app: Synthesized,
+) -> None:
+    for name, spec in any_app.specs.items():
+        if spec.queue is None:
+            continue
+        alarm = _from_zero_alarm(any_app, name)
+        # No task: a message waits, nothing holds one in flight (SQS reports it as 0, or
+        # nothing at all).
+        for in_flight in (0.0, None):
+            story = {
+                "ApproximateNumberOfMessagesVisible": [None, None, 1.0],
+                "ApproximateNumberOfMessagesNotVisible": [None, None, in_flight],
+            }
+            assert evaluate(alarm, story, 3) == "ALARM", (name, in_flight)
+        # Workers running hold messages in flight: target tracking's business, not this alarm.
+        busy = {
+            "ApproximateNumberOfMessagesVisible": [5.0, 5.0, 5.0],
+            "ApproximateNumberOfMessagesNotVisible": [2.0, 2.0, 2.0],
+        }
+        assert evaluate(alarm, busy, 3) == "OK", name
+        # An idle queue, and a queue SQS has stopped reporting: no worker.
+        assert evaluate(alarm, {"ApproximateNumberOfMessagesVisible": [0.0] * 3}, 3) == "OK"
+        assert evaluate(alarm, {}, 3) == "OK"
+
+
+def test_a_schedule_keeps_the_queue_awake_so_its_metrics_never_stop(
+    any_app: Synthesized,
+) -> None:
+    # SQS stops publishing a queue's metrics after six hours without activity, and takes up
+    # to 15 minutes to publish again; any API call on the queue counts as activity. The
+    # Scheduler refuses read-only calls, so the touch untags a key no one sets.
+    for name, spec in any_app.specs.items():
+        schedules = any_app.resources(name, "AWS::Scheduler::Schedule")
+        if spec.queue is None:
+            assert not schedules
+            continue
+        queue_id = next(
+            k
+            for k, v in any_app.resources(name, "AWS::SQS::Queue").items()
+            if "RedrivePolicy" in v["Properties"]
+        )
+        _, schedule = one(schedules)
+        properties = schedule["Properties"]
+        match = re.fullmatch(r"rate\((\d+) hours?\)", properties["ScheduleExpression"])
+        assert match is not None, properties["ScheduleExpression"]
+        assert int(match.group(1)) < 6, properties["ScheduleExpression"]
+        target = stand_in(properties["Target"])
+        assert target["Arn"].endswith(":scheduler:::aws-sdk:sqs:untagQueue"), target["Arn"]
+        touch = json.loads(target["Input"])
+        assert touch["QueueUrl"] == f"ref:{queue_id}"  # a queue's Ref is its URL
+        (key,) = touch["TagKeys"]
+        queue_tags = any_app.resources(name, "AWS::SQS::Queue")[queue_id]["Properties"]["Tags"]
+        assert key not in {t["Key"] for t in queue_tags}
+        (policy,) = [
+            p
+            for p in any_app.resources(name, "AWS::IAM::Policy").values()
+            if p["Properties"]["Roles"] == [{"Ref": target["RoleArn"].split(":")[1].split(".")[0]}]
+        ]
+        assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+            {
+                "Action": "sqs:UntagQueue",
+                "Effect": "Allow",
+                "Resource": {"Fn::GetAtt": [queue_id, "Arn"]},
+            }
+        ]
+        assert properties["State"] == "ENABLED"
