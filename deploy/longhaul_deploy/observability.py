@@ -15,7 +15,10 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 __all__ = [
+    "FIVE_XX_EXPRESSION",
     "FIVE_XX_PERCENT",
+    "LATENCY_EXPRESSION",
+    "MIN_LATENCY_SAMPLES",
     "MIN_REQUESTS",
     "OLDEST_MESSAGE_S",
     "P99_LATENCY_S",
@@ -27,13 +30,20 @@ __all__ = [
 ]
 
 MINUTE = Duration.minutes(1)
-# Share of a target group's requests answered 5xx, over a minute, that is an incident...
+# Share of a target group's requests answered 5xx, over a minute, that is an incident, in
+# any minute with a request: a canary gets 10% of the traffic, so at low traffic it sees a
+# request or two a minute, and a floor of ten would promote one that fails them all. Two
+# such minutes of three are needed, so one failed request alone rolls nothing back.
 FIVE_XX_PERCENT = 5
-# ...once the minute carries enough requests for a share to mean something.
-MIN_REQUESTS = 10
+MIN_REQUESTS = 1
+FIVE_XX_EXPRESSION = f"IF(FILL(requests, 0) >= {MIN_REQUESTS}, 100 * FILL(errors, 0) / requests, 0)"
 # The 99th percentile of the targets' response time (to the first byte; an SSE stream
-# answers its headers at once, so streams do not inflate it).
+# answers its headers at once, so streams do not inflate it), judged only in a minute of at
+# least 20 responses: below that the p99 is the slowest single request, and one slow
+# request (a cold cache, a large listing) is no reason to roll back.
 P99_LATENCY_S = 2.0
+MIN_LATENCY_SAMPLES = 20
+LATENCY_EXPRESSION = f"IF(FILL(samples, 0) >= {MIN_LATENCY_SAMPLES}, p99, 0)"
 # A message waiting this long means work has stalled: a parked parent waits on a fresh
 # message and a running job's chunk lasts minutes, so no healthy message gets this old.
 OLDEST_MESSAGE_S = 30 * 60
@@ -80,8 +90,8 @@ def container_insights(
 
 class ApiAlarms(Construct):
     """Target 5xx rate, p99 latency and unhealthy hosts of each of the API's two target
-    groups. Blue and green swap at every deployment, so both are watched: whichever holds
-    the new revision's canary trips the rollback."""
+    groups, by group. Blue and green swap at every deployment: all six notify, and the three
+    of the group the new revision goes to roll it back (`ProductionRule`)."""
 
     def __init__(
         self,
@@ -92,18 +102,30 @@ class ApiAlarms(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.alarms: list[cloudwatch.Alarm] = []
+        self.by_group: dict[str, list[cloudwatch.Alarm]] = {}
         for name, group in target_groups.items():
             errors = group.metrics.http_code_target(
                 elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=MINUTE, statistic="Sum"
             )
             requests = group.metrics.request_count(period=MINUTE, statistic="Sum")
             rate = cloudwatch.MathExpression(
-                expression=(f"IF(requests >= {MIN_REQUESTS}, 100 * FILL(errors, 0) / requests, 0)"),
+                expression=FIVE_XX_EXPRESSION,
                 using_metrics={"errors": errors, "requests": requests},
                 period=MINUTE,
                 label=f"{name} target 5xx %",
             )
-            self.alarms += [
+            latency = cloudwatch.MathExpression(
+                expression=LATENCY_EXPRESSION,
+                using_metrics={
+                    "p99": group.metrics.target_response_time(period=MINUTE, statistic="p99"),
+                    "samples": group.metrics.target_response_time(
+                        period=MINUTE, statistic="SampleCount"
+                    ),
+                },
+                period=MINUTE,
+                label=f"{name} p99 response time (s), {MIN_LATENCY_SAMPLES}+ responses",
+            )
+            self.by_group[name] = [
                 _alarm(
                     self,
                     f"{name}5xxRate",
@@ -114,9 +136,12 @@ class ApiAlarms(Construct):
                 _alarm(
                     self,
                     f"{name}P99Latency",
-                    metric=group.metrics.target_response_time(period=MINUTE, statistic="p99"),
+                    metric=latency,
                     threshold=P99_LATENCY_S,
-                    description=f"{name}'s p99 response time is over {P99_LATENCY_S} s",
+                    description=(
+                        f"{name}'s p99 response time is over {P99_LATENCY_S} s in a minute of "
+                        f"{MIN_LATENCY_SAMPLES} or more responses"
+                    ),
                 ),
                 _alarm(
                     self,
@@ -127,6 +152,7 @@ class ApiAlarms(Construct):
                     description=f"{name} has targets failing the health check (/healthz)",
                 ),
             ]
+            self.alarms += self.by_group[name]
 
 
 class QueueAlarms(Construct):

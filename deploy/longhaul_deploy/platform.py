@@ -19,6 +19,7 @@ from longhaul_deploy.config import Target
 from longhaul_deploy.edge import Edge
 from longhaul_deploy.identity import Identity
 from longhaul_deploy.network import Network
+from longhaul_deploy.production_rule import ProductionRuleProvider
 
 __all__ = ["ACCESS_LOG_PREFIX", "PlatformStack"]
 
@@ -27,8 +28,9 @@ ACCESS_LOG_PREFIX = "s3-access"
 
 
 class PlatformStack(Stack):
-    """The VPC, the ECS cluster, the platform bus with its archive, the ALB with WAF, the
-    user pool, and the log bucket and alarm topic the service stacks use."""
+    """The VPC, the ECS cluster, the platform bus with its archive, the ALB with WAF and the
+    function behind the APIs' production rules, the user pool, and the log bucket and alarm
+    topic the service stacks use."""
 
     def __init__(self, scope: Construct, construct_id: str, *, target: Target) -> None:
         super().__init__(
@@ -75,6 +77,15 @@ class PlatformStack(Stack):
                 "No certificateArn in the context: synthesized with a placeholder certificate, "
                 "which a deployment refuses (cdk deploy -c certificateArn=arn:aws:acm:...).",
             )
+        # The APIs' production rules are created through it: ECS, not CloudFormation, owns
+        # their weights (production_rule_handler.py).
+        self.production_rules = ProductionRuleProvider(
+            self,
+            "ProductionRules",
+            load_balancer=self.edge.load_balancer,
+            listener=self.edge.https_listener,
+            settings=settings,
+        )
         self.identity = Identity(self, "Identity", settings=settings)
         self.alarm_topic = self._alarm_topic(target.alarm_email)
         tag(self, service="platform", environment=settings.name)

@@ -1,6 +1,7 @@
 """The API role: a Fargate service behind the platform ALB at `/<service>/`, deployed by the
-ECS-native canary strategy (10% of traffic for 5 minutes, then all) and rolled back by its
-CloudWatch alarms."""
+ECS-native canary strategy (10% of traffic for 5 minutes, then all) and rolled back by the
+CloudWatch alarms of the target group the new revision runs in. Its production rule is
+created through the platform's function, so a stack update never sends its weights."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
 from longhaul.spec import ServiceSpec
-from longhaul_deploy._utils import acknowledge
 from longhaul_deploy.config import CONTAINER_PORT
 from longhaul_deploy.observability import ApiAlarms
 from longhaul_deploy.platform import PlatformStack
+from longhaul_deploy.production_rule import ProductionRule, ProductionRuleTarget
 from longhaul_deploy.service_task import CONTAINER_NAME, HEALTH_PATH, ServiceTask
 
 __all__ = ["BAKE_TIME", "CANARY_BAKE_TIME", "CANARY_PERCENT", "ServiceApi"]
@@ -30,7 +31,7 @@ MAX_RULE_PRIORITY = 50_000
 
 
 class ServiceApi(Construct):
-    """The API service, its two target groups, its path rule and its deployment alarms."""
+    """The API service, its two target groups, its production rule and its alarms."""
 
     def __init__(
         self,
@@ -58,49 +59,33 @@ class ServiceApi(Construct):
             "Green": self._target_group("Green", platform.vpc),
         }
         blue, green = self.target_groups["Blue"], self.target_groups["Green"]
-        # ECS shifts the weights of this rule's forward action during a deployment; with no
-        # test listener both groups must already be in it.
-        self.listener_rule = elbv2.ApplicationListenerRule(
+        # Created forwarding to both groups, 100/0; from then on only ECS moves the weights.
+        self.rule = ProductionRule(
             self,
-            "Route",
+            "ProductionRule",
+            provider=platform.production_rules,
             listener=platform.edge.https_listener,
             priority=spec.port,
-            conditions=[elbv2.ListenerCondition.path_patterns([f"{self.path}/*"])],
-            action=elbv2.ListenerAction.weighted_forward(
-                [
-                    elbv2.WeightedTargetGroup(target_group=blue, weight=100),
-                    elbv2.WeightedTargetGroup(target_group=green, weight=0),
-                ]
-            ),
+            path=self.path,
+            target_groups=[blue, green],
         )
-        cfn_rule = self.listener_rule.node.default_child
-        assert isinstance(cfn_rule, elbv2.CfnListenerRule)
-        # The kit serves its routes at the root (/jobs, /healthz); the ALB strips the prefix.
-        cfn_rule.transforms = [
-            elbv2.CfnListenerRule.TransformProperty(
-                type="url-rewrite",
-                url_rewrite_config=elbv2.CfnListenerRule.RewriteConfigObjectProperty(
-                    rewrites=[
-                        elbv2.CfnListenerRule.RewriteConfigProperty(
-                            regex=f"^{self.path}/(.*)$", replace="/$1"
-                        )
-                    ]
-                ),
-            )
-        ]
-        self.alarms = ApiAlarms(self, "Alarms", target_groups=self.target_groups).alarms
+        api_alarms = ApiAlarms(self, "Alarms", target_groups=self.target_groups)
+        self.alarms = api_alarms.alarms
+        for name, group in self.target_groups.items():
+            self.rule.roll_back_on(group, list(api_alarms.by_group[name]))
         low, high = bounds
+        subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        capacity = [ecs.CapacityProviderStrategy(capacity_provider="FARGATE", weight=1)]
         self.service = ecs.FargateService(
             self,
             "Service",
             cluster=platform.cluster,
             task_definition=task.definition,
-            desired_count=low,
+            # No desired count: auto scaling owns it. A new service starts one task (and the
+            # scalable target raises it to the minimum); an update keeps the current count.
             security_groups=[self.security_group],
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-            capacity_provider_strategies=[
-                ecs.CapacityProviderStrategy(capacity_provider="FARGATE", weight=1)
-            ],
+            vpc_subnets=subnets,
+            capacity_provider_strategies=capacity,
             min_healthy_percent=100,
             max_healthy_percent=200,
             health_check_grace_period=Duration.seconds(60),
@@ -112,38 +97,30 @@ class ServiceApi(Construct):
             # Tasks that never become healthy fail the deployment in minutes, not hours;
             # the alarms judge the ones that do.
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            # The three alarms of the group the new revision goes to, as the rule reads its
+            # live weights when the deployment starts: the old revision's faults are not the
+            # new one's.
             deployment_alarms=ecs.DeploymentAlarmConfig(
-                alarm_names=[alarm.alarm_name for alarm in self.alarms],
+                alarm_names=self.rule.rollback_alarm_names,
                 behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
             ),
             propagate_tags=ecs.PropagatedTagSource.SERVICE,
             enable_ecs_managed_tags=True,
         )
-        load_balancer_target = self.service.load_balancer_target(
+        # What starts a deployment: the rule answers afresh for each.
+        self.rule.follow(
+            {
+                "TaskDefinition": task.definition.task_definition_arn,
+                "Subnets": platform.vpc.select_subnets(subnet_type=subnets.subnet_type).subnet_ids,
+                "SecurityGroups": [self.security_group.security_group_id],
+                "CapacityProviders": [f"{c.capacity_provider}:{c.weight}" for c in capacity],
+            }
+        )
+        self.service.load_balancer_target(
             container_name=CONTAINER_NAME,
             container_port=CONTAINER_PORT,
-            alternate_target=ecs.AlternateTarget(
-                "Alternate",
-                alternate_target_group=green,
-                production_listener=ecs.ListenerRuleConfiguration.application_listener_rule(
-                    self.listener_rule
-                ),
-            ),
-        )
-        load_balancer_target.attach_to_application_target_group(blue)
-        alternate_role = self.service.node.try_find_child("AlternateRole")
-        if alternate_role is not None:
-            acknowledge(
-                alternate_role,
-                "AwsSolutions-IAM4",
-                "The ECS infrastructure role that moves the listener rule's weights during a "
-                "blue/green deployment; AWS maintains the exact load balancer actions ECS "
-                "needs in this managed policy.",
-                findings=(
-                    "Policy::arn:<AWS::Partition>:iam::aws:policy/"
-                    "AmazonECSInfrastructureRolePolicyForLoadBalancers",
-                ),
-            )
+            alternate_target=ProductionRuleTarget(rule=self.rule, alternate=green),
+        ).attach_to_application_target_group(blue)
         scaling = self.service.auto_scale_task_count(min_capacity=low, max_capacity=high)
         scaling.scale_on_cpu_utilization(
             "Cpu",

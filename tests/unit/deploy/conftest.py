@@ -113,3 +113,14 @@ def any_app(request: pytest.FixtureRequest) -> Synthesized:
     name = {"fixture": "fixture_app"}.get(request.param, request.param)
     synthesized: Synthesized = request.getfixturevalue(name)
     return synthesized
+
+
+@pytest.fixture(scope="session")
+def dev_moved(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The dev app again with one change to media's path rule (its priority, from its port),
+    as the next `cdk deploy` of an edited rule would send it."""
+    specs = tuple(
+        spec.model_copy(update={"port": spec.port + 7}) if spec.name == "media" else spec
+        for spec in SERVICES
+    )
+    return _synthesize(tmp_path_factory.mktemp("cdk-dev-moved"), {"env": "dev"}, specs)

@@ -28,7 +28,7 @@ ACKNOWLEDGED_RULES = {
     "AwsSolutions-COG8",  # same
     "AwsSolutions-SQS3",  # the DLQ has no DLQ of its own
     "AwsSolutions-ECS2",  # the environment holds names and ARNs, never secret values
-    "AwsSolutions-IAM5",  # bucket objects, cluster tasks, ecr:GetAuthorizationToken
+    "AwsSolutions-IAM5",  # bucket objects, cluster tasks, listener rules, ecr:GetAuthorizationToken
     "AwsSolutions-IAM4",  # ECS's managed policy for blue/green load balancer shifts
     "AwsSolutions-SMG4",  # declared secrets are rotated by hand
 }
@@ -94,6 +94,9 @@ def test_wildcard_resources_are_acknowledged_one_by_one(dev: Synthesized) -> Non
         "AwsSolutions-IAM5[Resource::<BucketD7FEB781.Arn>/*]",
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:us-east-1:<AWS::AccountId>"
         ":task/longhaul-dev/*]",
+        # the APIs' production rules: only the platform load balancer's
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:elasticloadbalancing:us-east-1:"
+        "<AWS::AccountId>:listener-rule/<EdgeLoadBalancer9EA98EDF.LoadBalancerFullName>/*]",
     }
 
 
