@@ -64,6 +64,18 @@ class KitSettings(BaseSettings):
         default=None, validation_alias=_kit("LONGHAUL_AUTH_CLIENT_ID")
     )
     auth_jwks_url: str | None = Field(default=None, validation_alias=_kit("LONGHAUL_AUTH_JWKS_URL"))
+    flags_parameter: str | None = Field(
+        default=None,
+        validation_alias=_kit("LONGHAUL_FLAGS_PARAMETER"),
+        description="the SSM parameter of the service's feature flags; none: the defaults",
+    )
+    flags_ttl_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        validation_alias=_kit("LONGHAUL_FLAGS_TTL_S"),
+        description="how long flags read from the parameter are used before it is read again",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias=_kit("LONGHAUL_LOG_LEVEL")
     )

@@ -5,6 +5,7 @@ from longhaul.api.auth import AuthError, Caller, JwtVerifier
 from longhaul.api.deps import (
     AwsDep,
     CallerDep,
+    FlagsDep,
     PublisherDep,
     QuotasDep,
     SettingsDep,
@@ -18,6 +19,7 @@ __all__ = [
     "AwsDep",
     "Caller",
     "CallerDep",
+    "FlagsDep",
     "JwtVerifier",
     "Problem",
     "PublisherDep",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -19,6 +19,7 @@ from longhaul.aws.secrets import Secrets, load_secrets
 from longhaul.config import KitSettings, Role
 from longhaul.events.consumer import EventRouter, SqsConsumer
 from longhaul.events.publisher import EventPublisher
+from longhaul.flags import Flags, FlagValue
 from longhaul.jobs.drain import METADATA_VARIABLE, DeploymentWatch
 from longhaul.jobs.events import register_job_facts
 from longhaul.jobs.protection import TaskProtection
@@ -47,10 +48,12 @@ def create_app(
     events: EventRouter | None = None,
     jobs: JobTypes | None = None,
     verifier: JwtVerifier | None = None,
+    flags: Mapping[str, FlagValue] | None = None,
 ) -> FastAPI:
     """The service's FastAPI app for `role`: health, problem+json, correlation ids, auth,
     the job routes when the service runs jobs, and, for the worker role, the queue consumer
-    (or the job worker) running beside the health endpoints."""
+    (or the job worker) running beside the health endpoints. `flags` declares the service's
+    feature flags and their defaults (longhaul.flags)."""
     serves_api = role in ("api", "all")
     consumes = role in ("worker", "all") and spec.queue is not None and (events or jobs) is not None
     if jobs is not None and (spec.queue is None or spec.table is None):
@@ -63,6 +66,9 @@ def create_app(
             settings.region, config=client_config(connect_timeout=1, read_timeout=2, max_attempts=1)
         )
         app.state.aws = aws
+        app.state.flags = Flags(
+            aws, settings.flags_parameter, defaults=flags or {}, ttl_s=settings.flags_ttl_s
+        )
         app.state.readiness = health.Readiness(
             health.readiness_checks(spec, settings, probe),
             timeout_s=settings.readiness_timeout_s,
@@ -181,6 +187,7 @@ async def _background(
         store=app.state.job_store,
         sqs=app.state.sqs,
         queue_url=app.state.queue_url,
+        flags=app.state.flags,
     )
     router.resources = resources
     app.state.protection = TaskProtection(settings.ecs_agent_uri)

@@ -14,11 +14,13 @@ from longhaul.api.problems import Problem
 from longhaul.aws.clients import AwsClients
 from longhaul.config import KitSettings
 from longhaul.events.publisher import EventPublisher
+from longhaul.flags import Flags
 from longhaul.quotas import QuotaStore
 
 __all__ = [
     "AwsDep",
     "CallerDep",
+    "FlagsDep",
     "PublisherDep",
     "QuotasDep",
     "SettingsDep",
@@ -80,7 +82,13 @@ def _quotas(request: Request) -> QuotaStore:
     return quotas
 
 
+def _flags(request: Request) -> Flags:
+    flags: Flags = request.app.state.flags
+    return flags
+
+
 SettingsDep = Annotated[KitSettings, Depends(_settings)]
 AwsDep = Annotated[AwsClients, Depends(_aws)]
 PublisherDep = Annotated[EventPublisher, Depends(_publisher)]
 QuotasDep = Annotated[QuotaStore, Depends(_quotas)]
+FlagsDep = Annotated[Flags, Depends(_flags)]

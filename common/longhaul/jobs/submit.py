@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from longhaul.config import KitSettings
+from longhaul.flags import Flags
 from longhaul.jobs.events import job_fact
 from longhaul.jobs.queue import enqueue
 from longhaul.jobs.store import JobStore
@@ -116,6 +117,7 @@ class JobResources:
     store: JobStore
     sqs: Any
     queue_url: str
+    flags: Flags | None = None  # the service's feature flags (longhaul.flags)
 
     async def submit(
         self,

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from longhaul.aws.clients import AwsClients
+from longhaul.flags import flags_parameter_name
 from longhaul.spec import ResourceNames, ServiceSpec, platform_bus_name
 
 __all__ = [
@@ -141,6 +142,7 @@ def role_environment(
         "LONGHAUL_AUTH_CLIENT_ID": auth.client_id,
         "LONGHAUL_AUTH_JWKS_URL": auth.jwks_url(endpoint),
         "OTEL_SERVICE_NAME": f"longhaul-{spec.name}",
+        "LONGHAUL_FLAGS_PARAMETER": flags_parameter_name(env, spec.name),
     }
     if names.queue:
         variables["LONGHAUL_QUEUE_NAME"] = names.queue

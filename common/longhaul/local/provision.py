@@ -15,6 +15,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from longhaul.aws.clients import AwsClients
+from longhaul.flags import flags_parameter_name
 from longhaul.local import platform
 from longhaul.local.platform import LocalAuth
 from longhaul.spec import ResourceNames, ServiceSpec, TableSpec, platform_bus_name
@@ -61,13 +62,21 @@ async def provision(
         await events.create_event_bus(Name=bus)
         report.note("bus", bus, created=True)
     for spec in specs:
-        await _service(aws, spec, ResourceNames.of(spec, env), region, report)
+        await _service(
+            aws, spec, ResourceNames.of(spec, env), env=env, region=region, report=report
+        )
     report.auth = await _auth(aws, env, region, report)
     return report
 
 
 async def _service(
-    aws: AwsClients, spec: ServiceSpec, names: ResourceNames, region: str, report: Provisioned
+    aws: AwsClients,
+    spec: ServiceSpec,
+    names: ResourceNames,
+    *,
+    env: str,
+    region: str,
+    report: Provisioned,
 ) -> None:
     if spec.queue and names.queue and names.dlq:
         dlq_arn = await _queue(
@@ -125,6 +134,7 @@ async def _service(
             )
     for secret_name in names.secrets.values():
         await _secret(aws, secret_name, secrets.token_urlsafe(32), report)
+    await _flags(aws, flags_parameter_name(env, spec.name), report)
 
 
 async def _queue(
@@ -189,6 +199,23 @@ async def _secret(aws: AwsClients, name: str, value: str, report: Provisioned) -
         await client.create_secret(Name=name, SecretString=value)
         report.note("secret", name, created=True)
         return True
+
+
+async def _flags(aws: AwsClients, name: str, report: Provisioned) -> None:
+    """The service's feature flags parameter, created empty (every flag at its default);
+    an existing one is left as it is, values set with `longhaul flags set` included."""
+    ssm = await aws.get("ssm")
+    try:
+        await ssm.get_parameter(Name=name)
+        report.note("parameter", name, created=False)
+    except ssm.exceptions.ParameterNotFound:
+        await ssm.put_parameter(
+            Name=name,
+            Type="String",
+            Value="{}",
+            Description="Feature flags (JSON object); docs/flags.md",
+        )
+        report.note("parameter", name, created=True)
 
 
 async def _auth(aws: AwsClients, env: str, region: str, report: Provisioned) -> LocalAuth:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 from longhaul.api.app import create_app
 from longhaul.config import KitSettings, Role, SettingsError, load_settings
 from longhaul.events.consumer import EventRouter
+from longhaul.flags import FlagValue
 from longhaul.jobs.registry import JobTypes
 from longhaul.observability.logging import configure_logging
 from longhaul.observability.tracing import configure_telemetry
@@ -37,13 +38,20 @@ class Service:
     routers: Sequence[APIRouter] = ()
     events: EventRouter | None = None
     jobs: JobTypes | None = None
+    flags: Mapping[str, FlagValue] = field(default_factory=dict)  # declared flags, defaults
 
     def app(self, role: Role, settings: KitSettings | None = None) -> FastAPI:
         """The FastAPI app of `role`, with settings read from the environment by default."""
         settings = settings or load_settings(self.settings)
         settings.check_against(self.spec, role)
         return create_app(
-            self.spec, settings, role=role, routers=self.routers, events=self.events, jobs=self.jobs
+            self.spec,
+            settings,
+            role=role,
+            routers=self.routers,
+            events=self.events,
+            jobs=self.jobs,
+            flags=self.flags,
         )
 
     def main(self, argv: Sequence[str] | None = None) -> None:

@@ -1,4 +1,8 @@
-"""Transcoding presets: validated data (presets.json), not code."""
+"""Transcoding presets: validated data (presets.json), not code.
+
+A preset with a `flag` is new or risky: it is available only while the service's feature
+flag of that name is on (docs/flags.md); callers neither see it nor may name it otherwise.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-__all__ = ["AudioSettings", "Preset", "Rendition", "load_presets"]
+from longhaul.flags import Flags
+
+__all__ = [
+    "AudioSettings",
+    "Preset",
+    "PresetUnavailable",
+    "Rendition",
+    "available_presets",
+    "load_presets",
+    "preset_flags",
+    "require_available",
+]
 
 
 class _Data(BaseModel):
@@ -71,6 +86,11 @@ class Preset(_Data):
     mp4_height: int = Field(ge=64, le=4320)
     poster: PosterSettings
     thumbnails: ThumbnailSettings
+    flag: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_]{1,63}$",
+        description="available only while this feature flag is on",
+    )
 
     @model_validator(mode="after")
     def _ladder(self) -> Preset:
@@ -92,3 +112,27 @@ def load_presets() -> dict[str, Preset]:
     """Every preset, validated (a bad presets.json fails at start)."""
     text = resources.files("longhaul_media").joinpath("presets.json").read_text()
     return _PRESETS.validate_python(json.loads(text))
+
+
+class PresetUnavailable(ValueError):
+    """The preset exists but its feature flag is off."""
+
+
+def preset_flags() -> dict[str, bool]:
+    """The feature flag of every preset that has one, each off until turned on."""
+    return {p.flag: False for p in load_presets().values() if p.flag}
+
+
+async def available_presets(flags: Flags) -> dict[str, Preset]:
+    """The presets callers may name now: those without a flag, and those whose flag is on."""
+    values = await flags.values()
+    return {n: p for n, p in load_presets().items() if p.flag is None or values[p.flag] is True}
+
+
+async def require_available(name: str, flags: Flags) -> None:
+    """Raise `PresetUnavailable` when preset `name` has a flag that is off."""
+    preset = load_presets()[name]
+    if preset.flag is not None and not await flags.enabled(preset.flag):
+        raise PresetUnavailable(
+            f"preset {name!r} is not available (feature flag {preset.flag} is off)"
+        )

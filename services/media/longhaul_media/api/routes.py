@@ -9,13 +9,18 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response
 
-from longhaul.api import CallerDep, Problem, QuotasDep
+from longhaul.api import CallerDep, FlagsDep, Problem, QuotasDep
 from longhaul.jobs import Job, JobNotFound, JobState, JobStore
 from longhaul_media.api.deps import BucketDep, MediaSettingsDep, S3Dep, StoreDep
 from longhaul_media.api.quotas import upload_quotas
 from longhaul_media.config import MediaSettings
 from longhaul_media.models import UploadCompleted, UploadPart, UploadRequest, UploadTicket
-from longhaul_media.presets import Preset, load_presets
+from longhaul_media.presets import (
+    Preset,
+    PresetUnavailable,
+    available_presets,
+    require_available,
+)
 from longhaul_media.storage import output_prefix, safe_filename, upload_prefix
 from longhaul_media.worker.handlers import NO_TRANSCODE
 
@@ -28,9 +33,10 @@ DECLARED_BYTES = "longhaul-declared-bytes"  # a multipart upload's declared size
 
 
 @router.get("/presets")
-async def presets() -> dict[str, Preset]:
-    """Every preset a transcode may name."""
-    return load_presets()
+async def presets(flags: FlagsDep) -> dict[str, Preset]:
+    """Every preset a transcode may name now (a preset behind a feature flag that is off is
+    left out)."""
+    return await available_presets(flags)
 
 
 @router.post("/uploads", status_code=201, response_model=UploadTicket)
@@ -39,12 +45,14 @@ async def create_upload(
     caller: CallerDep,
     settings: MediaSettingsDep,
     quotas: QuotasDep,
+    flags: FlagsDep,
     s3: S3Dep,
     bucket: BucketDep,
 ) -> UploadTicket:
     """Where to upload a video: one presigned PUT, or presigned parts for a big file. Each
     counts towards the caller's uploads an hour and stored bytes, and, when it starts a
-    transcode, their concurrent jobs (429 over any of them)."""
+    transcode, their concurrent jobs (429 over any of them). A preset behind a feature flag
+    that is off is refused (422)."""
     content_type = body.content_type.lower().split(";")[0].strip()
     if content_type not in settings.upload_content_types:
         raise Problem(
@@ -52,6 +60,14 @@ async def create_upload(
             f"content type {body.content_type!r} is not accepted",
             accepted=list(settings.upload_content_types),
         )
+    if body.transcode:
+        preset = body.preset or settings.default_preset
+        try:
+            await require_available(preset, flags)
+        except PresetUnavailable as exc:
+            raise Problem(
+                422, f"{exc}; GET /presets lists those available", preset=preset
+            ) from None
     limit = min(settings.max_upload_bytes, settings.quota_stored_bytes)
     if body.size > limit:
         raise Problem(

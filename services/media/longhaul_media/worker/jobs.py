@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from longhaul.flags import Flags
 from longhaul.jobs import (
     JobCancelled,
     JobContext,
@@ -46,7 +47,7 @@ from longhaul_media.models import (
     TranscodePayload,
     TranscodeResult,
 )
-from longhaul_media.presets import Preset
+from longhaul_media.presets import Preset, PresetUnavailable, preset_flags, require_available
 from longhaul_media.storage import download, object_size, scratch, upload, work_prefix
 from longhaul_media.worker._utils import (
     ENCODED,
@@ -84,6 +85,9 @@ async def transcode(payload: TranscodePayload, ctx: JobContext) -> dict[str, Any
     settings = settings_of(resources)
     state: dict[str, Any] = ctx.resume or {}
     if state.get("phase") != "encoding":
+        # A preset's feature flag decides whether a transcode starts with it; one already
+        # encoding finishes, whatever the flag says since (docs/flags.md).
+        await _require_available(payload.preset, resources)
         with reasons_without_paths(settings):
             state = await _prepare(payload, preset, ctx, resources, settings)
         await ctx.checkpoint(state)
@@ -118,6 +122,16 @@ async def transcode(payload: TranscodePayload, ctx: JobContext) -> dict[str, Any
     with reasons_without_paths(settings):
         result = await _stitch(ctx, resources, settings, preset, payload, state, chunks)
     return result.model_dump(mode="json")
+
+
+async def _require_available(preset: str, resources: JobResources) -> None:
+    """Fail for good when the preset's feature flag is off (POST /uploads refuses it, but a
+    job may have been submitted another way, or before the flag was turned off)."""
+    flags = resources.flags or Flags(None, None, defaults=preset_flags())  # the defaults
+    try:
+        await require_available(preset, flags)
+    except PresetUnavailable as exc:
+        raise NonRetryable(str(exc)) from None
 
 
 def _minutes(seconds: float) -> str:
