@@ -1,5 +1,5 @@
 """`longhaul`: the local platform's command line (dev, provision, reset, token, schemas,
-compose, dlq, flags). Developer tooling: services never import it."""
+compose, dlq, flags, audit). Developer tooling: services never import it."""
 
 from __future__ import annotations
 
@@ -257,6 +257,33 @@ def dlq_redrive(
     typer.echo(result.summary())
     for job_id in result.kept:
         typer.echo(f"failed again, left in the DLQ: {job_id}")
+
+
+@app.command()
+def audit(
+    python: Annotated[bool, typer.Option(help="Scan the images' Python pins")] = True,
+    npm: Annotated[bool, typer.Option(help="Scan the CDK CLI's npm package")] = True,
+    pins: Annotated[Path, typer.Option(help="The pins the images install")] = Path(
+        "requirements-runtime.txt"
+    ),
+    cdk_cli: Annotated[Path, typer.Option(help="The folder of the CDK CLI's package.json")] = Path(
+        "deploy/cli"
+    ),
+    allowlist: Annotated[Path, typer.Option(help="Accepted advisories")] = Path(
+        "security/audit-allowlist.toml"
+    ),
+) -> None:
+    """The dependency scan that gates deploys: any known Python vulnerability, or a critical
+    npm one, that the allowlist does not accept fails it (docs/pipeline.md)."""
+    from longhaul.local.audit import scan
+
+    status = scan(
+        pins=pins if python else None,
+        cdk_cli=cdk_cli if npm else None,
+        allowlist=allowlist,
+        say=typer.echo,
+    )
+    raise typer.Exit(status)
 
 
 @app.command()
