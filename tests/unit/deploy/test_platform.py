@@ -7,7 +7,7 @@ from aws_cdk.assertions import Match
 
 from longhaul.spec import platform_bus_name
 from longhaul_deploy.edge import MANAGED_RULE_GROUPS, RATE_LIMIT
-from tests.unit.deploy._template import one, ref
+from tests.unit.deploy._template import one, policy_actions, ref
 from tests.unit.deploy.conftest import CERTIFICATE, Synthesized
 
 
@@ -241,3 +241,34 @@ def test_cloudwatch_may_publish_alarms_to_the_encrypted_topic(dev: Synthesized) 
             }
         },
     )
+
+
+def test_the_production_rule_function_edits_only_the_platform_load_balancers_rules(
+    dev: Synthesized,
+) -> None:
+    functions = dev.resources("platform", "AWS::Lambda::Function")
+    _, function = one(functions)
+    assert function["Properties"]["Runtime"] == "python3.14"
+    assert function["Properties"]["Handler"] == "production_rule_handler.handler"
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    rules = (
+        "arn:<AWS::Partition>:elasticloadbalancing:us-east-1:<AWS::AccountId>:listener-rule/"
+        "<EdgeLoadBalancer9EA98EDF.LoadBalancerFullName>/*"
+    )
+    (https,) = [
+        k
+        for k, v in dev.resources("platform", "AWS::ElasticLoadBalancingV2::Listener").items()
+        if v["Properties"]["Port"] == 443
+    ]
+    (logs,) = [
+        k for k in dev.resources("platform", "AWS::Logs::LogGroup") if "ProductionRules" in k
+    ]
+    assert policy_actions(dev.raw("platform"), role) == {
+        "elasticloadbalancing:CreateRule": {f"<{https}>", rules},
+        "elasticloadbalancing:ModifyRule": {rules},
+        "elasticloadbalancing:SetRulePriorities": {rules},
+        "elasticloadbalancing:DeleteRule": {rules},
+        "elasticloadbalancing:DescribeRules": {"*"},
+        "logs:CreateLogStream": {f"<{logs}.Arn>"},
+        "logs:PutLogEvents": {f"<{logs}.Arn>"},
+    }

@@ -188,7 +188,8 @@ def test_secrets_are_created_under_the_service_key(fixture_app: Synthesized) -> 
     )
     for secret in secrets:
         assert secret["Properties"]["KmsKeyId"] == _key_arn(fixture_app, "echo")
-        assert "GenerateSecretString" in secret["Properties"]
+        generated = secret["Properties"]["GenerateSecretString"]
+        assert generated["PasswordLength"] == 48
 
 
 def test_logs_are_kept_two_weeks_in_dev_and_three_months_in_prod(
@@ -207,3 +208,26 @@ def test_a_dashboard_shows_each_service(any_app: Synthesized) -> None:
             assert title in body
         if any_app.specs[name].queue is not None:
             assert "Backlog per task" in body
+
+
+def test_each_service_stack_outputs_the_names_the_operators_commands_take(
+    any_app: Synthesized,
+) -> None:
+    for name, spec in any_app.specs.items():
+        outputs = set(any_app.raw(name).get("Outputs", {}))
+        expected = {"ApiPath"}
+        expected |= {"QueueUrl", "DeadLetterQueueUrl"} if spec.queue else set()
+        expected |= {"TableName"} if spec.table else set()
+        expected |= {"BucketName"} if spec.bucket else set()
+        expected |= {"SecretArns"} if spec.secrets else set()
+        assert outputs == expected, name
+
+
+def test_media_alarms_bill_fourteen_alarm_metrics(dev: Synthesized) -> None:
+    # docs/deploy.md's cost table: CloudWatch bills each metric an alarm reads (metric math
+    # included); the target tracking policies' own alarms (six) come on top.
+    metrics = 0
+    for alarm in dev.resources("media", "AWS::CloudWatch::Alarm").values():
+        queries = alarm["Properties"].get("Metrics")
+        metrics += sum("MetricStat" in q for q in queries) if queries else 1
+    assert metrics == 14

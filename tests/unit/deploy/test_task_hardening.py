@@ -4,6 +4,7 @@ that calls no AWS API."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from longhaul.config import KitSettings
 from longhaul.spec import ComputeSpec, ServiceSpec
+from longhaul_deploy.image import REPO_ROOT
 from longhaul_deploy.service_task import HEALTH_PATH, SCRATCH_PATH, SCRATCH_VOLUME
 from longhaul_media.config import GIB, MediaSettings
 from longhaul_media.presets import Preset, load_presets
@@ -130,3 +132,12 @@ def test_the_containers_health_check_is_liveness_which_calls_no_aws_api(
         for logical_id, task in _tasks(any_app, name).items():
             command = container(task)["HealthCheck"]["Command"][-1]
             assert f":8000{HEALTH_PATH}'" in command, logical_id
+
+
+def test_the_base_image_gives_the_service_user_its_scratch_volume() -> None:
+    # A bind mount at a path the image declares a VOLUME starts from the image's directory
+    # and its owner; without it uid 10001 could not write its scratch.
+    text = (REPO_ROOT / "Dockerfile.base").read_text()
+    assert re.search(r"install -d -o 10001 -g 10001 -m 0700 /scratch", text)
+    assert re.search(r'^VOLUME \["/scratch"\]$', text, re.M)
+    assert re.findall(r"^USER (\S+)$", text, re.M)[-1] == "10001"
