@@ -14,7 +14,7 @@ export UV_PYTHON_DOWNLOADS := never
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install dev test lint typecheck unit integration e2e fmt token demo reset provision schemas compose pins bench synth clean images test-images audit
+.PHONY: help install dev test lint typecheck unit integration e2e fmt token demo reset provision schemas compose pins bench synth clean images test-images audit smoke
 
 help: ## List every target with one line each
 	@grep -hE '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ pins: $(UV) ## Re-resolve and write the URL-free pins after a dependency change
 
 audit: install ## Dependency scan: pip-audit on the images' pins, npm audit on the CDK CLI (needs PyPI and npm)
 	$(BIN)/longhaul audit
+
+smoke: install ## Smoke-test the running `make dev` (AWS: SMOKE_ARGS="--env dev --url https://... --outputs ...")
+	$(BIN)/longhaul smoke $(SMOKE_ARGS)
 
 bench: install ## Run the benchmarks (each beside a baseline measured in the same run)
 	$(BIN)/python -m bench

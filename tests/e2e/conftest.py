@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.dev import Runner
 from tests.support.media import MediaWorker
+from tests.support.moto import free_port
 from tests.support.workers import Worker
 
 
@@ -26,3 +28,16 @@ def media_workers() -> Iterator[list[MediaWorker]]:
     yield started
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def runner() -> Iterator[Runner]:
+    """`longhaul dev` with the echo service beside the installed ones; killed at the end."""
+    runner = Runner(free_port())
+    yield runner
+    if runner.process.poll() is None:
+        runner.process.kill()
+        runner.process.wait()
+    runner.reader.join(timeout=10)
+    assert runner.process.stdout is not None
+    runner.process.stdout.close()

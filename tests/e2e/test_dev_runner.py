@@ -8,73 +8,16 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from longhaul_media.spec import SPEC as MEDIA
+from tests.support.dev import LONGHAUL, ROOT, Runner
+from tests.support.dev import answers as _answers
 from tests.support.echo.spec import SPEC as ECHO
-from tests.support.moto import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-LONGHAUL = [sys.executable, "-m", "longhaul.local.cli"]
-
-
-class Runner:
-    """The dev runner's process and every line it printed."""
-
-    def __init__(self, moto_port: int) -> None:
-        self.moto_port = moto_port
-        self.endpoint = f"http://127.0.0.1:{moto_port}"
-        self.lines: list[str] = []
-        env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
-        self.process = subprocess.Popen(
-            [
-                *LONGHAUL,
-                "dev",
-                "--service",
-                "tests.support.echo.spec:SPEC",
-                "--port",
-                str(moto_port),
-            ],
-            cwd=ROOT,
-            env={**env, "LONGHAUL_POLL_WAIT_S": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, predicate: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(self.lines[-40:]))
-
-    def printed(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _processes_mentioning(*needles: str) -> list[str]:
@@ -89,18 +32,6 @@ def _processes_mentioning(*needles: str) -> list[str]:
         if any(needle in cmdline for needle in needles):
             found.append(f"{entry.name}: {cmdline}")
     return found
-
-
-@pytest.fixture
-def runner() -> Iterator[Runner]:
-    runner = Runner(free_port())
-    yield runner
-    if runner.process.poll() is None:
-        runner.process.kill()
-        runner.process.wait()
-    runner.reader.join(timeout=10)
-    assert runner.process.stdout is not None
-    runner.process.stdout.close()
 
 
 @pytest.mark.e2e

@@ -73,6 +73,7 @@ async def test_provision_twice_creates_each_declared_resource_once(aws: AwsClien
             f"bucket/{names.bucket}": 1,
             f"secret/{names.secrets['api-key']}": 1,
             f"secret/longhaul/{env}/dev-user": 1,
+            f"secret/longhaul/{env}/smoke-user": 1,
             f"pool/longhaul-{env}": 1,
         }
     )

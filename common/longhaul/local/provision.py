@@ -18,6 +18,7 @@ from longhaul.aws.clients import AwsClients
 from longhaul.flags import flags_parameter_name
 from longhaul.local import platform
 from longhaul.local.platform import LocalAuth
+from longhaul.smoke.auth import SMOKE_USER, smoke_user_secret
 from longhaul.spec import ResourceNames, ServiceSpec, TableSpec, platform_bus_name
 
 __all__ = ["Action", "Provisioned", "provision"]
@@ -51,7 +52,8 @@ def _code(exc: ClientError) -> str:
 async def provision(
     aws: AwsClients, specs: list[ServiceSpec], *, env: str, region: str
 ) -> Provisioned:
-    """Create the platform bus, every service's resources, and the user pool with a dev user."""
+    """Create the platform bus, every service's resources, and the user pool with the dev
+    user and the smoke user."""
     report = Provisioned()
     events = await aws.get("events")
     bus = platform_bus_name(env)
@@ -254,4 +256,26 @@ async def _auth(aws: AwsClients, env: str, region: str, report: Provisioned) -> 
         await cognito.admin_set_user_password(
             UserPoolId=pool_id, Username=platform.DEV_USER, Password=password, Permanent=True
         )
+    await _smoke_user(aws, cognito, pool_id, env, report)
     return LocalAuth(pool_id=pool_id, client_id=client_id, region=region)
+
+
+async def _smoke_user(
+    aws: AwsClients, cognito: Any, pool_id: str, env: str, report: Provisioned
+) -> None:
+    """The user `longhaul smoke` signs in as, its credentials in a secret of the shape the
+    deployed environments use (docs/pipeline.md); the local pool asks for no MFA."""
+    try:
+        await cognito.admin_get_user(UserPoolId=pool_id, Username=SMOKE_USER)
+        report.note("user", SMOKE_USER, created=False)
+    except cognito.exceptions.UserNotFoundException:
+        await cognito.admin_create_user(
+            UserPoolId=pool_id, Username=SMOKE_USER, MessageAction="SUPPRESS"
+        )
+        report.note("user", SMOKE_USER, created=True)
+    password = "Lh1!" + secrets.token_urlsafe(24)
+    credentials = json.dumps({"username": SMOKE_USER, "password": password})
+    if await _secret(aws, smoke_user_secret(env), credentials, report):
+        await cognito.admin_set_user_password(
+            UserPoolId=pool_id, Username=SMOKE_USER, Password=password, Permanent=True
+        )

@@ -1,0 +1,69 @@
+"""`longhaul dev` (what `make dev` runs) as a test starts it: a real process tree, every line
+it prints kept, and the wait for what a test needs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+LONGHAUL = [sys.executable, "-m", "longhaul.local.cli"]
+
+
+class Runner:
+    """The dev runner's process and every line it printed."""
+
+    def __init__(self, moto_port: int) -> None:
+        self.moto_port = moto_port
+        self.endpoint = f"http://127.0.0.1:{moto_port}"
+        self.lines: list[str] = []
+        env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+        self.process = subprocess.Popen(
+            [
+                *LONGHAUL,
+                "dev",
+                "--service",
+                "tests.support.echo.spec:SPEC",
+                "--port",
+                str(moto_port),
+            ],
+            cwd=ROOT,
+            env={**env, "LONGHAUL_POLL_WAIT_S": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, predicate: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(self.lines[-40:]))
+
+    def printed(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
