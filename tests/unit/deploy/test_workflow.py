@@ -90,7 +90,7 @@ def test_the_scan_audits_the_cdk_cli_version_the_deploys_run(workflow: dict[Any,
     assert workflow["env"]["CDK_CLI_VERSION"] == package["dependencies"]["aws-cdk"]
 
 
-def test_deploys_run_only_from_main_after_the_tests_the_scan_and_the_images_dev_before_prod(
+def test_deploys_run_only_from_main_after_the_tests_dev_before_prod(
     workflow: dict[Any, Any],
 ) -> None:
     jobs = _deploy_jobs(workflow)
