@@ -49,7 +49,9 @@ class Identity(Construct):
             )
         self.client = self.user_pool.add_client(
             "App",
-            auth_flows=cognito.AuthFlow(user_srp=True),
+            # admin_user_password: the smoke test signs its user in with the admin flow and
+            # its TOTP code (docs/pipeline.md); it needs the CI role's AdminInitiateAuth.
+            auth_flows=cognito.AuthFlow(user_srp=True, admin_user_password=True),
             disable_o_auth=True,
             generate_secret=False,
             prevent_user_existence_errors=True,

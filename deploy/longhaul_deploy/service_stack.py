@@ -14,6 +14,7 @@ from longhaul_deploy import access
 from longhaul_deploy._utils import tag
 from longhaul_deploy.config import CONTAINER_PORT, Target
 from longhaul_deploy.event_rules import EventRules
+from longhaul_deploy.flags import ServiceFlags
 from longhaul_deploy.image import service_image
 from longhaul_deploy.job_queue import JobQueue
 from longhaul_deploy.observability import QueueAlarms, ServiceDashboard, notify
@@ -113,6 +114,7 @@ class ServiceStack(Stack):
         self.secrets = ServiceSecrets(
             self, "Secrets", specs=spec.secrets, key=self.key, settings=settings
         ).secrets
+        self.flags = ServiceFlags(self, "Flags", env=settings.name, service=spec.name)
         if spec.rules and self.queue is not None:
             EventRules(
                 self,
@@ -204,6 +206,7 @@ class ServiceStack(Stack):
                 secrets=tuple(self.secrets.values()),
             ),
         )
+        self.flags.grant_read(task.definition.task_role)
         return task
 
     def _environment(self, role: Role) -> dict[str, str]:
@@ -217,6 +220,8 @@ class ServiceStack(Stack):
             "LONGHAUL_PORT": str(CONTAINER_PORT),
             "OTEL_SERVICE_NAME": f"longhaul-{self.spec.name}",
             "OTEL_RESOURCE_ATTRIBUTES": f"deployment.environment={target.settings.name}",
+            # A reference: the tasks depend on the parameter (docs/flags.md).
+            "LONGHAUL_FLAGS_PARAMETER": self.flags.parameter.parameter_name,
         }
         if self.queue is not None:
             variables["LONGHAUL_QUEUE_NAME"] = self.queue.queue.queue_name

@@ -25,7 +25,15 @@ FROM_CONTEXT = {"AWS::SNS::Subscription", "CertificateArn"}
 
 def _normalized(app: Synthesized, name: str) -> dict[str, Any]:
     text = json.dumps(app.raw(name))
-    for form in ("longhaul-{}", "longhaul{}", "longhaul {}", '"{}"', "={}"):
+    for form in (
+        "longhaul-{}",
+        "longhaul{}",
+        "longhaul {}",
+        '"{}"',
+        "={}",
+        "/longhaul/{}/",
+        "({})",
+    ):
         text = text.replace(form.format(app.env), form.format("ENV"))
     document: dict[str, Any] = json.loads(text)
     return document

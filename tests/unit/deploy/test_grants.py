@@ -76,6 +76,12 @@ def _expected(app: Synthesized, spec: ServiceSpec, role: str) -> dict[str, set[s
         if worker:
             allow({f"{bucket}/*"}, "s3:DeleteObject", "s3:AbortMultipartUpload")
         allow({bucket, f"{bucket}/*"}, "s3:ListBucket")
+    # The service's feature flags: its one parameter, read only (docs/flags.md).
+    flags = _logical_id(app, name, "AWS::SSM::Parameter")
+    allow(
+        {f"arn:<AWS::Partition>:ssm:us-east-1:<AWS::AccountId>:parameter<{flags}>"},
+        "ssm:GetParameter",
+    )
     for secret in app.resources(name, "AWS::SecretsManager::Secret"):
         allow({f"<{secret}>"}, "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret")
     if spec.queue or spec.table or spec.bucket or spec.secrets:
