@@ -211,7 +211,8 @@ def sprite_command(
 ) -> list[str]:
     """Thumbnails every `every_s` seconds, tiled `grid` (columns x rows) into one JPEG."""
     columns, rows = grid
-    chain = f"fps=1/{every_s:.6f},scale={size[0]}:{size[1]},tile={columns}x{rows}"
+    # eof_action=pass: a source shorter than half the interval still gives its first frame.
+    chain = f"fps=1/{every_s:.6f}:eof_action=pass,scale={size[0]}:{size[1]},tile={columns}x{rows}"
     return [
         *_base(ffmpeg),
         *_input(source, "mov"),
