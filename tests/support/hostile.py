@@ -5,6 +5,7 @@ bound, or stall. tests/e2e/test_media_hostile.py sends each through a real worke
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support.media import declared_size_clip, ffmpeg
@@ -135,3 +136,53 @@ def decompression_bomb(path: Path, size: str = "8192x8192") -> Path:
 def raw_declaring(path: Path, width: int, height: int) -> Path:
     """Raw video whose header declares `width` x `height` (no frame that size exists)."""
     return declared_size_clip(path, width, height)
+
+
+def flash_video(path: Path) -> Path:
+    """A valid H.264 video in FLV: a container off the allowlist (named .mp4 or not)."""
+    _run(
+        *("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=1"),
+        *_h264(),
+        *("-f", "flv", str(path)),
+    )
+    return path
+
+
+# name: (how it is made from the folder and a victim file on the worker, words of the reason)
+CASES: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
+    "hls.mp4": (lambda d, v: hls_playlist(d / "hls.mp4", v), "an HLS playlist"),
+    "dash.mp4": (lambda d, v: dash_manifest(d / "dash.mp4", v), "a DASH manifest"),
+    "concat.mp4": (
+        lambda d, v: ffconcat_script(d / "concat.mp4", "/dev/zero"),
+        "an ffconcat script",
+    ),
+    "no-duration.mkv": (
+        lambda d, v: long_timeline_mkv(d / "no-duration.mkv"),
+        "no frame for",
+    ),
+    "eleven-hours.ts": (
+        lambda d, v: ts_spanning(d / "eleven-hours.ts"),
+        "over the limit of 21600 s",
+    ),
+    "switch.ts": (
+        lambda d, v: ts_switching_size(d / "switch.ts"),
+        "changes its resolution to 8192x8192 at 2.0 s",
+    ),
+    "keyframes.mkv": (
+        lambda d, v: keyframe_bomb(d / "keyframes.mkv"),
+        "more than 100000 keyframes",
+    ),
+    "gap.mp4": (lambda d, v: frame_gap(d / "gap.mp4"), "no frame for 300 s"),
+    "bomb.mkv": (
+        lambda d, v: decompression_bomb(d / "bomb.mkv"),
+        "the resolution 8192x8192 is over the limit",
+    ),
+    "flash.flv": (
+        lambda d, v: flash_video(d / "flash.flv"),
+        "not a video file: no format the service takes",
+    ),
+    "declared.mkv": (
+        lambda d, v: raw_declaring(d / "declared.mkv", 20000, 20000),
+        "frame size no decoder accepts",
+    ),
+}

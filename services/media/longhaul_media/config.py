@@ -51,14 +51,16 @@ class MediaSettings(KitSettings):
     chunk_timeout_s: float = Field(default=1800, gt=0)
     # What a source may hold besides its size, length and resolution: every one is measured
     # by reading the whole video stream, never taken from what the file declares.
-    max_frame_rate: float = Field(default=120, gt=0)
+    max_frame_rate: float = Field(default=240, gt=0, description="phones' slow motion: 240")
     max_frames: int = Field(default=2_000_000, ge=1)
     max_keyframes: int = Field(default=100_000, ge=1)
     max_gap_s: float = Field(default=60, gt=0, description="longest stretch without a frame")
     # The bounds on the work one upload makes (docs/media.md "Hostile uploads").
     probe_timeout_s: float = Field(default=300, gt=0)
     probe_memory_bytes: int = Field(default=4 * GIB, ge=256 * MIB)
-    ffmpeg_memory_bytes: int = Field(default=16 * GIB, ge=256 * MIB, description="address space")
+    ffmpeg_memory_bytes: int = Field(
+        default=8 * GIB, ge=256 * MIB, description="address space (an 8K ladder needs ~6 GiB)"
+    )
     step_timeout_s: float = Field(
         default=300, gt=0, description="an ffmpeg step's time, plus step_timeout_per_s per s"
     )

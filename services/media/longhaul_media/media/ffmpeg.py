@@ -30,8 +30,11 @@ def _base(ffmpeg: str) -> list[str]:
 
 
 def _input(path: Path, input_format: str) -> list[str]:
-    """Read `path` as `input_format` (ffmpeg's `-f` name), and only `path`."""
-    return ["-f", input_format, "-protocol_whitelist", "file", "-i", str(path)]
+    """Read `path` as `input_format` (ffmpeg's `-f` name), and only `path`. AVI and MPEG-PS
+    leave some packets without a presentation time: with B-frames they must be generated,
+    or the split's NUT chunks refuse the packets."""
+    flags = ["-fflags", "+genpts"] if input_format in ("avi", "mpeg") else []
+    return [*flags, "-f", input_format, "-protocol_whitelist", "file", "-i", str(path)]
 
 
 def split_command(
@@ -113,7 +116,9 @@ def encode_command(
     for label, rung in zip(labels, rungs, strict=True):
         size = f"{rung.width}:{rung.height}"
         graph += f";[{label}in]scale={size}:flags=bicubic,format=yuv420p[{label}]"
-    argv = [*_base(ffmpeg), "-noautorotate", "-max_pixels", str(max_pixels)]
+    # -xerror: a frame the decoder refuses (over max_pixels) fails the chunk instead of
+    # being dropped from a rendition that would then come out short.
+    argv = [*_base(ffmpeg), "-xerror", "-noautorotate", "-max_pixels", str(max_pixels)]
     argv += [*_input(chunk, "nut"), "-filter_complex", graph]
     forced = ",".join(f"{t:.6f}" for t in keyframes)
     for label, rung, out in zip(labels, rungs, outputs, strict=True):

@@ -33,6 +33,11 @@ FORMAT_WHITELIST = ",".join(name.split(",")[0] for name in FORMATS)
 OPEN_OPTIONS = {"format_whitelist": FORMAT_WHITELIST, "protocol_whitelist": "file"}
 KEYFRAME_SPACING_S = 0.25  # the plan never needs two cut points closer than this
 MAX_PARAMETER_SETS = 1000  # distinct ones remembered; past that every keyframe is checked
+# For codecs whose frame size the probe does not read from the packets: a keyframe decoded
+# at most this often (decoding every keyframe of an all-intra ProRes or MJPEG file would cost
+# as much as transcoding it). Between two checks the encoder's decoder refuses any frame
+# over the pixel limit and fails the chunk (`-max_pixels` with `-xerror`).
+SIZE_CHECK_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class Limits:
     max_width: int
     max_height: int
     max_pixels: int
-    max_frame_rate: float = 120.0
+    max_frame_rate: float = 240.0
     max_frames: int = 2_000_000
     max_keyframes: int = 100_000
     max_gap_s: float = 60.0
@@ -292,7 +297,7 @@ class _Walk:
                 raise Refused(
                     f"the video has more than {limits.max_keyframes} keyframes, the limit"
                 )
-            if self.sizes.changed(bytes(packet)):
+            if self.sizes.changed(bytes(packet), moment):
                 self._check_size(packet, moment - self.first)
         self.last_end = max(self.last_end, moment + float((packet.duration or 0) * self.base))
 
@@ -334,7 +339,7 @@ def _is_sps(codec: str, header: int) -> bool:
 class _ParameterSets:
     """Whether a keyframe may bring a new frame size: for H.264 and HEVC, when it carries a
     sequence parameter set unlike those seen before (the size lives there); for any other
-    codec, at every keyframe."""
+    codec, a keyframe every SIZE_CHECK_EVERY_S."""
 
     def __init__(self, codec: str, extradata: bytes) -> None:
         self.codec = codec if codec in ("h264", "hevc") else None
@@ -344,10 +349,14 @@ class _ParameterSets:
             at = 4 if codec == "h264" else 21
             self.length_size = (extradata[at] & 0x3) + 1 if len(extradata) > at else 4
         self.seen: set[bytes] = set()
+        self.checked_at: float | None = None
 
-    def changed(self, data: bytes) -> bool:
+    def changed(self, data: bytes, moment: float) -> bool:
         if self.codec is None:
-            return True
+            due = self.checked_at is None or moment - self.checked_at >= SIZE_CHECK_EVERY_S
+            if due:
+                self.checked_at = moment
+            return due
         fresh = False
         for unit in self._units(data):
             if unit and _is_sps(self.codec, unit[0]) and unit not in self.seen:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import resource
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ from longhaul_media.worker._utils import (
     run_ffmpeg,
     settings_of,
     stderr_tail,
+    without_paths,
 )
 from longhaul_media.worker.ended import transcode_ended
 from longhaul_media.worker.stitch import stitch
@@ -91,19 +93,14 @@ async def transcode(payload: TranscodePayload, ctx: JobContext) -> dict[str, Any
         with reasons_without_paths(settings):
             state = await _prepare(payload, preset, ctx, resources, settings)
         await ctx.checkpoint(state)
-    deadline = state.get("deadline")
-    if deadline is not None and time.time() > deadline:
-        raise NonRetryable(
-            f"the transcode ran past its time limit of {_minutes(state['timeout_s'])} "
-            f"for a {_minutes(state['info']['duration_s'])} source"
-        )
     chunks = [Chunk.model_validate(c) for c in state["chunks"]]
     children = await ctx.jobs(state["children"])
     for chunk, child in zip(chunks, children, strict=True):
         if child.state is JobState.CANCELLED:  # only a cancel of this job cancels its chunks
             raise JobCancelled(ctx.job_id)
         if child.state is JobState.FAILED:
-            raise NonRetryable(f"chunk {chunk.index} failed: {child.error}")
+            reason = without_paths(child.error or "no reason", settings)
+            raise NonRetryable(f"chunk {chunk.index} failed: {reason}")
     total = sum(c.duration_s for c in chunks)
     done = sum(
         c.duration_s * (1.0 if j.state is JobState.SUCCEEDED else j.progress)
@@ -111,12 +108,18 @@ async def transcode(payload: TranscodePayload, ctx: JobContext) -> dict[str, Any
     )
     finished = sum(1 for j in children if j.state is JobState.SUCCEEDED)
     if finished < len(children):
+        state = _count_working_time(state, children)
+        if state.get("working_s", 0.0) > state.get("timeout_s", float("inf")):
+            raise NonRetryable(
+                f"the transcode ran past its time limit of {_minutes(state['timeout_s'])} "
+                f"for a source of {_minutes(state['info']['duration_s'])}"
+            )
         message = f"{finished} of {len(children)} chunks encoded"
         fraction = round(PREPARED + (ENCODED - PREPARED) * done / total, 3)
         if fraction != state.get("reported"):
             await ctx.progress(fraction, message)
             state = {**state, "reported": fraction}
-            await ctx.checkpoint(state)
+        await ctx.checkpoint(state)
         ctx.park(settings.wait_poll_s, message)
     await ctx.progress(ENCODED, "stitching")
     with reasons_without_paths(settings):
@@ -134,12 +137,28 @@ async def _require_available(preset: str, resources: JobResources) -> None:
         raise NonRetryable(str(exc)) from None
 
 
+def _count_working_time(state: dict[str, Any], children: list[Any]) -> dict[str, Any]:
+    """Add the time since the last check to the transcode's working time, unless a chunk
+    still waits for a worker then: time in the queue (other owners' work ahead, workers
+    still starting) is not the transcode's to answer for. Once every chunk is done nothing
+    is counted: finished work is stitched, never failed for the time it took."""
+    now = time.time()
+    waiting = any(j.state is JobState.QUEUED for j in children)
+    elapsed = max(0.0, now - state.get("checked_at", now))
+    return {
+        **state,
+        "checked_at": now,
+        "working_s": state.get("working_s", 0.0) + (0.0 if waiting else elapsed),
+    }
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def transcode_timeout(settings: MediaSettings, duration_s: float) -> float:
-    """How long a transcode of `duration_s` seconds of video may take, from its start."""
+    """How long a transcode of `duration_s` seconds of video may work (time its chunks wait
+    in the queue is not counted)."""
     return settings.transcode_timeout_s + settings.transcode_timeout_per_s * duration_s
 
 
@@ -270,10 +289,14 @@ async def _prepare(
         children, _ = await asyncio.gather(fan_out(), encode_audio())
     await ctx.progress(PREPARED, f"encoding {len(chunks)} chunks")
     timeout = transcode_timeout(settings, info.duration_s)
+    now = time.time()
     return {
         "phase": "encoding",
-        "deadline": started + timeout,
+        # The transcode's time limit counts working time: preparing, then the chunks while
+        # none waits in the queue (_count_working_time).
         "timeout_s": timeout,
+        "working_s": now - started,
+        "checked_at": now,
         "info": info.model_dump(mode="json"),
         "chunks": [c.model_dump(mode="json") for c in chunks],
         "rungs": [s.model_dump(mode="json") for s in sizes],
@@ -307,26 +330,31 @@ async def _probe(ctx: JobContext, settings: MediaSettings, source: Path) -> dict
             probe, str(source), limits, timeout_s=timeout, rlimits=rlimits
         )
     except TimeoutError:
-        raise NonRetryable(
+        # Retried (a loaded worker may be slow); after the last attempt this is the reason.
+        raise RuntimeError(
             f"reading the file took longer than {timeout:.0f} s: it is malformed or built to "
             "be slow to read"
         ) from None
     except RuntimeError as exc:
+        exhausted = _child_failure(str(exc))
+        if exhausted is None:  # the reader crashed, or was killed from outside: try again
+            raise RuntimeError(f"reading the file failed ({exc})") from None
         raise NonRetryable(
-            "reading the file went past the bounds on its time or memory "
-            f"({_child_failure(str(exc))}): it is malformed or built to exhaust a reader"
+            f"reading the file went past the bounds on its {exhausted}: it is malformed or "
+            "built to exhaust a reader"
         ) from None
     if "error" in found:
         raise NonRetryable(found["error"])
     return found
 
 
-def _child_failure(message: str) -> str:
+def _child_failure(message: str) -> str | None:
+    """Which bound the probe's child ran into, if it was one of its own rlimits."""
     if "MemoryError" in message:
-        return "out of memory"
-    if "exit code -24" in message:
-        return "out of CPU time"
-    return "the reader crashed"
+        return "memory"
+    if f"exit code -{signal.SIGXCPU}" in message:
+        return "CPU time"
+    return None
 
 
 def _split_chunks(listing: Path, duration_s: float) -> list[Chunk]:
