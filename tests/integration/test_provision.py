@@ -34,9 +34,11 @@ async def _inventory(aws: AwsClients, env: str) -> Counter[str]:
                 "Targets"
             ]
             found[f"rule/{bus}/{rule['Name']}->{len(targets)}"] += 1
-    for table in (await dynamodb.list_tables())["TableNames"]:
-        if table.startswith(prefix):
-            found[f"table/{table}"] += 1
+    # Every page (100 tables each): the shared server holds every test's tables.
+    async for page in dynamodb.get_paginator("list_tables").paginate():
+        for table in page["TableNames"]:
+            if table.startswith(prefix):
+                found[f"table/{table}"] += 1
     for bucket in (await s3.list_buckets())["Buckets"]:
         if bucket["Name"].startswith(prefix):
             found[f"bucket/{bucket['Name']}"] += 1
