@@ -14,6 +14,7 @@ import pytest
 
 from longhaul.aws.clients import AwsClients
 from longhaul.jobs import JobState
+from longhaul.jobs.queue import enqueue
 from tests.conftest import Platform
 from tests.support.moto import MotoServer
 from tests.support.workers import Jobs, Worker, effects_of, kinds
@@ -158,3 +159,31 @@ async def test_a_job_that_outlives_the_visibility_cap_keeps_one_message_and_one_
     # Once: the fresh message is received (and kept waiting on the lease) again and again,
     # and each receipt starts its own 20 s.
     assert renewals == 1, "the run's own message reached the cap and was handed on"
+
+
+async def test_a_stray_copy_delivered_during_the_effects_does_not_run_them_again(
+    aws: AwsClients,
+    jobs: Jobs,
+    platform: Platform,
+    tmp_path: Path,
+    workers: list[Worker],
+    faults: MotoServer,
+) -> None:
+    """A copy of a job's message (a child's wake, a park's twin) delivered while the worker
+    that ended the job is still in its after-end effects waits for them instead of running
+    them a second time beside it: one fact, one end hook."""
+    # The fact's publish takes 4 s: the finishing worker sits in its effects meanwhile.
+    rule = faults.faults.inject("events", "latency", match="echo.job.succeeded", seconds=4)
+    workers += [Worker(platform, tmp_path, name) for name in ("first", "second")]
+    job_id = await jobs.submit({"steps": 1, "step_s": 0})
+    await jobs.wait(job_id, JobState.SUCCEEDED)
+    await _until(lambda: faults.faults.fired(rule) >= 1, "the fact's publish is slowed")
+    faults.faults.clear()
+    sqs = await aws.get("sqs")
+    await enqueue(sqs, await jobs.queue_url(), job_id)  # the stray copy
+    await _until(_ended_once_at_least(tmp_path, job_id), "on_end and the fact", timeout=30)
+    await asyncio.sleep(20)  # past the copy's wait: it finds the effects done and is dropped
+    records = effects_of(tmp_path, job_id)
+    assert len(kinds(records, "fact")) == 1, "the fact was published twice"
+    assert len(kinds(records, "on_end")) == 1, "the end hook ran twice"
+    assert await _queue_total(aws, jobs) == 0, "the copy was left on the queue"

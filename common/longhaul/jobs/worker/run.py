@@ -129,7 +129,14 @@ class JobRunner(RunEnds):
             log.warning("message for a job that does not exist; dropping it")
             await self.messages.delete(receipt)
         elif job.terminal:
-            if started.effects_pending:  # its run ended before the effects were done
+            if started.effects_pending and _stray_copy(message, started):
+                # A copy of the job's message (a child's wake, a park's twin) while the run
+                # that ended it may still be running the effects: look again once they are
+                # likely done, so they do not run twice at once. If they are still pending
+                # then (that run died), this copy runs them.
+                log.info("job already %s, its effects under way; this copy waits", job.state)
+                await self.messages.hide(receipt, int(self.config.effects_retry_s) + 5)
+            elif started.effects_pending:  # its run ended before the effects were done
                 log.info("job already %s; running its after-end effects", job.state)
                 await self.after_end.settle(job, receipt, dead_letter=started.dead_letter)
             elif started.dead_letter:  # its run died between the effects and the move
@@ -298,3 +305,14 @@ class JobRunner(RunEnds):
         """Stop every run in this process (shutdown's deadline)."""
         for run in list(self.runs.values()):
             stop_run(run, run.reason or "shutdown")
+
+
+def _stray_copy(message: dict[str, Any], started: StartResult) -> bool:
+    """Whether `message` is a first delivery of a message other than the one the job's last
+    run started from. The effects' own retries come as fresh messages too: delayed once
+    here, they run on their next delivery."""
+    return (
+        started.message_id is not None
+        and started.message_id != message.get("MessageId")
+        and receive_count(message) <= 1
+    )
