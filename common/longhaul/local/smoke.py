@@ -27,6 +27,18 @@ from longhaul.smoke.auth import SMOKE_USER, UserPool, enroll_totp, smoke_user_se
 __all__ = ["pool_from_outputs", "smoke_command", "smoke_user_command"]
 
 
+# The options both commands take to find the pool and the smoke user.
+PoolId = Annotated[str | None, typer.Option(envvar="LONGHAUL_SMOKE_POOL_ID")]
+ClientId = Annotated[str | None, typer.Option(envvar="LONGHAUL_SMOKE_CLIENT_ID")]
+Outputs = Annotated[
+    Path | None, typer.Option(help="cdk deploy's --outputs-file: the pool and client from it")
+]
+UserSecret = Annotated[
+    str | None,
+    typer.Option(help="The smoke user's secret (default: longhaul/<env>/smoke-user)"),
+]
+
+
 def pool_from_outputs(path: Path) -> UserPool:
     """The user pool and app client in `cdk deploy --outputs-file`'s JSON: the outputs of
     the stack that has both (the platform stack's UserPoolId and AppClientId)."""
@@ -82,16 +94,10 @@ def smoke_command(
         str | None,
         typer.Option(envvar="LONGHAUL_SMOKE_TOKEN", help="A bearer token to use as it is"),
     ] = None,
-    pool_id: Annotated[str | None, typer.Option(envvar="LONGHAUL_SMOKE_POOL_ID")] = None,
-    client_id: Annotated[str | None, typer.Option(envvar="LONGHAUL_SMOKE_CLIENT_ID")] = None,
-    outputs: Annotated[
-        Path | None,
-        typer.Option(help="cdk deploy's --outputs-file: the pool and client from it"),
-    ] = None,
-    user_secret: Annotated[
-        str | None,
-        typer.Option(help="The smoke user's secret (default: longhaul/<env>/smoke-user)"),
-    ] = None,
+    pool_id: PoolId = None,
+    client_id: ClientId = None,
+    outputs: Outputs = None,
+    user_secret: UserSecret = None,
     only: Annotated[list[str], typer.Option("--only", help="Only this service (repeatable)")] = [],  # noqa: B006 - typer reads the default
     service: Annotated[
         list[str],
@@ -181,16 +187,10 @@ async def _ensure_smoke_user(
 def smoke_user_command(
     env: Annotated[str, typer.Option(envvar="LONGHAUL_ENV")],
     region: Annotated[str, typer.Option(envvar="AWS_REGION")] = platform.DEFAULT_REGION,
-    pool_id: Annotated[str | None, typer.Option(envvar="LONGHAUL_SMOKE_POOL_ID")] = None,
-    client_id: Annotated[str | None, typer.Option(envvar="LONGHAUL_SMOKE_CLIENT_ID")] = None,
-    outputs: Annotated[
-        Path | None,
-        typer.Option(help="cdk deploy's --outputs-file: the pool and client from it"),
-    ] = None,
-    user_secret: Annotated[
-        str | None,
-        typer.Option(help="The smoke user's secret (default: longhaul/<env>/smoke-user)"),
-    ] = None,
+    pool_id: PoolId = None,
+    client_id: ClientId = None,
+    outputs: Outputs = None,
+    user_secret: UserSecret = None,
     username: Annotated[str, typer.Option(help="The user's name in the pool")] = SMOKE_USER,
     new_mfa: Annotated[
         bool, typer.Option(help="Enrol a new TOTP authenticator even if one is kept")
