@@ -6,7 +6,6 @@ events for five seconds, and SQS's cap on a message's visibility (scaled down)."
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from longhaul.jobs import JobState
 from longhaul.jobs.queue import enqueue
 from tests.conftest import Platform
 from tests.support.moto import MotoServer
-from tests.support.workers import Jobs, Worker, effects_of, kinds
+from tests.support.workers import Jobs, Worker, effects_of, kinds, until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -33,13 +32,6 @@ def faults(moto: MotoServer) -> Iterator[MotoServer]:
     yield moto
     moto.faults.clear()
     moto.faults.set_visibility_cap(None)
-
-
-async def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        await asyncio.sleep(0.1)
 
 
 def _ended_once_at_least(effects: Path, job_id: str) -> Callable[[], bool]:
@@ -80,8 +72,8 @@ async def test_end_hook_and_fact_happen_when_the_message_delete_fails(
     workers.append(Worker(platform, tmp_path))
     job_id = await jobs.submit({"steps": 1, "step_s": 0})
     await jobs.wait(job_id, JobState.SUCCEEDED)
-    await _until(lambda: faults.faults.fired(rule) >= 1, "the delete failed")
-    await _until(_ended_once_at_least(tmp_path, job_id), "on_end and the fact", timeout=60)
+    await until(lambda: faults.faults.fired(rule) >= 1, what="the delete failed")
+    await until(_ended_once_at_least(tmp_path, job_id), what="on_end and the fact", timeout=60)
     faults.faults.clear()
     total = 0
     for _ in range(60):  # the message that could not be deleted comes back and is dropped
@@ -102,14 +94,14 @@ async def test_end_hook_and_fact_happen_when_the_worker_is_killed_between_the_en
     workers.append(first)
     job_id = await jobs.submit({"steps": 1, "step_s": 0})
     await jobs.wait(job_id, JobState.SUCCEEDED)
-    await _until(lambda: faults.faults.holding() >= 1, "the fact's publish hangs")
+    await until(lambda: faults.faults.holding() >= 1, what="the fact's publish hangs")
     first.kill9()
     faults.faults.clear()
     assert faults.faults.rules() == []
     assert rule >= 1
     assert kinds(effects_of(tmp_path, job_id), "fact") == [], "the fact did not go out"
     workers.append(Worker(platform, tmp_path, "second"))
-    await _until(_ended_once_at_least(tmp_path, job_id), "on_end and the fact", timeout=60)
+    await until(_ended_once_at_least(tmp_path, job_id), what="on_end and the fact", timeout=60)
     assert len(kinds(effects_of(tmp_path, job_id), "done")) == 1, "the job itself ran once"
 
 
@@ -120,11 +112,11 @@ async def test_the_fact_is_published_through_five_seconds_of_eventbridge_refusal
     workers.append(Worker(platform, tmp_path))
     job_id = await jobs.submit({"steps": 1, "step_s": 0})
     await jobs.wait(job_id, JobState.SUCCEEDED)
-    await _until(lambda: faults.faults.fired(rule) >= 1, "EventBridge refuses the fact")
+    await until(lambda: faults.faults.fired(rule) >= 1, what="EventBridge refuses the fact")
     await asyncio.sleep(5)
     refused = faults.faults.fired(rule)
     faults.faults.clear()
-    await _until(_ended_once_at_least(tmp_path, job_id), "on_end and the fact", timeout=60)
+    await until(_ended_once_at_least(tmp_path, job_id), what="on_end and the fact", timeout=60)
     assert refused >= 3, "the publish was refused, retried, and refused again"
 
 
@@ -141,7 +133,7 @@ async def test_a_job_that_outlives_the_visibility_cap_keeps_one_message_and_one_
     faults.faults.set_visibility_cap(20)
     workers.append(Worker(platform, tmp_path, LONGHAUL_VISIBILITY_CAP_S="20"))
     job_id = await jobs.submit({"steps": 25, "step_s": 2.0})
-    await _until(lambda: len(kinds(effects_of(tmp_path, job_id), "step")) >= 2, "running")
+    await until(lambda: len(kinds(effects_of(tmp_path, job_id), "step")) >= 2, what="running")
     samples: list[int] = []
     while len(kinds(effects_of(tmp_path, job_id), "step")) < 24:  # to just before its end
         samples.append(await _queue_total(aws, jobs))
@@ -177,11 +169,11 @@ async def test_a_stray_copy_delivered_during_the_effects_does_not_run_them_again
     workers += [Worker(platform, tmp_path, name) for name in ("first", "second")]
     job_id = await jobs.submit({"steps": 1, "step_s": 0})
     await jobs.wait(job_id, JobState.SUCCEEDED)
-    await _until(lambda: faults.faults.fired(rule) >= 1, "the fact's publish is slowed")
+    await until(lambda: faults.faults.fired(rule) >= 1, what="the fact's publish is slowed")
     faults.faults.clear()
     sqs = await aws.get("sqs")
     await enqueue(sqs, await jobs.queue_url(), job_id)  # the stray copy
-    await _until(_ended_once_at_least(tmp_path, job_id), "on_end and the fact", timeout=30)
+    await until(_ended_once_at_least(tmp_path, job_id), what="on_end and the fact", timeout=30)
     await asyncio.sleep(20)  # past the copy's wait: it finds the effects done and is dropped
     records = effects_of(tmp_path, job_id)
     assert len(kinds(records, "fact")) == 1, "the fact was published twice"

@@ -5,8 +5,6 @@ in-process worker of the echo service on moto, read through the in-memory metric
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import pytest
 
@@ -15,7 +13,7 @@ from longhaul.jobs import JobState
 from longhaul.jobs.queue import enqueue
 from tests.conftest import METRICS, Platform
 from tests.support.app import running_app
-from tests.support.workers import FAST, Jobs
+from tests.support.workers import FAST, Jobs, until
 
 
 def _points(name: str) -> list[tuple[dict[str, object], float]]:
@@ -43,13 +41,6 @@ def _echo(name: str) -> float:
     points = _points(name)
     assert all("service" in attributes for attributes, _ in points), f"{name} without service"
     return sum(value for attributes, value in points if attributes["service"] == "echo")
-
-
-async def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.timeout(120)
@@ -80,18 +71,18 @@ async def test_the_worker_counts_takeovers_lost_leases_requeues_and_dlq_arrivals
         await jobs.submit({"steps": 1}, enqueue_it=False)  # never enqueued: the reconciler's
         await enqueue(await aws.get("sqs"), await jobs.queue_url(), dead)
         await jobs.wait(dead, JobState.SUCCEEDED)
-        await _until(lambda: grew("longhaul.jobs.takeovers"), "a takeover counted")
-        await _until(lambda: grew("longhaul.jobs.duration"), "a duration recorded")
-        await _until(lambda: grew("longhaul.jobs.reconciler_requeues"), "a requeue counted")
+        await until(lambda: grew("longhaul.jobs.takeovers"), what="a takeover counted")
+        await until(lambda: grew("longhaul.jobs.duration"), what="a duration recorded")
+        await until(lambda: grew("longhaul.jobs.reconciler_requeues"), what="a requeue counted")
 
         # A run whose lease another worker took: the keepalive notices and stops it.
         taken = await jobs.submit({"steps": 40, "step_s": 0.5})
         await jobs.wait(taken, JobState.RUNNING)
-        await _until(lambda: grew("longhaul.jobs.queue_wait"), "a queue wait recorded")
+        await until(lambda: grew("longhaul.jobs.queue_wait"), what="a queue wait recorded")
         await store._update(taken, {"lease_owner": "another-worker"}, "attribute_exists(PK)", {})
-        await _until(lambda: grew("longhaul.jobs.leases_lost"), "a lost lease counted")
+        await until(lambda: grew("longhaul.jobs.leases_lost"), what="a lost lease counted")
 
         # A job that fails every attempt ends in the DLQ.
         failing = await jobs.submit({"fail_always": True})
         await jobs.wait(failing, JobState.FAILED, timeout=60)
-        await _until(lambda: grew("longhaul.jobs.dlq_arrivals"), "a DLQ arrival counted")
+        await until(lambda: grew("longhaul.jobs.dlq_arrivals"), what="a DLQ arrival counted")
