@@ -10,6 +10,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 PINS := requirements.txt
 RUNTIME_PINS := requirements-runtime.txt
+# PyTorch's CPU build, for training's torch family: installed from a folder of wheels, never
+# resolved (docs/training.md "PyTorch").
+TORCH_VERSION := 2.13.0
+TORCH_WHEELS ?= /opt/wheels
 export UV_PYTHON_DOWNLOADS := never
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -26,6 +30,10 @@ $(UV):
 $(VENV)/.synced: $(UV) $(PINS) pyproject.toml common/pyproject.toml deploy/pyproject.toml $(wildcard services/*/pyproject.toml)
 	[ -x $(BIN)/python ] || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	$(UV) pip sync --quiet --python $(BIN)/python $(PINS)
+	@# PyTorch, CPU build, beside the pins (sync removed it): uv would resolve a CUDA build of
+	@# several GB, so it installs from the CPU wheel with its dependencies already pinned.
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-index \
+	  --find-links $(TORCH_WHEELS) torch==$(TORCH_VERSION) || { echo "make: the PyTorch $(TORCH_VERSION) CPU wheel is not in $(TORCH_WHEELS) (TORCH_WHEELS=<folder> names another; docs/training.md)"; exit 1; }
 	touch $@
 
 install: $(VENV)/.synced ## Install uv and the pinned workspace into .venv (run by every other target)

@@ -1,0 +1,9 @@
+"""The analytics service's event handlers."""
+
+from __future__ import annotations
+
+from longhaul.events import EventRouter
+
+__all__ = ["events"]
+
+events = EventRouter()

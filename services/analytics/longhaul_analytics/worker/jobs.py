@@ -1,0 +1,9 @@
+"""The analytics service's job types."""
+
+from __future__ import annotations
+
+from longhaul.jobs import JobTypes
+
+__all__ = ["jobs"]
+
+jobs = JobTypes()

@@ -1,0 +1,5 @@
+"""The training service's facts."""
+
+from longhaul.jobs.events import register_job_facts
+
+JOB_FACTS = register_job_facts("training")
