@@ -311,13 +311,15 @@ class JobContext:
         timeout_s: float | None = None,
         on_stdout_line: Callable[[str], Awaitable[None]] | None = None,
         rlimits: Rlimits | None = None,
+        on_start: Callable[[int], None] | None = None,
     ) -> tuple[int, bytes]:
         """Run a command (ffmpeg, a trainer) in its own process group; return its exit code
         and the tail of its stderr. With `on_stdout_line`, each stdout line is handed to it as
         it comes (ffmpeg's `-progress pipe:1`). Cancel, shutdown or the timeout kill the
         whole group; the end of the call kills what the command left running in it.
         `rlimits` bound the command (over its CPU time or file size the kernel kills it: a
-        negative exit code, the signal's number)."""
+        negative exit code, the signal's number). `on_start` is told the command's pid once
+        it runs (a trainer relays the worker's shutdown to it as SIGTERM)."""
         self.raise_if_cancelled()
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -328,6 +330,8 @@ class JobContext:
             preexec_fn=(lambda: _apply_rlimits(rlimits)) if rlimits else None,
         )
         self._children.add(process)
+        if on_start is not None:
+            on_start(process.pid)
 
         async def drain_stderr() -> bytes:
             assert process.stderr is not None

@@ -187,3 +187,28 @@ async def test_run_process_over_its_file_size_is_killed_by_the_kernel(tmp_path: 
     )
     assert code == -signal.SIGXFSZ
     assert out.stat().st_size == 4 * MIB
+
+
+async def test_run_process_tells_on_start_the_pid_so_a_signal_can_be_relayed() -> None:
+    """`on_start` gets the running command's pid: a trainer asked to stop through it (the
+    worker relaying its shutdown as SIGTERM) runs its own handler and exits as it chooses."""
+    ctx = _context()
+    started: list[int] = []
+
+    async def on_line(line: str) -> None:
+        if line == "ready":
+            os.kill(started[0], signal.SIGTERM)
+
+    script = "trap 'echo stopping; exit 75' TERM; echo ready; while :; do sleep 0.05; done"
+    lines: list[str] = []
+
+    async def follow(line: str) -> None:
+        lines.append(line)
+        await on_line(line)
+
+    code, _ = await ctx.run_process(
+        ["bash", "-c", script], on_stdout_line=follow, on_start=started.append, timeout_s=60
+    )
+    assert code == 75
+    assert lines == ["ready", "stopping"]
+    assert len(started) == 1 and started[0] > 0
