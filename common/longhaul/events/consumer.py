@@ -12,6 +12,11 @@ What happens to each message, by design:
 |                                          | of this consumer; once it is deployed, a DLQ     |
 |                                          | redrive delivers it                              |
 | not JSON, not an envelope, invalid data  | counted, logged, kept: it reaches the DLQ intact |
+
+A router with an `on_every` handler (a consumer of every fact, such as analytics) gives
+that handler every decoded envelope no typed route takes, whatever its type and version,
+registered or not, with the envelope's data as a plain dict; only undecodable messages
+are then left unrouted.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
@@ -117,6 +122,16 @@ class Outcome:
     retry: list[tuple[str, int]] = field(default_factory=list)  # (receipt handle, receive count)
 
 
+class _Every(Event):
+    """Stands for "any event" in the route of an `on_every` handler (never registered)."""
+
+    event_type: ClassVar[str] = "every"
+    event_version: ClassVar[int] = 0
+
+
+_EVERY = ("", 0)  # the group key of the deliveries an `on_every` handler takes
+
+
 @dataclass
 class _Route:
     model: type[Event]
@@ -129,6 +144,7 @@ class EventRouter:
 
     def __init__(self) -> None:
         self._routes: dict[tuple[str, int], _Route] = {}
+        self._every: BatchHandler | None = None
         self.resources: Any = None  # set by the app: handed to handlers with each delivery
         self.unrouted: Counter[str] = Counter()  # reason -> count, also exported as a metric
 
@@ -148,6 +164,22 @@ class EventRouter:
 
         def register(handler: Callable[[list[Delivery[E]]], Awaitable[BatchResult | None]]) -> Any:
             self._add(model, _Route(model, batch=handler))
+            return handler
+
+        return register
+
+    def on_every(
+        self,
+    ) -> Callable[[Callable[[list[Delivery[Any]]], Awaitable[BatchResult | None]]], Any]:
+        """Handle, as one batch per receive, every decoded envelope no typed route takes:
+        any type and version, registered or not; `delivery.event` is the envelope's data."""
+
+        def register(
+            handler: Callable[[list[Delivery[Any]]], Awaitable[BatchResult | None]],
+        ) -> Any:
+            if self._every is not None:
+                raise ValueError("this router already has an on_every handler")
+            self._every = handler
             return handler
 
         return register
@@ -202,6 +234,12 @@ class EventRouter:
                 outcome.retry.append((receipt, count))
                 continue
             key = (envelope.type, envelope.version)
+            if self._every is not None and key not in self._routes:
+                raw: Delivery[Any] = Delivery(
+                    message["MessageId"], envelope, envelope.data, count, self.resources
+                )
+                groups.setdefault(_EVERY, []).append((message, raw))
+                continue
             try:
                 route = self._routes.get(key)
                 model = route.model if route else lookup(*key)
@@ -228,8 +266,9 @@ class EventRouter:
             groups.setdefault(key, []).append((message, delivery))
 
         for key, items in groups.items():
-            failed = await self._run(self._routes[key], [d for _, d in items])
-            attributes = {"longhaul.event.type": key[0]}
+            route = self._routes[key] if key != _EVERY else _Route(_Every, batch=self._every)
+            failed = await self._run(route, [d for _, d in items])
+            attributes = {"longhaul.event.type": key[0] or "*"}
             _failed.add(len(failed), attributes)
             _handled.add(len(items) - len(failed), attributes)
             for message, delivery in items:
