@@ -87,6 +87,11 @@ pins: $(UV) ## Re-resolve and write the URL-free pins after a dependency change
 	$(UV) export --frozen --all-packages --all-groups --no-hashes --no-emit-project --quiet -o $(PINS)
 	@# Images get the members' own dependencies only: dev tools and deploy/'s CDK live in groups.
 	$(UV) export --frozen --all-packages --no-default-groups --no-emit-workspace --no-hashes --quiet -o $(RUNTIME_PINS)
+	@# Each image installs only its own: the kit's pins in the base, each service's on top.
+	$(UV) export --frozen --package longhaul --no-default-groups --no-emit-workspace --no-hashes --quiet -o common/$(RUNTIME_PINS)
+	for member in services/*/; do \
+	  $(UV) export --frozen --package "longhaul-$$(basename $$member)" --no-default-groups --no-emit-workspace --no-hashes --quiet -o "$${member}$(RUNTIME_PINS)" || exit 1; \
+	done
 
 audit: install ## Dependency scan: pip-audit on the images' pins, npm audit on the CDK CLI (needs PyPI and npm)
 	$(BIN)/longhaul audit

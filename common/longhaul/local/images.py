@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,6 +88,18 @@ def service_tag(name: str) -> str:
     return f"localhost/longhaul-{name}:latest"
 
 
+def build_contexts(dockerfile: str) -> list[str]:
+    """The named build contexts a Dockerfile mounts (`--mount=...,from=NAME`): for
+    training's `torch-wheels`, the folder of PyTorch's CPU wheel ($TORCH_WHEELS, the
+    Makefile's default /opt/wheels)."""
+    folders = {"torch-wheels": os.environ.get("TORCH_WHEELS", "/opt/wheels")}
+    named = sorted(set(re.findall(r"--mount=\S*\bfrom=([A-Za-z0-9_-]+)", dockerfile)))
+    unknown = [n for n in named if n not in folders]
+    if unknown:
+        raise RuntimeError(f"the Dockerfile mounts build contexts nobody provides: {unknown}")
+    return [f"--build-context={n}={folders[n]}" for n in named]
+
+
 def build(
     services: Sequence[str], root: Path = Path(), cache: Path = CACHE, *, quiet: bool = False
 ) -> list[str]:
@@ -106,7 +119,12 @@ def build(
     tags = []
     for name in services:
         dockerfile = root / "services" / name / "Dockerfile"
-        _run([*bud, "-f", str(dockerfile), "-t", service_tag(name), str(root)], env, quiet=quiet)
+        contexts = build_contexts(dockerfile.read_text())
+        _run(
+            [*bud, *contexts, "-f", str(dockerfile), "-t", service_tag(name), str(root)],
+            env,
+            quiet=quiet,
+        )
         tags.append(service_tag(name))
     return tags
 

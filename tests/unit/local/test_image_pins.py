@@ -10,6 +10,8 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import pytest
+
 from longhaul.local import images
 from longhaul_media.config import pinned_ffmpeg
 
@@ -97,18 +99,47 @@ def test_nothing_points_media_at_another_ffmpeg() -> None:
 
 def test_the_images_install_the_runtime_pins_and_nothing_beside_them() -> None:
     base = instructions((ROOT / "Dockerfile.base").read_text())
-    assert ("COPY", "requirements-runtime.txt /app/requirements-runtime.txt") in base
-    assert ("RUN", "pip install -r /app/requirements-runtime.txt") in base
+    pins = "common/requirements-runtime.txt"
+    assert ("COPY", f"{pins} /app/{pins}") in base
+    assert ("RUN", f"pip install -r /app/{pins}") in base
+    for dockerfile in DOCKERFILES[1:]:
+        service = instructions(dockerfile.read_text())
+        pins = f"services/{dockerfile.parent.name}/requirements-runtime.txt"
+        assert ("COPY", f"{pins} /app/{pins}") in service, dockerfile
+        assert ("RUN", f"pip install -r /app/{pins}") in service, dockerfile
     for dockerfile in DOCKERFILES:
         for command in commands(dockerfile.read_text()):
-            if re.search(r"\bpip\s+install\b", command) and "-r /app/requirements" not in command:
-                # Anything else is the workspace's own packages, which bring no versions.
+            if re.search(r"\bpip\s+install\b", command) and "-r /app/" not in command:
+                # Anything else is the workspace's own packages (which bring no versions) or
+                # PyTorch's CPU wheel, whose dependencies are in training's pins.
                 assert "--no-deps" in command, f"{dockerfile.relative_to(ROOT)}: {command}"
+
+
+def pins_of(requirements: Path) -> dict[str, str]:
+    """Every `name==version` line of a pins file."""
+    found = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", requirements.read_text(), re.M)
+    return dict(found)
+
+
+def test_each_images_pins_are_the_workspaces_pins() -> None:
+    """An image installs the versions the tests run: each member's pins (the kit's in the
+    base, a service's on top) agree with the workspace's, and each service image holds only
+    what its own dependencies need (media's carries no training libraries)."""
+    workspace = pins_of(ROOT / "requirements.txt")
+    members = [ROOT / "common", *sorted(p.parent for p in (ROOT / "services").glob("*/Dockerfile"))]
+    for member in members:
+        pins = pins_of(member / "requirements-runtime.txt")
+        assert pins, f"{member.name} has no pins: run make pins"
+        for name, version in pins.items():
+            assert workspace.get(name) == version, f"{member.name}: {name}=={version}"
+    media = pins_of(ROOT / "services/media/requirements-runtime.txt")
+    assert "imageio-ffmpeg" in media
+    assert not {"lightgbm", "scikit-learn", "duckdb", "torch"} & set(media)
 
 
 def test_the_image_pins_the_imageio_ffmpeg_the_tests_run() -> None:
     installed = metadata.version("imageio-ffmpeg")
-    assert pin(ROOT / "requirements-runtime.txt", "imageio-ffmpeg") == installed
+    assert pin(ROOT / "services/media/requirements-runtime.txt", "imageio-ffmpeg") == installed
     assert pin(ROOT / "requirements.txt", "imageio-ffmpeg") == installed
     media = tomllib.loads((ROOT / "services/media/pyproject.toml").read_text())
     assert f"imageio-ffmpeg=={installed}" in media["project"]["dependencies"]
@@ -124,3 +155,13 @@ def test_the_stand_in_base_is_the_default_bases_debian_release() -> None:
     assert default, "Dockerfile.base names its Python base by ARG PYTHON_IMAGE"
     assert default.group(1) == images.SUITE
     assert {"python3", "python3-venv"} <= set(images.PACKAGES)
+
+
+def test_training_builds_with_the_torch_wheel_folder_and_an_unknown_context_fails() -> None:
+    training = (ROOT / "services/training/Dockerfile").read_text()
+    contexts = images.build_contexts(training)
+    assert len(contexts) == 1
+    assert contexts[0].startswith("--build-context=torch-wheels=")
+    assert images.build_contexts((ROOT / "services/media/Dockerfile").read_text()) == []
+    with pytest.raises(RuntimeError, match="nobody provides"):
+        images.build_contexts("RUN --mount=type=bind,from=elsewhere,target=/x true")
