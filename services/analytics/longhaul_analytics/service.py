@@ -2,6 +2,7 @@
 
 from longhaul import Service
 from longhaul_analytics import events as _events  # noqa: F401  (registers the analytics facts)
+from longhaul_analytics.api.query import router as query_router
 from longhaul_analytics.api.routes import router
 from longhaul_analytics.config import AnalyticsSettings
 from longhaul_analytics.spec import SPEC
@@ -11,7 +12,7 @@ from longhaul_analytics.worker.jobs import jobs
 SERVICE = Service(
     spec=SPEC,
     settings=AnalyticsSettings,
-    routers=[router],
+    routers=[router, query_router],
     events=events,
     jobs=jobs,
 )
