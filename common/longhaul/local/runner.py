@@ -1,16 +1,23 @@
 """`make dev`: moto, the provisioner and every service's roles as child processes, with
-their logs in one terminal, until Ctrl-C; then everything it started is stopped."""
+their logs in one terminal (and each in .longhaul/logs/, where `longhaul jobs logs` reads
+them), until Ctrl-C; then everything it started is stopped.
+
+It refuses to start, with one line, when a port it needs is taken, says the platform is up
+only once every service answers its health check, and stops everything, with a non-zero
+status, when a service dies."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 import httpx
@@ -19,10 +26,30 @@ from longhaul.local import platform
 from longhaul.local.provision import provision
 from longhaul.spec import ServiceSpec
 
-__all__ = ["DevRunner"]
+__all__ = ["LOG_DIR", "DevRunner", "PortTaken", "log_file", "required_ports"]
 
 STOP_GRACE_S = 15.0
+READY_TIMEOUT_S = 90.0
 PIPE_LIMIT = 1024 * 1024  # longest log line read whole
+LOG_DIR = Path(".longhaul/logs")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class PortTaken(RuntimeError):
+    """A port the platform needs is held by another process."""
+
+
+def log_file(name: str, root: Path = LOG_DIR) -> Path:
+    """Where the runner writes child `name`'s output (`media/worker` -> media-worker.log)."""
+    return root / f"{name.replace('/', '-')}.log"
+
+
+def required_ports(specs: list[ServiceSpec], moto_port: int) -> list[tuple[int, str]]:
+    """Every port `make dev` listens on, with what listens there."""
+    ports = [(moto_port, "moto")]
+    for spec in specs:
+        ports += [(spec.port, f"{spec.name} api"), (spec.worker_port, f"{spec.name} worker")]
+    return ports
 
 
 @dataclass
@@ -30,6 +57,7 @@ class _Child:
     name: str
     process: asyncio.subprocess.Process
     pump: asyncio.Task[None]
+    health: str | None = field(default=None)  # the URL that answers 200 once it is ready
 
 
 class DevRunner:
@@ -44,6 +72,7 @@ class DevRunner:
         port: int = platform.MOTO_PORT,
         host: str = "127.0.0.1",
         out: TextIO = sys.stdout,
+        log_dir: Path = LOG_DIR,
     ) -> None:
         self.specs = specs
         self.env = env
@@ -52,6 +81,7 @@ class DevRunner:
         self.endpoint = f"http://{host}:{port}"
         self.port = port
         self.out = out
+        self.log_dir = log_dir
         self.children: list[_Child] = []
         self._stop = asyncio.Event()
 
@@ -60,17 +90,22 @@ class DevRunner:
         print(f"{'runner':>16} | {line}", file=self.out, flush=True)
 
     async def _pump(self, name: str, stream: asyncio.StreamReader) -> None:
-        while True:
-            try:
-                line = await stream.readline()
-            except ValueError:  # a line over the buffer limit: pass on what is buffered
-                line = await stream.read(PIPE_LIMIT)
-            if not line:
-                return
-            text = line.decode(errors="replace").rstrip()
-            print(f"{name:>16} | {text}", file=self.out, flush=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with log_file(name, self.log_dir).open("w", encoding="utf-8") as log:
+            while True:
+                try:
+                    line = await stream.readline()
+                except ValueError:  # a line over the buffer limit: pass on what is buffered
+                    line = await stream.read(PIPE_LIMIT)
+                if not line:
+                    return
+                text = line.decode(errors="replace").rstrip()
+                print(f"{name:>16} | {text}", file=self.out, flush=True)
+                print(text, file=log, flush=True)
 
-    async def _start(self, name: str, argv: list[str], env: dict[str, str]) -> _Child:
+    async def _start(
+        self, name: str, argv: list[str], env: dict[str, str], health: str | None = None
+    ) -> _Child:
         process = await asyncio.create_subprocess_exec(
             *argv,
             env=env,
@@ -78,9 +113,11 @@ class DevRunner:
             stderr=asyncio.subprocess.STDOUT,
             limit=PIPE_LIMIT,
             start_new_session=True,  # its own process group, so its children stop with it
+            preexec_fn=_die_with_parent,
         )
         assert process.stdout is not None
-        child = _Child(name, process, asyncio.create_task(self._pump(name, process.stdout)))
+        pump = asyncio.create_task(self._pump(name, process.stdout))
+        child = _Child(name, process, pump, health)
         self.children.append(child)
         return child
 
@@ -107,7 +144,7 @@ class DevRunner:
             loop.add_signal_handler(signum, self._stop.set)
         base = {**os.environ, **platform.DUMMY_CREDENTIALS, "PYTHONUNBUFFERED": "1"}
         try:
-            _require_free_port(self.host, self.port)
+            _require_free_ports(self.host, required_ports(self.specs, self.port))
             # moto, inside the emulator that makes it atomic (docs/local-platform.md)
             emulator = ["-m", "longhaul.local.emulator", "-H", self.host, "-p", str(self.port)]
             moto = await self._start(
@@ -132,19 +169,52 @@ class DevRunner:
                         auth=report.auth,
                         host=self.host,
                     )
+                    port = spec.port if role == "api" else spec.worker_port
                     await self._start(
                         f"{spec.name}/{role}",
                         [sys.executable, "-m", spec.package, "--role", role],
                         {**base, **variables},
+                        health=f"http://{self.host}:{port}/healthz",
                     )
+            await self._wait_until_ready()
             self._banner()
-            await self._stop.wait()
-            return 0
+            return await self._watch()
         except RuntimeError as exc:
             self.say(f"error: {exc}")
             return 1
         finally:
             await self.shutdown()
+
+    async def _wait_until_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Return once every service answers its health check; raise if one exits first
+        or does not answer within `timeout_s` (a stop meanwhile returns at once)."""
+        waiting = [c for c in self.children if c.health is not None]
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(timeout=1) as http:
+            while waiting and not self._stop.is_set():
+                for child in list(waiting):
+                    _raise_if_exited(child)
+                    assert child.health is not None
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await http.get(child.health)).status_code == 200:
+                            waiting.remove(child)
+                if waiting and time.monotonic() > deadline:
+                    names = ", ".join(c.name for c in waiting)
+                    raise RuntimeError(f"{names} did not become healthy in {timeout_s:.0f}s")
+                await asyncio.sleep(0.2)
+
+    async def _watch(self) -> int:
+        """Wait for Ctrl-C or SIGTERM (0), or for a child to exit on its own (1)."""
+        stop = asyncio.create_task(self._stop.wait())
+        exits = {asyncio.create_task(c.process.wait()): c for c in self.children}
+        done, _ = await asyncio.wait({stop, *exits}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stop, *exits):
+            task.cancel()
+        if stop in done:
+            return 0
+        child = exits[next(t for t in done if t is not stop)]
+        self.say(f"error: {child.name} exited with {child.process.returncode}; stopping")
+        return 1
 
     def _banner(self) -> None:
         self.say("the local platform is up")
@@ -181,11 +251,34 @@ class DevRunner:
         self.children.clear()
 
 
-def _require_free_port(host: str, port: int) -> None:
-    """Fail before starting moto if something else already answers on its port."""
-    with socket.socket() as sock:
-        if sock.connect_ex((host, port)) == 0:
-            raise RuntimeError(f"port {port} is in use (another moto or LocalStack?)")
+def _require_free_ports(host: str, ports: list[tuple[int, str]]) -> None:
+    """Fail before starting anything if a port the platform needs is taken: bound the way
+    uvicorn and moto bind (SO_REUSEADDR, so a closed socket's TIME_WAIT is no obstacle)."""
+    for port, user in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                raise PortTaken(
+                    f"port {port} ({user}) is taken by another process; stop it "
+                    f"(`ss -ltnp 'sport = :{port}'` shows which) and run `make dev` again"
+                ) from None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the runner dies, however it dies (a runner
+    killed with -9 leaves no service behind holding its ports)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _raise_if_exited(child: _Child) -> None:
+    if child.process.returncode is not None:
+        raise RuntimeError(
+            f"{child.name} exited with {child.process.returncode} before it was ready "
+            f"(its log: {log_file(child.name)})"
+        )
 
 
 def _signal_group(process: asyncio.subprocess.Process, signum: int) -> None:
