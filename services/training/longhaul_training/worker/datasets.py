@@ -4,7 +4,6 @@ work done in children: reading a dataset, checking a model file, predicting."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from longhaul.jobs import JobContext, NonRetryable
@@ -18,26 +17,11 @@ from longhaul_training.worker._utils import (
     settings_of,
     without_paths,
 )
+from longhaul_training.worker.children import inspect_file
 
-__all__ = ["DATASET_KEY", "inspect_file", "register_dataset"]
+__all__ = ["DATASET_KEY", "register_dataset"]
 
 DATASET_KEY = re.compile(r"^datasets/(?P<owner>[^/]+)/(?P<id>[a-f0-9]{32})/(?P<name>[^/]+)$")
-
-
-def inspect_file(path: str, fmt: str, limits: dict[str, int]) -> dict[str, Any]:
-    """Read and profile a dataset (in a child process): {"info": ...} or {"rejected":
-    reason}."""
-    from longhaul_training.training.datasets import (
-        DatasetLimits,
-        inspect_dataset,
-    )
-    from longhaul_training.training.datasets import DatasetRejected as Rejected
-
-    try:
-        info = inspect_dataset(Path(path), fmt, DatasetLimits(**limits))  # type: ignore[arg-type]
-    except Rejected as exc:
-        return {"rejected": exc.reason}
-    return {"info": info.model_dump(mode="json")}
 
 
 async def register_dataset(payload: RegisterDatasetPayload, ctx: JobContext) -> dict[str, Any]:

@@ -25,40 +25,10 @@ from longhaul_training.worker._utils import (
     settings_of,
     without_paths,
 )
+from longhaul_training.worker.children import check_file, predict_file
 from longhaul_training.worker.train import fetch_dataset
 
-__all__ = ["admit_predict", "check_file", "import_model", "predict", "predict_file"]
-
-
-def predict_file(model_dir: str, data: str, fmt: str, out: str) -> dict[str, Any]:
-    """Predict every row of a dataset with a model and write Parquet (in a child process):
-    {"rows": n} or {"rejected": reason}."""
-    import pyarrow.parquet as pq
-
-    from longhaul_training.training.artifacts import ModelRejected, load_model
-    from longhaul_training.training.datasets import DatasetRejected, load_table
-
-    try:
-        model = load_model(Path(model_dir))
-        table = load_table(Path(data), fmt)  # type: ignore[arg-type]
-        predictions = model.predict(table)
-    except (ModelRejected, DatasetRejected) as exc:
-        return {"rejected": exc.reason}
-    except (ValueError, KeyError) as exc:
-        return {"rejected": str(exc)}
-    pq.write_table(predictions, out)
-    return {"rows": predictions.num_rows}
-
-
-def check_file(path: str) -> dict[str, Any]:
-    """Check a model file a caller uploaded (in a child process): {"format": ...} or
-    {"rejected": reason}."""
-    from longhaul_training.training.artifacts import ModelRejected, check_upload
-
-    try:
-        return {"format": check_upload(Path(path))}
-    except ModelRejected as exc:
-        return {"rejected": exc.reason}
+__all__ = ["admit_predict", "import_model", "predict"]
 
 
 def admit_predict(payload: PredictPayload, owner: str) -> bool:

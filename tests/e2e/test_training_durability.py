@@ -1,0 +1,151 @@
+"""Exact resume across real worker processes: a train job whose worker is killed -9 in the
+middle of training, and whose next worker is stopped by SIGTERM (Spot's notice), ends on a
+third worker with exactly the model an uninterrupted run makes (identical predictions)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from longhaul.aws.clients import AwsClients
+from longhaul.jobs import JobState
+from longhaul_training.worker.runner import trainer_argv
+from tests.support.moto import MotoServer
+from tests.support.training import (
+    TrainingPlatform,
+    TrainingWorker,
+    classification_csv,
+    dataset_settled,
+    lightgbm_train,
+    provision_training,
+    store_of,
+    submit,
+    training_app,
+    upload_dataset,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
+
+ROWS = int(os.environ.get("TRAINING_E2E_ROWS", "4000"))
+ROUNDS = int(os.environ.get("TRAINING_E2E_ROUNDS", "400"))
+
+
+@pytest.fixture
+def training_workers() -> Iterator[list[TrainingWorker]]:
+    """Training worker processes a test starts; killed at its end, whatever happened."""
+    started: list[TrainingWorker] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+async def _checkpoint_etag(aws: AwsClients, platform: TrainingPlatform, job_id: str) -> str | None:
+    s3 = await aws.get("s3")
+    try:
+        head = await s3.head_object(
+            Bucket=platform.names.bucket, Key=f"work/{job_id}/checkpoint.tar"
+        )
+    except s3.exceptions.ClientError:
+        return None
+    return str(head["ETag"])
+
+
+async def _new_checkpoint(
+    aws: AwsClients, platform: TrainingPlatform, job_id: str, other_than: str | None
+) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        etag = await _checkpoint_etag(aws, platform, job_id)
+        if etag is not None and etag != other_than:
+            return etag
+        await asyncio.sleep(0.1)
+    raise AssertionError("the job never uploaded a (new) checkpoint")
+
+
+def _predictions(model_dir: Path, data: Path) -> pa.Table:
+    from longhaul_training.training.artifacts import load_model
+    from longhaul_training.training.datasets import load_table
+
+    return load_model(model_dir).predict(load_table(data, "csv"))
+
+
+async def test_a_train_job_killed_9_then_termed_ends_with_the_uninterrupted_model(
+    aws: AwsClients,
+    moto: MotoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    training_workers: list[TrainingWorker],
+) -> None:
+    platform = await provision_training(aws, moto.endpoint)
+    store = await store_of(aws, platform)
+    alice = platform.bearer("alice")
+    data = classification_csv(rows=ROWS, features=12)
+    csv = tmp_path / "data.csv"
+    csv.write_bytes(data)
+    training_workers.append(TrainingWorker(platform, tmp_path, "a"))
+    async with training_app(monkeypatch, platform, role="api") as (_, api):
+        dataset = await upload_dataset(api, alice, data)
+        assert (await dataset_settled(api, alice, dataset))["status"] == "registered"
+        payload = lightgbm_train(dataset, rounds=ROUNDS, every=10, learning_rate=0.05)
+        response = await submit(api, alice, "train", payload)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+
+    # The uninterrupted run, beside it: the trainer as the job runs it, never stopped.
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    spec = {k: v for k, v in payload.items() if k != "dataset"}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    uninterrupted = subprocess.Popen(  # noqa: ASYNC220  (started, never waited on here)
+        trainer_argv(tmp_path / "spec.json", csv, "csv", reference),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+    # Killed -9 once it has a checkpoint in the bucket.
+    first = await _new_checkpoint(aws, platform, job_id, None)
+    assert not (await store.get(job_id)).terminal, "training ended before it could be killed"
+    training_workers[0].kill9()
+    # The next worker takes it over from that checkpoint; SIGTERM once it saved another.
+    training_workers.append(TrainingWorker(platform, tmp_path, "b"))
+    await _new_checkpoint(aws, platform, job_id, first)
+    assert not (await store.get(job_id)).terminal, "training ended before it could be stopped"
+    assert training_workers[1].terminate() == 0
+    termed = training_workers[1].log()
+    assert "asked the trainer to checkpoint and stop" in termed
+    assert "resuming the trainer" in termed
+    released = await store.get(job_id)
+    assert released.state in (JobState.QUEUED, JobState.RUNNING), released
+    # A third finishes it.
+    training_workers.append(TrainingWorker(platform, tmp_path, "c"))
+    job = await wait_for(store, job_id, JobState.SUCCEEDED, JobState.FAILED, timeout=90)
+    assert job.state is JobState.SUCCEEDED, job
+    assert job.takeovers >= 1, job
+    assert job.runs >= 3, job
+    assert job.attempts == 0, "neither the kill nor the stop counts as a failed attempt"
+    assert "resuming the trainer" in training_workers[2].log()
+
+    _, stderr = await asyncio.to_thread(uninterrupted.communicate, timeout=90)
+    assert uninterrupted.returncode == 0, stderr[-2000:]
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    s3 = await aws.get("s3")
+    for key in job.result["files"] if job.result else []:
+        name = key.rsplit("/", 1)[1]
+        if name.endswith((".skops", ".json", ".safetensors", ".onnx")):
+            await s3.download_file(platform.names.bucket, key, str(resumed / name))
+    expected = _predictions(reference / "model", csv)
+    got = _predictions(resumed, csv)
+    assert got.equals(expected), "the resumed model predicts otherwise than the uninterrupted one"
+    card: dict[str, Any] = json.loads((resumed / "card.json").read_text())
+    assert card["dataset_id"] == dataset
