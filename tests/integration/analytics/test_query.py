@@ -1,0 +1,219 @@
+"""`POST /query` against a real moto server: the caller's own events only, SQL that reaches
+for files or other owners refused with problem+json, bounds in range and rows, and the API's
+start submitting the compaction scheduler once."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from longhaul.api.app import create_app
+from longhaul.aws.clients import AwsClients
+from longhaul.config import load_settings
+from longhaul.jobs import JobState, JobStore
+from longhaul.local.platform import LocalAuth, role_environment
+from longhaul.local.provision import provision
+from longhaul.spec import ResourceNames
+from longhaul_analytics.analytics.lake import LakeRow, write_flush
+from longhaul_analytics.api.query import router as query_router
+from longhaul_analytics.config import AnalyticsSettings
+from longhaul_analytics.spec import SPEC
+from longhaul_analytics.worker.jobs import jobs
+from longhaul_analytics.worker.lake_jobs import SCHEDULE, SYSTEM_OWNER
+from tests.support.app import forge
+from tests.support.moto import MotoServer
+
+pytestmark = pytest.mark.integration
+
+REGION = "us-east-1"
+T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
+RANGE = {"start": T0.isoformat(), "end": (T0 + timedelta(hours=3)).isoformat()}
+
+
+@pytest.fixture(scope="module")
+async def analytics(moto: MotoServer) -> tuple[str, LocalAuth, str]:
+    """The analytics spec provisioned once for these tests, in an environment of its own:
+    (env, auth, endpoint). Each test's callers are its own."""
+    env = "q" + uuid.uuid4().hex[:8]
+    aws = AwsClients(REGION)
+    try:
+        report = await provision(aws, [SPEC], env=env, region=REGION)
+    finally:
+        await aws.close()
+    assert report.auth is not None
+    return env, report.auth, moto.endpoint
+
+
+@asynccontextmanager
+async def query_api(
+    monkeypatch: pytest.MonkeyPatch, platform: tuple[str, LocalAuth, str], **extra: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The analytics API with the query router alone, its lifespan running."""
+    env, auth, endpoint = platform
+    variables = role_environment(
+        SPEC, "api", env=env, region=REGION, endpoint=endpoint, auth=auth, host="127.0.0.1"
+    )
+    for key, value in {**variables, **extra}.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(AnalyticsSettings)
+    app = create_app(SPEC, settings, role="api", routers=[query_router], jobs=jobs)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://analytics.test") as c:
+            yield c
+
+
+def bearer(platform: tuple[str, LocalAuth, str], sub: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {forge(platform[1], sub=sub)}"}
+
+
+async def seed(aws: AwsClients, env: str, alice: str = "alice", bob: str = "bob") -> None:
+    """Alice's 30 events (ten of them flushed twice) and bob's 7, in the same hours."""
+    bucket = str(ResourceNames.of(SPEC, env).bucket)
+    s3 = await aws.get("s3")
+
+    def row(owner: str, n: int) -> LakeRow:
+        return LakeRow(
+            owner=owner,
+            id=f"{owner}-{n}",
+            name="buy" if n % 2 else "view",
+            time=T0 + timedelta(minutes=5 * n),
+            received_at=T0 + timedelta(minutes=5 * n, seconds=1),
+            source="client",
+            properties=json.dumps({"amount": n}),
+        )
+
+    rows = [row(alice, n) for n in range(30)]
+    await write_flush(s3, bucket, rows[:20])
+    await write_flush(s3, bucket, rows[10:])  # ten of them twice
+    await write_flush(s3, bucket, [row(bob, n) for n in range(7)])
+
+
+async def test_a_caller_queries_their_own_events_and_never_anothers(
+    aws: AwsClients, analytics: tuple[str, LocalAuth, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(aws, analytics[0])
+    async with query_api(monkeypatch, analytics) as api:
+        answer = await api.post(
+            "/query",
+            json={
+                "sql": "SELECT owner, name, count(*) AS n, sum(CAST(json_extract(properties, "
+                "'$.amount') AS INT)) AS total FROM events GROUP BY ALL ORDER BY name",
+                **RANGE,
+            },
+            headers=bearer(analytics, "alice"),
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["columns"] == ["owner", "name", "n", "total"]
+        assert body["rows"] == [
+            ["alice", "buy", 15, sum(range(1, 30, 2))],
+            ["alice", "view", 15, sum(range(0, 30, 2))],
+        ]  # each event once, though ten were flushed twice
+        assert body["loaded_rows"] == 30
+        assert not body["truncated"]
+
+        mine = await api.post(
+            "/query",
+            json={"sql": "SELECT DISTINCT owner FROM events", **RANGE},
+            headers=bearer(analytics, "bob"),
+        )
+        assert mine.json()["rows"] == [["bob"]]
+
+        limited = await api.post(
+            "/query",
+            json={"sql": "SELECT id, time FROM events ORDER BY time", **RANGE},
+            headers=bearer(analytics, "alice"),
+        )
+        assert limited.status_code == 200
+        assert limited.json()["rows"][0] == ["alice-0", "2026-03-01T10:00:00+00:00"]
+        assert len(limited.json()["rows"]) == 30
+
+        anonymous = await api.post("/query", json={"sql": "SELECT 1", **RANGE})
+        assert anonymous.status_code == 401
+
+
+REFUSED = [
+    ("SELECT * FROM read_csv('/etc/passwd')", "table functions are not allowed"),
+    ("SELECT * FROM '/etc/passwd'", "only the table events"),
+    ("COPY events TO '/tmp/leak.csv'", "only a single SELECT"),
+    ("ATTACH 's3://bucket/other.db'", "only a single SELECT"),
+    ("INSTALL httpfs", "only a single SELECT"),
+    ("PRAGMA database_list", "only a single SELECT"),
+    ("SET enable_external_access = true", "only a single SELECT"),
+    ("SELECT 1; SELECT 2", "only a single SELECT"),
+    ("SELECT * FROM events WHERE id IN (SELECT id FROM read_parquet('lake/**'))", "table"),
+    ("SELECT getenv('AWS_SECRET_ACCESS_KEY')", "getenv() is not allowed"),
+    ("SELECT * FROM events_of_bob", "only the table events"),
+]
+
+
+async def test_sql_reaching_for_files_or_other_owners_is_refused_with_a_reason(
+    analytics: tuple[str, LocalAuth, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with query_api(monkeypatch, analytics) as api:
+        for sql, reason in REFUSED:
+            answer = await api.post(
+                "/query", json={"sql": sql, **RANGE}, headers=bearer(analytics, "mallory")
+            )
+            assert answer.status_code == 400, sql
+            assert answer.headers["content-type"].startswith("application/problem+json")
+            assert reason in answer.json()["detail"], sql
+
+
+async def test_bounds_on_range_rows_and_time_answer_400_or_truncate(
+    aws: AwsClients, analytics: tuple[str, LocalAuth, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(aws, analytics[0], alice="carol", bob="dave")
+    limits = {
+        "ANALYTICS_QUERY_MAX_ROWS": "4",
+        "ANALYTICS_QUERY_MAX_RANGE_S": str(4 * 3600),
+        "ANALYTICS_QUERY_MAX_LOADED_ROWS": "25",
+        "ANALYTICS_QUERY_TIMEOUT_S": "0.5",
+    }
+    alice = bearer(analytics, "carol")
+    async with query_api(monkeypatch, analytics, **limits) as api:
+        short = {"start": T0.isoformat(), "end": (T0 + timedelta(hours=1)).isoformat()}
+        cut = await api.post(
+            "/query", json={"sql": "SELECT id FROM events", **short}, headers=alice
+        )
+        assert cut.status_code == 200
+        assert cut.json()["row_count"] == 4
+        assert cut.json()["truncated"]
+
+        too_long = {"start": T0.isoformat(), "end": (T0 + timedelta(days=1)).isoformat()}
+        wide = await api.post("/query", json={"sql": "SELECT 1", **too_long}, headers=alice)
+        assert wide.status_code == 400
+        assert "over the limit of 14400 s" in wide.json()["detail"]
+
+        full = await api.post("/query", json={"sql": "SELECT 1", **RANGE}, headers=alice)
+        assert full.status_code == 400
+        assert "holds 30 events, over the limit of 25" in full.json()["detail"]
+
+        joined = ", ".join(f"events e{i}" for i in range(12))
+        slow = await api.post(
+            "/query",
+            json={"sql": f"SELECT count(*) FROM {joined}", **short},  # noqa: S608
+            headers=alice,
+        )
+        assert slow.status_code == 400
+        assert "past its time limit" in slow.json()["detail"]
+
+
+async def test_the_api_submits_the_compaction_scheduler_once(
+    aws: AwsClients, analytics: tuple[str, LocalAuth, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with query_api(monkeypatch, analytics):
+        pass
+    async with query_api(monkeypatch, analytics):  # a second start (another task, a deploy)
+        pass
+    names = ResourceNames.of(SPEC, analytics[0])
+    store = JobStore(await aws.get("dynamodb"), str(names.table))
+    page = await store.page(SYSTEM_OWNER)
+    assert [(j.type, j.state) for j in page.jobs] == [(SCHEDULE, JobState.QUEUED)]
