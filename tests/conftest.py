@@ -1,15 +1,23 @@
 """Shared fixtures: a real moto server over HTTP, provisioned per test, and in-memory
-OpenTelemetry exporters installed once for the whole run."""
+OpenTelemetry exporters installed once for the whole run; and the guard that no test
+leaves a process behind, even when it fails: at the end of the session every process
+descended from pytest that is still alive is listed, killed, and fails the run."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import io
 import json
 import logging
 import os
+import signal
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from opentelemetry import metrics, trace
@@ -38,6 +46,134 @@ metrics.set_meter_provider(MeterProvider(metric_readers=[METRICS]))
 os.environ.update(DUMMY_CREDENTIALS)
 os.environ["AWS_REGION"] = REGION
 os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+
+# -- no process left behind -------------------------------------------------------------
+
+PR_SET_CHILD_SUBREAPER = 36
+# Helpers of pytest's own interpreter that end with it, started by tests that use
+# multiprocessing in-process: not a test's process.
+OWN_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+# pid -> the test during which it was first seen (what to read first when one is left).
+_SEEN: dict[int, str] = {}
+
+
+def _adopt_orphans() -> None:
+    """Make pytest a child subreaper (Linux): a process whose parent dies (the dev runner's
+    services after the runner is killed, a worker's ffmpeg after a kill -9) is re-parented
+    to pytest instead of init, so the guard still finds it."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+_adopt_orphans()
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One process as /proc shows it."""
+
+    pid: int
+    ppid: int
+    state: str  # R, S, D, T... or Z: a zombie (exited, not yet reaped)
+
+    def command(self) -> str:
+        """Its command line, or "" once it is gone."""
+        try:
+            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+        except OSError:
+            return ""
+        return cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def _processes() -> list[Proc]:
+    """Every process /proc lists now (one that ends while it is read is skipped)."""
+    found: list[Proc] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        found.append(Proc(int(entry.name), int(fields[1]), fields[0]))
+    return found
+
+
+def descendants(root: int | None = None) -> list[Proc]:
+    """Every process below `root` (default: this one), children first."""
+    children: dict[int, list[Proc]] = {}
+    for proc in _processes():
+        children.setdefault(proc.ppid, []).append(proc)
+    found: list[Proc] = []
+    frontier = [os.getpid() if root is None else root]
+    while frontier:
+        below = [child for pid in frontier for child in children.get(pid, [])]
+        found += below
+        frontier = [child.pid for child in below]
+    return found
+
+
+def _reap(pid: int) -> bool:
+    """Collect `pid`'s exit if it is a child of pytest that has ended (True: it had)."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:  # not pytest's child, or already collected
+        return False
+
+
+def _left_behind() -> list[Proc]:
+    """Descendants still running: zombies are reaped, pytest's own helpers skipped."""
+    alive = []
+    for proc in descendants():
+        if proc.state == "Z":
+            _reap(proc.pid)
+        elif not any(helper in proc.command() for helper in OWN_HELPERS):
+            alive.append(proc)
+    return alive
+
+
+@pytest.fixture(autouse=True)
+def _note_new_processes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Remember the test after which each process below pytest was first seen."""
+    yield
+    if sys.platform == "linux":
+        for proc in descendants():
+            _SEEN.setdefault(proc.pid, request.node.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test leaves a process behind: after every fixture's teardown, each process still
+    running below pytest is printed, killed (SIGKILL) and fails the session."""
+    if sys.platform != "linux":
+        return
+    left = _left_behind()
+    if not left:
+        return
+    lines = [f"{len(left)} process(es) left behind by the tests, killed now:"]
+    for proc in left:
+        seen = _SEEN.get(proc.pid, "none (started after the last test)")
+        lines.append(
+            f"  pid {proc.pid} (parent {proc.ppid}), first seen after the test {seen}: "
+            f"{proc.command()[:300]}"
+        )
+    for proc in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    waiting = {proc.pid for proc in left}
+    while waiting and time.monotonic() < deadline:  # each killed child of pytest, reaped
+        waiting = {pid for pid in waiting if Path(f"/proc/{pid}").exists() and not _reap(pid)}
+        time.sleep(0.05)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", "processes left behind", red=True)
+        for line in lines:
+            reporter.write_line(line, red=True)
+    else:
+        print("\n".join(lines), file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
