@@ -1,25 +1,31 @@
 """`make dev` is dependable: it refuses to start when a port it needs is taken, says it is
 up only once every service answers, and a runner killed with -9 leaves no service behind
-holding a port (each child gets SIGTERM when the runner dies)."""
+holding a port (each child gets SIGTERM when the runner dies). On the running platform,
+`longhaul jobs` submits, watches, lists, reads, cancels and reads the logs of jobs with
+the dev token fetched for it, and says in one line when the platform is not there."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from longhaul.local.discovery import discover
 from longhaul.local.runner import log_file
-from tests.support.dev import Runner, answers
+from tests.support.dev import LONGHAUL, Runner, answers
 from tests.support.moto import free_port
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
+ECHO = "tests.support.echo.spec:SPEC"
 
 
 def children_of(pid: int) -> list[int]:
@@ -64,8 +70,97 @@ def test_a_taken_service_port_stops_dev_before_it_starts_anything() -> None:
     assert not answers(f"{runner.endpoint}/moto-api/")  # moto was never started
 
 
-def test_a_runner_killed_with_9_leaves_no_service_running(runner: Runner) -> None:
-    runner.wait_for(lambda: runner.printed("press Ctrl-C to stop everything"), "the banner", 120)
+@pytest.fixture(scope="module")
+def dev() -> Iterator[Runner]:
+    """One `longhaul dev` for this module's tests; the last test kills it with -9."""
+    runner = Runner(free_port())
+    try:
+        runner.wait_for(lambda: runner.printed("press Ctrl-C to stop everything"), "banner", 120)
+        yield runner
+    finally:
+        if runner.process.poll() is None:
+            runner.process.send_signal(signal.SIGINT)
+            runner.process.wait(timeout=60)
+        runner.reader.join(timeout=10)
+        assert runner.process.stdout is not None
+        runner.process.stdout.close()
+
+
+def jobs(dev: Runner, *args: str) -> subprocess.CompletedProcess[str]:
+    """`longhaul jobs ARGS` against the running platform (the dev token fetched by it)."""
+    return subprocess.run(
+        [*LONGHAUL, "jobs", "--spec", ECHO, *args, "--endpoint", dev.endpoint],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+    )
+
+
+def test_jobs_cli_submits_watches_lists_gets_cancels_and_reads_logs(dev: Runner) -> None:
+    done = jobs(
+        dev,
+        "submit",
+        "echo",
+        "work",
+        "--set",
+        "steps=3",
+        "--set",
+        "step_s=0.3",
+        "--watch",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[-1]["state"] == "succeeded"
+    assert any(e["kind"] == "progress" for e in events)  # live progress, from the stream
+    listed = jobs(dev, "list", "--service", "echo", "--json")
+    assert listed.returncode == 0, listed.stderr
+    ours = [j for j in json.loads(listed.stdout) if j["type"] == "work"]
+    assert ours
+    assert ours[0]["state"] == "succeeded"
+    assert json.loads(jobs(dev, "list", "--type", "fanout", "--json").stdout) == []
+    got = jobs(dev, "get", ours[0]["id"], "--json")
+    assert json.loads(got.stdout)["result"] == {"steps": 3}
+    assert json.loads(got.stdout)["service"] == "echo"  # found without --service
+    logs = jobs(dev, "logs", ours[0]["id"], "--json")
+    assert logs.returncode == 0, logs.stderr
+    lines = [json.loads(line) for line in logs.stdout.splitlines()]
+    assert any(line.get("job_id") == ours[0]["id"] for line in lines)  # the worker's
+    assert all(ours[0]["id"] in json.dumps(line) for line in lines)
+
+    long = jobs(
+        dev, "submit", "echo", "work", "--set", "steps=200", "--set", "step_s=0.5", "--json"
+    )
+    long_id = json.loads(long.stdout)["id"]
+    assert jobs(dev, "cancel", long_id, "--json").returncode == 0
+    watched = jobs(dev, "watch", long_id)
+    assert watched.returncode == 2, watched.stdout + watched.stderr  # cancelled
+
+    missing = jobs(dev, "get", "0" * 32)
+    assert missing.returncode == 4
+    assert "404" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_jobs_cli_says_in_one_line_that_the_platform_is_not_running() -> None:
+    nothing = f"http://127.0.0.1:{free_port()}"
+    for args in (["list"], ["watch", "x"]):
+        done = subprocess.run(
+            [*LONGHAUL, "jobs", *args, "--endpoint", nothing],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert done.returncode == 3, (args, done.stderr)
+        assert done.stderr.strip().count("\n") == 0, done.stderr
+        assert "is not running" in done.stderr
+        assert "make dev" in done.stderr
+
+
+def test_a_runner_killed_with_9_leaves_no_service_running(dev: Runner) -> None:
+    runner = dev
     specs = discover()
     # The banner comes only once every role answers its health check.
     for spec in specs:

@@ -19,11 +19,13 @@ from longhaul.events.schemas import drift, schema_documents, write_schemas
 from longhaul.local import platform
 from longhaul.local.discovery import discover, load_event_modules
 from longhaul.local.flags import flags_app
+from longhaul.local.jobs_cli import app as jobs_app
 from longhaul.local.smoke import smoke_command, smoke_user_command
 from longhaul.spec import ResourceNames, ServiceSpec
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.add_typer(flags_app, name="flags")
+app.add_typer(jobs_app, name="jobs")
 app.command("smoke")(smoke_command)
 app.command("smoke-user")(smoke_user_command)
 
