@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from longhaul.api.app import create_app
 from longhaul.aws.clients import AwsClients
@@ -21,6 +24,7 @@ from longhaul.local.platform import LocalAuth, role_environment
 from longhaul.local.provision import provision
 from longhaul.spec import ResourceNames
 from longhaul_analytics.analytics.lake import LakeRow, write_flush
+from longhaul_analytics.api.query import _start_scheduler
 from longhaul_analytics.api.query import router as query_router
 from longhaul_analytics.config import AnalyticsSettings
 from longhaul_analytics.spec import SPEC
@@ -36,10 +40,21 @@ T0 = datetime(2026, 3, 1, 10, tzinfo=UTC)
 RANGE = {"start": T0.isoformat(), "end": (T0 + timedelta(hours=3)).isoformat()}
 
 
+@dataclass
+class Api:
+    """The analytics API (the query router alone) with its lifespan running, a client, and
+    its environment."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    env: str
+    auth: LocalAuth
+
+
 @pytest.fixture(scope="module")
-async def analytics(moto: MotoServer) -> tuple[str, LocalAuth, str]:
-    """The analytics spec provisioned once for these tests, in an environment of its own:
-    (env, auth, endpoint). Each test's callers are its own."""
+async def api(moto: MotoServer) -> AsyncIterator[Api]:
+    """The analytics spec provisioned once for these tests in an environment of its own,
+    and its API started once (each test's callers are its own)."""
     env = "q" + uuid.uuid4().hex[:8]
     aws = AwsClients(REGION)
     try:
@@ -47,30 +62,39 @@ async def analytics(moto: MotoServer) -> tuple[str, LocalAuth, str]:
     finally:
         await aws.close()
     assert report.auth is not None
-    return env, report.auth, moto.endpoint
-
-
-@asynccontextmanager
-async def query_api(
-    monkeypatch: pytest.MonkeyPatch, platform: tuple[str, LocalAuth, str], **extra: str
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The analytics API with the query router alone, its lifespan running."""
-    env, auth, endpoint = platform
     variables = role_environment(
-        SPEC, "api", env=env, region=REGION, endpoint=endpoint, auth=auth, host="127.0.0.1"
+        SPEC,
+        "api",
+        env=env,
+        region=REGION,
+        endpoint=moto.endpoint,
+        auth=report.auth,
+        host="127.0.0.1",
     )
-    for key, value in {**variables, **extra}.items():
-        monkeypatch.setenv(key, value)
-    settings = load_settings(AnalyticsSettings)
-    app = create_app(SPEC, settings, role="api", routers=[query_router], jobs=jobs)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://analytics.test") as c:
-            yield c
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in variables.items():
+            patch.setenv(key, value)
+        settings = load_settings(AnalyticsSettings)
+        app = create_app(SPEC, settings, role="api", routers=[query_router], jobs=jobs)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://a.test") as client:
+                yield Api(app, client, env, report.auth)
 
 
-def bearer(platform: tuple[str, LocalAuth, str], sub: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {forge(platform[1], sub=sub)}"}
+@contextmanager
+def limits(api: Api, **changes: Any) -> Iterator[None]:
+    """The API's settings with `changes`, for the block."""
+    settings = api.app.state.settings
+    api.app.state.settings = settings.model_copy(update=changes)
+    try:
+        yield
+    finally:
+        api.app.state.settings = settings
+
+
+def bearer(api: Api, sub: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {forge(api.auth, sub=sub)}"}
 
 
 async def seed(aws: AwsClients, env: str, alice: str = "alice", bob: str = "bob") -> None:
@@ -96,47 +120,46 @@ async def seed(aws: AwsClients, env: str, alice: str = "alice", bob: str = "bob"
 
 
 async def test_a_caller_queries_their_own_events_and_never_anothers(
-    aws: AwsClients, analytics: tuple[str, LocalAuth, str], monkeypatch: pytest.MonkeyPatch
+    aws: AwsClients, api: Api
 ) -> None:
-    await seed(aws, analytics[0])
-    async with query_api(monkeypatch, analytics) as api:
-        answer = await api.post(
-            "/query",
-            json={
-                "sql": "SELECT owner, name, count(*) AS n, sum(CAST(json_extract(properties, "
-                "'$.amount') AS INT)) AS total FROM events GROUP BY ALL ORDER BY name",
-                **RANGE,
-            },
-            headers=bearer(analytics, "alice"),
-        )
-        assert answer.status_code == 200, answer.text
-        body = answer.json()
-        assert body["columns"] == ["owner", "name", "n", "total"]
-        assert body["rows"] == [
-            ["alice", "buy", 15, sum(range(1, 30, 2))],
-            ["alice", "view", 15, sum(range(0, 30, 2))],
-        ]  # each event once, though ten were flushed twice
-        assert body["loaded_rows"] == 30
-        assert not body["truncated"]
+    await seed(aws, api.env)
+    answer = await api.client.post(
+        "/query",
+        json={
+            "sql": "SELECT owner, name, count(*) AS n, sum(CAST(json_extract(properties, "
+            "'$.amount') AS INT)) AS total FROM events GROUP BY ALL ORDER BY name",
+            **RANGE,
+        },
+        headers=bearer(api, "alice"),
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["columns"] == ["owner", "name", "n", "total"]
+    assert body["rows"] == [
+        ["alice", "buy", 15, sum(range(1, 30, 2))],
+        ["alice", "view", 15, sum(range(0, 30, 2))],
+    ]  # each event once, though ten were flushed twice
+    assert body["loaded_rows"] == 30
+    assert not body["truncated"]
 
-        mine = await api.post(
-            "/query",
-            json={"sql": "SELECT DISTINCT owner FROM events", **RANGE},
-            headers=bearer(analytics, "bob"),
-        )
-        assert mine.json()["rows"] == [["bob"]]
+    mine = await api.client.post(
+        "/query",
+        json={"sql": "SELECT DISTINCT owner FROM events", **RANGE},
+        headers=bearer(api, "bob"),
+    )
+    assert mine.json()["rows"] == [["bob"]]
 
-        limited = await api.post(
-            "/query",
-            json={"sql": "SELECT id, time FROM events ORDER BY time", **RANGE},
-            headers=bearer(analytics, "alice"),
-        )
-        assert limited.status_code == 200
-        assert limited.json()["rows"][0] == ["alice-0", "2026-03-01T10:00:00+00:00"]
-        assert len(limited.json()["rows"]) == 30
+    limited = await api.client.post(
+        "/query",
+        json={"sql": "SELECT id, time FROM events ORDER BY time", **RANGE},
+        headers=bearer(api, "alice"),
+    )
+    assert limited.status_code == 200
+    assert limited.json()["rows"][0] == ["alice-0", "2026-03-01T10:00:00+00:00"]
+    assert len(limited.json()["rows"]) == 30
 
-        anonymous = await api.post("/query", json={"sql": "SELECT 1", **RANGE})
-        assert anonymous.status_code == 401
+    anonymous = await api.client.post("/query", json={"sql": "SELECT 1", **RANGE})
+    assert anonymous.status_code == 401
 
 
 REFUSED = [
@@ -155,32 +178,31 @@ REFUSED = [
 
 
 async def test_sql_reaching_for_files_or_other_owners_is_refused_with_a_reason(
-    analytics: tuple[str, LocalAuth, str], monkeypatch: pytest.MonkeyPatch
+    api: Api,
 ) -> None:
-    async with query_api(monkeypatch, analytics) as api:
-        for sql, reason in REFUSED:
-            answer = await api.post(
-                "/query", json={"sql": sql, **RANGE}, headers=bearer(analytics, "mallory")
-            )
-            assert answer.status_code == 400, sql
-            assert answer.headers["content-type"].startswith("application/problem+json")
-            assert reason in answer.json()["detail"], sql
+    for sql, reason in REFUSED:
+        answer = await api.client.post(
+            "/query", json={"sql": sql, **RANGE}, headers=bearer(api, "mallory")
+        )
+        assert answer.status_code == 400, sql
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        assert reason in answer.json()["detail"], sql
 
 
 async def test_bounds_on_range_rows_and_time_answer_400_or_truncate(
-    aws: AwsClients, analytics: tuple[str, LocalAuth, str], monkeypatch: pytest.MonkeyPatch
+    aws: AwsClients, api: Api
 ) -> None:
-    await seed(aws, analytics[0], alice="carol", bob="dave")
-    limits = {
-        "ANALYTICS_QUERY_MAX_ROWS": "4",
-        "ANALYTICS_QUERY_MAX_RANGE_S": str(4 * 3600),
-        "ANALYTICS_QUERY_MAX_LOADED_ROWS": "25",
-        "ANALYTICS_QUERY_TIMEOUT_S": "0.5",
-    }
-    alice = bearer(analytics, "carol")
-    async with query_api(monkeypatch, analytics, **limits) as api:
+    await seed(aws, api.env, alice="carol", bob="dave")
+    alice = bearer(api, "carol")
+    with limits(
+        api,
+        query_max_rows=4,
+        query_max_range_s=4 * 3600,
+        query_max_loaded_rows=25,
+        query_timeout_s=0.5,
+    ):
         short = {"start": T0.isoformat(), "end": (T0 + timedelta(hours=1)).isoformat()}
-        cut = await api.post(
+        cut = await api.client.post(
             "/query", json={"sql": "SELECT id FROM events", **short}, headers=alice
         )
         assert cut.status_code == 200
@@ -188,16 +210,16 @@ async def test_bounds_on_range_rows_and_time_answer_400_or_truncate(
         assert cut.json()["truncated"]
 
         too_long = {"start": T0.isoformat(), "end": (T0 + timedelta(days=1)).isoformat()}
-        wide = await api.post("/query", json={"sql": "SELECT 1", **too_long}, headers=alice)
+        wide = await api.client.post("/query", json={"sql": "SELECT 1", **too_long}, headers=alice)
         assert wide.status_code == 400
         assert "over the limit of 14400 s" in wide.json()["detail"]
 
-        full = await api.post("/query", json={"sql": "SELECT 1", **RANGE}, headers=alice)
+        full = await api.client.post("/query", json={"sql": "SELECT 1", **RANGE}, headers=alice)
         assert full.status_code == 400
         assert "holds 30 events, over the limit of 25" in full.json()["detail"]
 
         joined = ", ".join(f"events e{i}" for i in range(12))
-        slow = await api.post(
+        slow = await api.client.post(
             "/query",
             json={"sql": f"SELECT count(*) FROM {joined}", **short},  # noqa: S608
             headers=alice,
@@ -206,14 +228,10 @@ async def test_bounds_on_range_rows_and_time_answer_400_or_truncate(
         assert "past its time limit" in slow.json()["detail"]
 
 
-async def test_the_api_submits_the_compaction_scheduler_once(
-    aws: AwsClients, analytics: tuple[str, LocalAuth, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with query_api(monkeypatch, analytics):
+async def test_the_api_submits_the_compaction_scheduler_once(aws: AwsClients, api: Api) -> None:
+    async with _start_scheduler(api.app):  # a second start (another task, a deploy)
         pass
-    async with query_api(monkeypatch, analytics):  # a second start (another task, a deploy)
-        pass
-    names = ResourceNames.of(SPEC, analytics[0])
+    names = ResourceNames.of(SPEC, api.env)
     store = JobStore(await aws.get("dynamodb"), str(names.table))
     page = await store.page(SYSTEM_OWNER)
     assert [(j.type, j.state) for j in page.jobs] == [(SCHEDULE, JobState.QUEUED)]

@@ -290,7 +290,8 @@ async def _next_scheduler(job: Job, resources: JobResources | None) -> None:
     if resources is None:
         return
     wait = 0 if job.state is JobState.SUCCEEDED else RESTART_AFTER_FAILURE_S
-    payload = SchedulePayload(not_before=datetime.now(UTC) + timedelta(seconds=wait))
+    ended = job.finished_at or job.updated_at  # the same on every run of the hook
+    payload = SchedulePayload(not_before=ended + timedelta(seconds=wait))
     await submit_internal(
         resources.store,
         resources.sqs,
