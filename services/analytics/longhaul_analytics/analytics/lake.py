@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -151,9 +152,30 @@ def _partition_in(key: str, owner: str) -> Partition | None:
     return Partition(owner, date.fromisoformat(match["dt"]), int(match["hour"]))
 
 
-def _table_of(rows: Sequence[LakeRow]) -> pa.Table:
-    """Rows as an Arrow table of `SCHEMA` (owner left out)."""
-    return pa.Table.from_pydict({n: [getattr(r, n) for r in rows] for n in SCHEMA.names}, SCHEMA)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+Canonical = tuple[str, str, int, int, str, str]  # a row in SCHEMA's order, times in µs
+
+
+def _canonical(row: LakeRow) -> Canonical:
+    """A row as plain values in `SCHEMA`'s order (times as microseconds since the epoch)."""
+    return (
+        row.id,
+        row.name,
+        (row.time - EPOCH) // MICROSECOND,
+        (row.received_at - EPOCH) // MICROSECOND,
+        row.source,
+        row.properties,
+    )
+
+
+def _table_of(rows: Sequence[Canonical]) -> pa.Table:
+    """Canonical rows as an Arrow table of `SCHEMA` (owner left out)."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(SCHEMA)
+    return pa.Table.from_arrays(
+        [pa.array(values, type=field.type) for values, field in zip(columns, SCHEMA, strict=True)],
+        schema=SCHEMA,
+    )
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -165,16 +187,6 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def _digest(rows: Sequence[LakeRow]) -> str:
-    """The batch's name: the sha256 of its rows in canonical order, so the same rows in any
-    order name the same object."""
-    h = hashlib.sha256()
-    for line in sorted(r.model_dump_json() for r in rows):
-        h.update(line.encode())
-        h.update(b"\n")
-    return h.hexdigest()
-
-
 async def write_flush(s3: Any, bucket: str, rows: Sequence[LakeRow]) -> list[str]:
     """Write `rows` as one zstd Parquet file per (owner, dt, hour) of their event time, named
     by the hash of its rows; return the keys. Writing the same batch again writes the same
@@ -184,9 +196,12 @@ async def write_flush(s3: Any, bucket: str, rows: Sequence[LakeRow]) -> list[str
         groups.setdefault(partition_of(row), []).append(row)
 
     async def put(partition: Partition, group: list[LakeRow]) -> str:
-        ordered = sorted(group, key=lambda r: (r.id, r.model_dump_json()))
-        key = f"{partition.flush_prefix}{_digest(ordered)}.parquet"
-        body = parquet_bytes(_table_of(ordered))
+        # Sorted, the same rows make the same name and the same bytes in any order. The
+        # owner, day and hour are in the key; the hash covers every column of the file.
+        rows = sorted(_canonical(r) for r in group)
+        digest = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
+        key = f"{partition.flush_prefix}{digest}.parquet"
+        body = parquet_bytes(_table_of(rows))
         await s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=CONTENT_TYPE)
         return key
 
@@ -320,8 +335,11 @@ async def read_rows(
     `lake/*/owner=<owner>/` are listed or read."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     for attempt in range(1, READ_ATTEMPTS + 1):
-        keys = await _owner_keys(s3, bucket, EVENTS, owner, start, end)
-        keys += await _owner_keys(s3, bucket, FLUSH, owner, start, end)
+        # Flush files first: compaction writes a file before it deletes what it merged, so
+        # a row missing from this flush listing is in a compacted file listed after it (or
+        # a file read below is gone, and the whole read is listed again).
+        keys = await _owner_keys(s3, bucket, FLUSH, owner, start, end)
+        keys += await _owner_keys(s3, bucket, EVENTS, owner, start, end)
         try:
             table = await read_files(s3, bucket, keys)
             break
