@@ -106,7 +106,7 @@ async def job_wall(
     """Wall seconds of one job, submit to succeeded, on a worker per entry of `cpus`."""
     store = await store_of(aws, platform)
     workers = [
-        TrainingWorker(platform, logs, f"w{i}", cpu=cpu, **env) for i, cpu in enumerate(cpus)
+        TrainingWorker(platform, logs, f"w{i}", cpu=cpu, env=env) for i, cpu in enumerate(cpus)
     ]
     try:
         await asyncio.sleep(4)  # the workers are up and long-polling

@@ -144,12 +144,12 @@ class TrainingWorker:
         name: str = "w",
         *,
         cpu: int | None = None,
-        **extra: str,
+        env: dict[str, str] | None = None,
     ) -> None:
         """`cpu` pins the worker and its trainers to one core, as a 1-vCPU task would be."""
         self.name = name
         self.log_path = logs / f"training-worker-{name}-{time.time_ns()}.log"
-        variables = {**os.environ, **platform.environment("worker", **extra)}
+        variables = {**os.environ, **platform.environment("worker", **(env or {}))}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [

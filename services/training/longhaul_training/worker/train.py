@@ -178,11 +178,7 @@ async def register_model(
         **(extra or {}),
     }
     await records.put_model(record)
-    numbers = {
-        k: float(v)
-        for k, v in metrics.items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    }
+    numbers = {k: v for k, v in ((k, _number(v)) for k, v in metrics.items()) if v is not None}
     await resources.publisher.publish(
         ModelCreated(
             model_id=model_id,
@@ -196,6 +192,15 @@ async def register_model(
         )
     )
     return record
+
+
+def _number(value: Any) -> float | None:
+    """A metric's value: a number, or the value of {"value", "ci95"}."""
+    if isinstance(value, dict):
+        value = value.get("value")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 async def train_ended(job: Job, resources: JobResources | None) -> None:
