@@ -15,6 +15,7 @@ from longhaul.config import KitSettings, Role
 from longhaul_analytics import events as _events  # noqa: F401  (registers the analytics facts)
 from longhaul_analytics.analytics.closer import Closer
 from longhaul_analytics.analytics.engine import engine_of
+from longhaul_analytics.api.query import router as query_router
 from longhaul_analytics.api.routes import router
 from longhaul_analytics.config import AnalyticsSettings
 from longhaul_analytics.spec import SPEC
@@ -56,7 +57,7 @@ class AnalyticsService(Service):
 SERVICE = AnalyticsService(
     spec=SPEC,
     settings=AnalyticsSettings,
-    routers=[router],
+    routers=[router, query_router],
     events=events,
     jobs=jobs,
 )

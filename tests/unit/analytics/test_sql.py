@@ -128,3 +128,13 @@ def test_the_connection_refuses_files_even_if_the_check_were_bypassed() -> None:
                 con.execute(statement)
     finally:
         con.close()
+
+
+def test_the_service_serves_post_query_and_runs_the_lake_jobs() -> None:
+    from longhaul_analytics.api.query import router as query_router
+    from longhaul_analytics.service import SERVICE
+
+    assert query_router in SERVICE.routers
+    assert SERVICE.jobs is not None
+    assert {"compact-lake", "schedule-compaction"} <= set(SERVICE.jobs.names)
+    assert SERVICE.jobs.public("compact-lake") is None  # internal: POST /jobs refuses it
