@@ -18,6 +18,7 @@ from longhaul.events.registry import registered
 from longhaul.events.schemas import drift, schema_documents, write_schemas
 from longhaul.local import platform
 from longhaul.local.discovery import discover, load_event_modules
+from longhaul.local.errors import unreachable_in_one_line
 from longhaul.local.flags import flags_app
 from longhaul.local.jobs_cli import app as jobs_app
 from longhaul.local.smoke import smoke_command, smoke_user_command
@@ -54,7 +55,8 @@ def _with_aws(endpoint: str, region: str, work: Callable[[AwsClients], Awaitable
         finally:
             await aws.close()
 
-    return asyncio.run(run())
+    with unreachable_in_one_line(endpoint):
+        return asyncio.run(run())
 
 
 @app.command()
@@ -96,7 +98,8 @@ def reset(
 ) -> None:
     """Wipe all state on the local endpoint, then provision again."""
     platform.assert_local(endpoint)
-    httpx.post(f"{endpoint.rstrip('/')}/moto-api/reset", timeout=10).raise_for_status()
+    with unreachable_in_one_line(endpoint):
+        httpx.post(f"{endpoint.rstrip('/')}/moto-api/reset", timeout=10).raise_for_status()
     typer.echo(f"reset {endpoint}")
     provision_command(endpoint=endpoint, env=env, region=region, service=service)
 
@@ -180,13 +183,27 @@ def _dlq_names(name: str, env: str, extra: list[str], **given: str | None) -> Re
     return names
 
 
+AwsFlag = Annotated[
+    bool,
+    typer.Option(
+        "--aws",
+        help="Use AWS through the ordinary credential chain (default: the local platform)",
+    ),
+]
+
+
 def _with_service_aws(
-    names: ResourceNames, region: str, work: Callable[[Any, str, str, AwsClients], Awaitable[T]]
+    names: ResourceNames,
+    region: str,
+    work: Callable[[Any, str, str, AwsClients], Awaitable[T]],
+    *,
+    endpoint: str | None,
 ) -> T:
-    """Run `work(sqs, queue_url, dlq_url, aws)` with clients from the ordinary credential chain."""
+    """Run `work(sqs, queue_url, dlq_url, aws)` with clients of the local platform at
+    `endpoint`, or, when it is None, from the ordinary credential chain (AWS)."""
 
     async def run() -> T:
-        aws = AwsClients(region)
+        aws = AwsClients(region) if endpoint is None else platform.local_clients(endpoint, region)
         try:
             sqs = await aws.get("sqs")
             queue_url = (await sqs.get_queue_url(QueueName=names.queue))["QueueUrl"]
@@ -195,7 +212,8 @@ def _with_service_aws(
         finally:
             await aws.close()
 
-    return asyncio.run(run())
+    with unreachable_in_one_line(endpoint):
+        return asyncio.run(run())
 
 
 @dlq.command("list")
@@ -207,6 +225,8 @@ def dlq_list(
     queue: Queue = None,
     dlq_name: Dlq = None,
     limit: Annotated[int, typer.Option(help="List at most this many messages")] = 1000,
+    endpoint: Endpoint = platform.DEFAULT_ENDPOINT,
+    aws: AwsFlag = False,
 ) -> None:
     """Print a sample of the DLQ's messages as JSON lines (they stay in the DLQ); on
     stderr, how many it holds."""
@@ -216,7 +236,7 @@ def dlq_list(
         return await peek(sqs, dlq_url, limit=limit)
 
     names = _dlq_names(name, env, service, queue=queue, dlq=dlq_name)
-    sample = _with_service_aws(names, region, work)
+    sample = _with_service_aws(names, region, work, endpoint=None if aws else endpoint)
     for message in sample.messages:
         typer.echo(json.dumps(describe(message)))
     note = f"{len(sample.messages)} message(s) listed of about {sample.about} in the DLQ"
@@ -239,6 +259,8 @@ def dlq_redrive(
     dlq_name: Dlq = None,
     table: Table = None,
     bucket: Bucket = None,
+    endpoint: Endpoint = platform.DEFAULT_ENDPOINT,
+    aws: AwsFlag = False,
 ) -> None:
     """Retry what the DLQ holds: drain it into the work queue, resetting each failed job
     before its message moves. Progress on stderr; the counts on stdout."""
@@ -258,7 +280,7 @@ def dlq_redrive(
             )
         return await redrive(sqs, dlq_url, queue_url, store, progress=progress)
 
-    result = _with_service_aws(names, region, work)
+    result = _with_service_aws(names, region, work, endpoint=None if aws else endpoint)
     typer.echo(result.summary())
     for job_id in result.kept:
         typer.echo(f"failed again, left in the DLQ: {job_id}")

@@ -19,6 +19,7 @@ from longhaul.aws.clients import AwsClients
 from longhaul.flags import FlagValue, flags_parameter_name, parse_flag_value
 from longhaul.local import platform
 from longhaul.local.discovery import discover
+from longhaul.local.errors import unreachable_in_one_line
 from longhaul.spec import ServiceSpec
 
 __all__ = ["declared_flags", "flags_app", "read_flags", "write_flags"]
@@ -102,7 +103,9 @@ def _run(env: str, endpoint: str | None, region: str, work: Callable[[Any], Awai
         finally:
             await aws.close()
 
-    return asyncio.run(run())
+    local = endpoint or env == platform.DEFAULT_ENV
+    with unreachable_in_one_line(endpoint or platform.DEFAULT_ENDPOINT if local else None):
+        return asyncio.run(run())
 
 
 def _show(

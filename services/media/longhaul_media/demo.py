@@ -18,6 +18,7 @@ import httpx
 import typer
 
 from longhaul.local import platform
+from longhaul.local.errors import unreachable_in_one_line
 from longhaul.local.platform import local_clients
 from longhaul.local.token import dev_token
 from longhaul_media.config import MediaSettings, ffmpeg_binary
@@ -106,7 +107,8 @@ def demo(
     with tempfile.TemporaryDirectory(prefix="longhaul-demo-") as folder:
         clip = make_clip(Path(folder) / "demo.mp4", size, seconds)
         data = clip.read_bytes()
-    result = asyncio.run(run(api, endpoint, env, region, data, preset, timeout))
+    with unreachable_in_one_line(endpoint):
+        result = asyncio.run(run(api, endpoint, env, region, data, preset, timeout))
     typer.echo(
         f"\nsource: {result['source']['width']}x{result['source']['height']}, "
         f"{result['source']['duration_s']} s, {result['chunks']} chunks"
