@@ -23,6 +23,7 @@ next, so exactly one runs at a time.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from dataclasses import dataclass
@@ -122,6 +123,19 @@ def split_files(table: pa.Table, min_file_bytes: int) -> list[bytes]:
     return [parquet_bytes(table.slice(i, step)) for i in range(0, table.num_rows, step)]
 
 
+def _merged_files(
+    rows: pa.Table, known: pa.ChunkedArray | None, min_file_bytes: int
+) -> tuple[int, list[bytes]]:
+    """One row per id, none in `known`, sorted by time: the files' bodies and the count."""
+    merged = dedupe_by_id(rows)
+    if known is not None and merged.num_rows:
+        merged = merged.filter(pc.invert(pc.is_in(merged["id"], value_set=known.combine_chunks())))
+    if merged.num_rows == 0:
+        return 0, []
+    merged = merged.sort_by([("time", "ascending"), ("id", "ascending")])
+    return merged.num_rows, split_files(merged, min_file_bytes)
+
+
 async def _merge_and_write(
     s3: Any,
     bucket: str,
@@ -133,21 +147,19 @@ async def _merge_and_write(
     min_file_bytes: int,
 ) -> tuple[list[str], int]:
     """Steps 2 and 3 of a round: the new files' keys and how many rows they hold."""
-    merged = dedupe_by_id(await read_files(s3, bucket, [*flush, *small]))
-    if full and merged.num_rows:
-        known = (await read_files(s3, bucket, full, columns=["id"]))["id"]
-        merged = merged.filter(pc.invert(pc.is_in(merged["id"], value_set=known.combine_chunks())))
-    if merged.num_rows == 0:
-        return [], 0
-    merged = merged.sort_by([("time", "ascending"), ("id", "ascending")])
+    rows = await read_files(s3, bucket, [*flush, *small])
+    known = (await read_files(s3, bucket, full, columns=["id"]))["id"] if full else None
+    # Sorting and encoding a big hour takes seconds of CPU: off the event loop, so the
+    # job's heartbeats go on (pyarrow releases the GIL for this work).
+    count, bodies = await asyncio.to_thread(_merged_files, rows, known, min_file_bytes)
     written = []
-    for n, body in enumerate(split_files(merged, min_file_bytes)):
+    for n, body in enumerate(bodies):
         key = f"{partition.events_prefix}part-{run}-{n}.parquet"
         await s3.put_object(
             Bucket=bucket, Key=key, Body=body, ContentType="application/vnd.apache.parquet"
         )
         written.append(key)
-    return written, merged.num_rows
+    return written, count
 
 
 async def compact_partition(
