@@ -7,14 +7,24 @@ AWS; no second list of resources exists anywhere.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "FARGATE_MEMORY_MIB",
+    "GPU_INSTANCES",
     "BucketSpec",
+    "ColumnSpec",
     "ComputeSpec",
+    "DateProjection",
+    "GpuInstance",
+    "GpuWorkerSpec",
     "GsiSpec",
+    "InjectedProjection",
+    "IntegerProjection",
+    "LakeSpec",
+    "PartitionKeySpec",
     "QueueSpec",
     "ResourceNames",
     "RuleSpec",
@@ -119,8 +129,22 @@ class SecretSpec(_Spec):
     description: str = ""
 
 
+# Fargate's task sizes on Linux: CPU units -> the memory (MiB) each allows (AWS's "Task CPU
+# and memory" table for Fargate: 0.25 vCPU up to 16 vCPU / 120 GB).
+FARGATE_MEMORY_MIB: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4096 + 1, 1024)),
+    1024: tuple(range(2048, 8192 + 1, 1024)),
+    2048: tuple(range(4096, 16384 + 1, 1024)),
+    4096: tuple(range(8192, 30720 + 1, 1024)),
+    8192: tuple(range(16384, 61440 + 1, 4096)),
+    16384: tuple(range(32768, 122880 + 1, 8192)),
+}
+
+
 class ComputeSpec(_Spec):
-    """Fargate task size of one role.
+    """Fargate task size of one role: one of Fargate's CPU and memory combinations
+    (`FARGATE_MEMORY_MIB`), up to 16 vCPU and 120 GB.
 
     The root filesystem is read-only on AWS; what the role writes goes to the task's scratch
     volume (`$TMPDIR`), which shares the task's ephemeral storage with the image.
@@ -135,6 +159,207 @@ class ComputeSpec(_Spec):
         description="the task's ephemeral storage (image and scratch) in GiB, 21 to 200 on "
         "Fargate; None keeps Fargate's default of 20 GiB",
     )
+
+    @model_validator(mode="after")
+    def _a_fargate_size(self) -> ComputeSpec:
+        if self.cpu not in FARGATE_MEMORY_MIB:
+            raise ValueError(
+                f"cpu {self.cpu} is not a Fargate size; one of {sorted(FARGATE_MEMORY_MIB)}"
+            )
+        allowed = FARGATE_MEMORY_MIB[self.cpu]
+        if self.memory_mib not in allowed:
+            step = allowed[-1] - allowed[-2]
+            raise ValueError(
+                f"Fargate gives cpu {self.cpu} from {allowed[0]} to {allowed[-1]} MiB of memory "
+                f"in steps of {step}, not {self.memory_mib}"
+            )
+        return self
+
+
+class GpuInstance(NamedTuple):
+    """What one EC2 GPU instance type has: vCPUs, memory (MiB) and GPUs."""
+
+    vcpus: int
+    memory_mib: int
+    gpus: int
+
+
+# The GPU instance types a GPU worker may run on (NVIDIA, x86_64; EC2's instance type pages).
+GPU_INSTANCES: dict[str, GpuInstance] = {
+    "g4dn.xlarge": GpuInstance(4, 16_384, 1),
+    "g4dn.2xlarge": GpuInstance(8, 32_768, 1),
+    "g5.xlarge": GpuInstance(4, 16_384, 1),
+    "g5.2xlarge": GpuInstance(8, 32_768, 1),
+    "g5.4xlarge": GpuInstance(16, 65_536, 1),
+    "g5.12xlarge": GpuInstance(48, 196_608, 4),
+    "g6.xlarge": GpuInstance(4, 16_384, 1),
+    "g6.2xlarge": GpuInstance(8, 32_768, 1),
+    "g6.4xlarge": GpuInstance(16, 65_536, 1),
+    "g6.12xlarge": GpuInstance(48, 196_608, 4),
+}
+# The ECS agent registers what the OS reports, below the instance's nominal memory; a task
+# asks for at most this share of it.
+GPU_TASK_MEMORY_SHARE = 0.9
+
+
+class GpuWorkerSpec(_Spec):
+    """An optional second worker service on EC2 GPU instances (an Auto Scaling group behind
+    an ECS capacity provider, from zero), running the worker's image and command with the
+    task's GPU requirement and `LONGHAUL_DEVICE=cuda`.
+
+    It consumes the service's one queue, scaled on its backlog like the worker: the runtime
+    routes no job to a queue of its own (docs/deploy.md, "The GPU worker").
+    """
+
+    instance_type: str = "g6.xlarge"
+    gpus: int = Field(default=1, ge=1, description="GPUs per task")
+    cpu: int = Field(default=3072, ge=256, description="CPU units per task (1024 a vCPU)")
+    memory_mib: int = Field(default=12_288, ge=512)
+    volume_gib: int = Field(
+        default=100, ge=30, le=16_384, description="each instance's root volume: images, scratch"
+    )
+    min_tasks: int = Field(default=0, ge=0)
+    max_tasks: int = Field(default=2, ge=1)
+    backlog_per_task: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _fits_its_instance(self) -> GpuWorkerSpec:
+        instance = GPU_INSTANCES.get(self.instance_type)
+        if instance is None:
+            raise ValueError(
+                f"instance type {self.instance_type!r} is not a known GPU type; one of "
+                f"{sorted(GPU_INSTANCES)}"
+            )
+        if self.gpus > instance.gpus:
+            raise ValueError(f"{self.instance_type} has {instance.gpus} GPU(s), not {self.gpus}")
+        if self.cpu > instance.vcpus * 1024:
+            raise ValueError(f"{self.instance_type} has {instance.vcpus * 1024} CPU units")
+        if self.memory_mib > int(instance.memory_mib * GPU_TASK_MEMORY_SHARE):
+            raise ValueError(
+                f"{self.instance_type} registers less than its {instance.memory_mib} MiB; a "
+                f"task may ask for at most {int(instance.memory_mib * GPU_TASK_MEMORY_SHARE)}"
+            )
+        if self.min_tasks > self.max_tasks:
+            raise ValueError("min_tasks must not exceed max_tasks")
+        return self
+
+    @property
+    def tasks_per_instance(self) -> int:
+        """How many of these tasks one instance holds (by GPUs, CPU and memory)."""
+        instance = GPU_INSTANCES[self.instance_type]
+        return min(
+            instance.gpus // self.gpus,
+            instance.vcpus * 1024 // self.cpu,
+            int(instance.memory_mib * GPU_TASK_MEMORY_SHARE) // self.memory_mib,
+        )
+
+
+_GLUE_NAME = r"^[a-z_][a-z0-9_]{0,127}$"
+
+
+class ColumnSpec(_Spec):
+    """One column of a lake table (a Hive type: string, bigint, double, boolean, timestamp,
+    date)."""
+
+    name: str = Field(pattern=_GLUE_NAME)
+    type: Literal["string", "bigint", "int", "double", "boolean", "timestamp", "date"]
+
+
+class InjectedProjection(_Spec):
+    """Partition projection of a value every query gives (`WHERE owner = '...'`)."""
+
+    kind: Literal["injected"] = "injected"
+
+    def parameters(self, key: str) -> dict[str, str]:
+        """The Glue table parameters that project `key`."""
+        return {f"projection.{key}.type": "injected"}
+
+
+class DateProjection(_Spec):
+    """Partition projection of dates from `start` to `end` (`NOW`: the query's time)."""
+
+    kind: Literal["date"] = "date"
+    format: str = "yyyy-MM-dd"
+    start: str
+    end: str = "NOW"
+    interval: int = Field(default=1, ge=1)
+    unit: Literal["YEARS", "MONTHS", "WEEKS", "DAYS", "HOURS", "MINUTES", "SECONDS"] = "DAYS"
+
+    def parameters(self, key: str) -> dict[str, str]:
+        """The Glue table parameters that project `key`."""
+        return {
+            f"projection.{key}.type": "date",
+            f"projection.{key}.range": f"{self.start},{self.end}",
+            f"projection.{key}.format": self.format,
+            f"projection.{key}.interval": str(self.interval),
+            f"projection.{key}.interval.unit": self.unit,
+        }
+
+
+class IntegerProjection(_Spec):
+    """Partition projection of the integers `low` to `high`, zero-padded to `digits`."""
+
+    kind: Literal["integer"] = "integer"
+    low: int
+    high: int
+    digits: int | None = Field(default=None, ge=1)
+
+    def parameters(self, key: str) -> dict[str, str]:
+        """The Glue table parameters that project `key`."""
+        found = {
+            f"projection.{key}.type": "integer",
+            f"projection.{key}.range": f"{self.low},{self.high}",
+        }
+        if self.digits is not None:
+            found[f"projection.{key}.digits"] = str(self.digits)
+        return found
+
+
+class PartitionKeySpec(_Spec):
+    """A partition key of a lake table, a Hive-style path segment (`<name>=<value>/`), and
+    how Athena projects its values."""
+
+    name: str = Field(pattern=_GLUE_NAME)
+    type: Literal["string"] = "string"
+    projection: Annotated[
+        InjectedProjection | DateProjection | IntegerProjection, Field(discriminator="kind")
+    ]
+
+
+class LakeSpec(_Spec):
+    """A table of Parquet files under `prefix` of the service's bucket, partitioned in Hive
+    style (`<prefix><key>=<value>/.../`), declared in the Glue catalog for Athena with
+    partition projection (no partition is ever added or crawled)."""
+
+    database: str = Field(pattern=_GLUE_NAME, description="the database, under longhaul_<env>_")
+    table: str = Field(pattern=_GLUE_NAME)
+    prefix: str = Field(pattern=r"^[a-z0-9][a-z0-9/_-]*/$")
+    columns: tuple[ColumnSpec, ...] = Field(min_length=1)
+    partition_keys: tuple[PartitionKeySpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _names_once(self) -> LakeSpec:
+        names = [c.name for c in self.columns] + [k.name for k in self.partition_keys]
+        if len(names) != len(set(names)):
+            raise ValueError("a lake column or partition key is named twice")
+        return self
+
+    def location(self, bucket: str) -> str:
+        """The table's S3 location in `bucket`."""
+        return f"s3://{bucket}/{self.prefix}"
+
+    def location_template(self, bucket: str) -> str:
+        """Where a projected partition's files are (`storage.location.template`)."""
+        keys = "".join(f"{k.name}=${{{k.name}}}/" for k in self.partition_keys)
+        return f"{self.location(bucket)}{keys}"
+
+    def projection_parameters(self) -> dict[str, str]:
+        """Every partition key's projection, as Glue table parameters (without the location
+        template, which names the bucket)."""
+        found = {"projection.enabled": "true"} if self.partition_keys else {}
+        for key in self.partition_keys:
+            found |= key.projection.parameters(key.name)
+        return found
 
 
 class ScalingSpec(_Spec):
@@ -170,6 +395,12 @@ class ServiceSpec(_Spec):
     api: ComputeSpec = ComputeSpec()
     worker: ComputeSpec = ComputeSpec(cpu=1024, memory_mib=2048)
     scaling: ScalingSpec = ScalingSpec()
+    gpu_worker: GpuWorkerSpec | None = Field(
+        default=None, description="a second worker on EC2 GPU instances, on the same queue"
+    )
+    lake: LakeSpec | None = Field(
+        default=None, description="a Glue table over Parquet files in the service's bucket"
+    )
 
     @model_validator(mode="after")
     def _rules_need_a_queue(self) -> ServiceSpec:
@@ -183,6 +414,10 @@ class ServiceSpec(_Spec):
         secrets = [secret.name for secret in self.secrets]
         if len(secrets) != len(set(secrets)):
             raise ValueError(f"service {self.name!r} declares a secret twice")
+        if self.gpu_worker is not None and self.queue is None:
+            raise ValueError(f"service {self.name!r} declares a GPU worker but no queue")
+        if self.lake is not None and self.bucket is None:
+            raise ValueError(f"service {self.name!r} declares a lake but no bucket")
         return self
 
     @property

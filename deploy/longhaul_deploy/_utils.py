@@ -5,25 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import Acknowledgment, Stack, Tags, Validations
-from aws_cdk import aws_events as events
 from constructs import IConstruct
 
 from longhaul_deploy.config import PROJECT
 
 __all__ = ["acknowledge", "event_pattern", "nag_resource", "tag"]
 
-# EventBridge's pattern keys, as the L2 EventPattern names them.
-_PATTERN_FIELDS = {
-    "account": "account",
-    "detail": "detail",
-    "detail-type": "detail_type",
-    "id": "id",
-    "region": "region",
-    "resources": "resources",
-    "source": "source",
-    "time": "time",
-    "version": "version",
-}
+# The top-level keys of an event that a pattern can match on.
+_PATTERN_FIELDS = (
+    "account",
+    "detail",
+    "detail-type",
+    "id",
+    "region",
+    "resources",
+    "source",
+    "time",
+    "version",
+)
 
 
 def acknowledge(
@@ -61,12 +60,14 @@ def _flatten(value: Any) -> str:
     raise ValueError(f"no cdk-nag name for {value!r}")
 
 
-def event_pattern(pattern: dict[str, Any]) -> events.EventPattern:
-    """A spec's event pattern (EventBridge's JSON keys) as the L2 `EventPattern`."""
+def event_pattern(pattern: dict[str, Any]) -> dict[str, Any]:
+    """A spec's event pattern (EventBridge's JSON), refusing keys EventBridge does not match
+    on. It goes to the rule as JSON: the L2 `EventPattern`'s typed fields refuse content
+    filters in a top-level field (`"source": [{"prefix": "longhaul."}]`)."""
     unknown = sorted(set(pattern) - set(_PATTERN_FIELDS))
     if unknown:
         raise ValueError(f"event pattern keys EventBridge does not match on: {unknown}")
-    return events.EventPattern(**{_PATTERN_FIELDS[key]: value for key, value in pattern.items()})
+    return pattern
 
 
 def tag(scope: IConstruct, *, service: str, environment: str) -> None:

@@ -10,16 +10,17 @@ import aws_cdk as cdk
 from aws_cdk import Stack, Validations
 from cdk_nag import AwsSolutionsChecks
 
+from longhaul.local.discovery import discover
 from longhaul.spec import ServiceSpec
 from longhaul_deploy.config import target_of
 from longhaul_deploy.platform import PlatformStack
 from longhaul_deploy.service_stack import ServiceStack
-from longhaul_media.spec import SPEC as MEDIA
 
 __all__ = ["CONTEXT", "SERVICES", "build", "main"]
 
-# Adding a service to the platform: its spec, one line here.
-SERVICES: tuple[ServiceSpec, ...] = (MEDIA,)
+# Every installed service (the `longhaul.services` entry points, as `make dev` finds them):
+# a new service under services/ gets its stack with no change here.
+SERVICES: tuple[ServiceSpec, ...] = tuple(discover())
 
 # Set here rather than in cdk.json, so that `make synth` (no CLI) builds what `cdk` builds.
 CONTEXT = {

@@ -10,7 +10,7 @@ from aws_cdk import Duration, Environment, RemovalPolicy
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from longhaul.spec import ServiceSpec
+from longhaul.spec import GpuWorkerSpec, ServiceSpec
 
 __all__ = [
     "CONTAINER_PORT",
@@ -61,6 +61,11 @@ class EnvSettings:
         """The worker's task count bounds: the spec's, capped in small environments."""
         high = min(spec.scaling.worker_max, self.worker_max_cap or spec.scaling.worker_max)
         return min(spec.scaling.worker_min, high), high
+
+    def gpu_worker_bounds(self, gpu: GpuWorkerSpec) -> tuple[int, int]:
+        """The GPU worker's task count bounds: the spec's, capped as the worker's are."""
+        high = min(gpu.max_tasks, self.worker_max_cap or gpu.max_tasks)
+        return min(gpu.min_tasks, high), high
 
 
 ENVIRONMENTS = {

@@ -4,7 +4,7 @@ service's queue."""
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Duration, Names
+from aws_cdk import Duration, Names, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -96,7 +96,11 @@ class EventRules(Construct):
                 rule.name,
                 event_bus=platform_bus if rule.bus == "platform" else default_bus,
                 description=f"{rule.name}: matching {rule.bus} bus events to the queue",
-                event_pattern=event_pattern(rule.pattern_for(bucket_name)),
+                # a stand-in the spec's own pattern replaces below
+                event_pattern=events.EventPattern(account=[Stack.of(self).account]),
             )
+            resource = created.node.default_child
+            assert isinstance(resource, events.CfnRule)
+            resource.event_pattern = event_pattern(rule.pattern_for(bucket_name))
             created.add_target(target)
             self.rules[rule.name] = created

@@ -1,5 +1,6 @@
-"""One service's stack, built from its spec: its key, queue, rules, table, bucket and
-secrets, the API and worker services, the grants between them, alarms and a dashboard."""
+"""One service's stack, built from its spec: its key, queue, rules, table, bucket, lake and
+secrets, the API and worker services (and a GPU worker where the spec has one), the grants
+between them, alarms and a dashboard."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from longhaul.spec import ServiceSpec
+from longhaul.spec import ComputeSpec, GpuWorkerSpec, ServiceSpec
 from longhaul_deploy import access
 from longhaul_deploy._utils import tag
 from longhaul_deploy.config import CONTAINER_PORT, Target
 from longhaul_deploy.event_rules import EventRules
 from longhaul_deploy.flags import ServiceFlags
+from longhaul_deploy.gpu_worker import DEVICE_VARIABLE, GpuWorker, gpu_cluster_name
 from longhaul_deploy.image import service_image
 from longhaul_deploy.job_queue import JobQueue
+from longhaul_deploy.lake import LakeTable
 from longhaul_deploy.observability import QueueAlarms, ServiceDashboard, notify
 from longhaul_deploy.platform import ACCESS_LOG_PREFIX, PlatformStack
 from longhaul_deploy.service_api import ServiceApi
@@ -115,6 +118,13 @@ class ServiceStack(Stack):
             self, "Secrets", specs=spec.secrets, key=self.key, settings=settings
         ).secrets
         self.flags = ServiceFlags(self, "Flags", env=settings.name, service=spec.name)
+        self.lake = (
+            LakeTable(
+                self, "Lake", spec=spec.lake, env=settings.name, bucket=self.bucket, key=self.key
+            )
+            if spec.lake is not None and self.bucket is not None
+            else None
+        )
         if spec.rules and self.queue is not None:
             EventRules(
                 self,
@@ -140,6 +150,7 @@ class ServiceStack(Stack):
         )
         alarms = list(self.api.alarms)
         self.worker: ServiceWorker | None = None
+        self.gpu_worker: GpuWorker | None = None
         if self.queue is not None:
             self.worker = ServiceWorker(
                 self,
@@ -150,6 +161,7 @@ class ServiceStack(Stack):
                 queue=self.queue.queue,
                 bounds=settings.worker_bounds(spec),
             )
+            self.gpu_worker = self._gpu_worker(spec.gpu_worker) if spec.gpu_worker else None
             alarms += QueueAlarms(
                 self,
                 "QueueAlarms",
@@ -171,15 +183,49 @@ class ServiceStack(Stack):
             alarms=alarms,
         )
 
-    def _task(self, role: Role, stop_timeout: Duration) -> ServiceTask:
-        """One role's task definition, its task role granted exactly what the role needs."""
+    def _gpu_worker(self, gpu: GpuWorkerSpec) -> GpuWorker:
+        """The worker's image and command on EC2 GPU instances, on the same queue."""
+        assert self.queue is not None
+        cluster_name = gpu_cluster_name(self.target.settings.name, self.spec.name)
+        return GpuWorker(
+            self,
+            "GpuWorker",
+            service_name=self.spec.name,
+            gpu=gpu,
+            platform=self.platform,
+            task=self._task(
+                "worker",
+                WORKER_STOP_TIMEOUT,
+                construct_id="GpuWorkerTask",
+                compute=gpu,
+                cluster_name=cluster_name,
+                extra_environment=DEVICE_VARIABLE,
+            ),
+            queue=self.queue.queue,
+            bounds=self.target.settings.gpu_worker_bounds(gpu),
+            cluster_name=cluster_name,
+            log_group=self.log_group,
+        )
+
+    def _task(
+        self,
+        role: Role,
+        stop_timeout: Duration,
+        *,
+        construct_id: str | None = None,
+        compute: ComputeSpec | GpuWorkerSpec | None = None,
+        cluster_name: str | None = None,
+        extra_environment: dict[str, str] | None = None,
+    ) -> ServiceTask:
+        """One role's task definition, its task role granted exactly what the role needs
+        (in `cluster_name`, the platform's cluster unless given)."""
         task = ServiceTask(
             self,
-            f"{role.capitalize()}Task",
+            construct_id or f"{role.capitalize()}Task",
             role=role,
-            compute=self.spec.api if role == "api" else self.spec.worker,
+            compute=compute or (self.spec.api if role == "api" else self.spec.worker),
             image=self.image,
-            environment=self._environment(role),
+            environment={**self._environment(role), **(extra_environment or {})},
             # Also injected as task-definition secrets (the execution role reads them):
             # the kit itself reads the values through LONGHAUL_SECRET_IDS, see docs/deploy.md.
             secrets={
@@ -197,7 +243,7 @@ class ServiceStack(Stack):
             resources=access.Resources(
                 key=self.key,
                 bus=self.platform.bus,
-                cluster_name=self.platform.cluster_name,
+                cluster_name=cluster_name or self.platform.cluster_name,
                 queue=self.queue.queue if self.queue else None,
                 dead_letter_queue=self.queue.dead_letter_queue if self.queue else None,
                 table=self.table,
@@ -252,6 +298,12 @@ class ServiceStack(Stack):
             CfnOutput(self, "TableName", value=self.table.table_name)
         if self.bucket is not None:
             CfnOutput(self, "BucketName", value=self.bucket.bucket_name)
+        if self.lake is not None:
+            CfnOutput(self, "LakeDatabase", value=self.lake.database_name)
+            CfnOutput(self, "LakeTable", value=self.lake.table_name)
+            CfnOutput(self, "LakeReadersPolicyArn", value=self.lake.readers.managed_policy_arn)
+        if self.worker is not None and self.gpu_worker is not None:
+            CfnOutput(self, "GpuClusterName", value=self.gpu_worker.cluster_name)
         if self.secrets:
             CfnOutput(
                 self,

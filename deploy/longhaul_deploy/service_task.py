@@ -4,6 +4,10 @@ environment, its secrets, its logs, and the stop timeout its shutdown fits in.
 The container is hardened: its root filesystem is read-only, it holds no Linux capability,
 and the only place it writes is the task's scratch volume at `/scratch` (`TMPDIR`), on the
 task's ephemeral storage, sized from the role's spec (`ComputeSpec.ephemeral_storage_gib`).
+
+A GPU worker (`GpuWorkerSpec`) is the worker's container on EC2: the same image, command,
+hardening and scratch, with the GPU requirement, its CPU and memory on the container, and
+its scratch a task-scoped Docker volume on the instance's root volume.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from longhaul.spec import ComputeSpec
+from longhaul.spec import ComputeSpec, GpuWorkerSpec
 from longhaul_deploy._utils import acknowledge
 from longhaul_deploy.config import CONTAINER_PORT
 
@@ -46,7 +50,8 @@ HEALTH_COMMAND = (
 
 
 class ServiceTask(Construct):
-    """The Fargate task definition of one role of one service."""
+    """The task definition of one role of one service: on Fargate, or on EC2 GPU instances
+    when `compute` is a GPU worker's."""
 
     def __init__(
         self,
@@ -54,7 +59,7 @@ class ServiceTask(Construct):
         construct_id: str,
         *,
         role: Role,
-        compute: ComputeSpec,
+        compute: ComputeSpec | GpuWorkerSpec,
         image: ecs.ContainerImage,
         environment: dict[str, str],
         secrets: dict[str, ecs.Secret],
@@ -63,23 +68,36 @@ class ServiceTask(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.role = role
-        self.definition = ecs.FargateTaskDefinition(
-            self,
-            "Definition",
-            cpu=compute.cpu,
-            memory_limit_mib=compute.memory_mib,
-            ephemeral_storage_gib=compute.ephemeral_storage_gib,
-            runtime_platform=ecs.RuntimePlatform(
-                cpu_architecture=ecs.CpuArchitecture.X86_64,
-                operating_system_family=ecs.OperatingSystemFamily.LINUX,
-            ),
-        )
+        gpu = compute if isinstance(compute, GpuWorkerSpec) else None
+        self.definition: ecs.TaskDefinition
+        if gpu is None:
+            assert isinstance(compute, ComputeSpec)
+            self.definition = ecs.FargateTaskDefinition(
+                self,
+                "Definition",
+                cpu=compute.cpu,
+                memory_limit_mib=compute.memory_mib,
+                ephemeral_storage_gib=compute.ephemeral_storage_gib,
+                runtime_platform=ecs.RuntimePlatform(
+                    cpu_architecture=ecs.CpuArchitecture.X86_64,
+                    operating_system_family=ecs.OperatingSystemFamily.LINUX,
+                ),
+            )
+        else:
+            # awsvpc: the task has its own network interface and security group, and the
+            # instance's metadata (its role's credentials) is out of the task's reach.
+            self.definition = ecs.Ec2TaskDefinition(
+                self, "Definition", network_mode=ecs.NetworkMode.AWS_VPC
+            )
         self.container = self.definition.add_container(
             CONTAINER_NAME,
             image=image,
             command=["--role", role],
             environment={**environment, "TMPDIR": SCRATCH_PATH},
             secrets=secrets,
+            cpu=gpu.cpu if gpu else None,
+            memory_limit_mib=gpu.memory_mib if gpu else None,
+            gpu_count=gpu.gpus if gpu else None,
             port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT, name="http")],
             health_check=ecs.HealthCheck(
                 command=["CMD", "python", "-c", HEALTH_COMMAND],
@@ -89,7 +107,7 @@ class ServiceTask(Construct):
                 start_period=Duration.seconds(30),
             ),
             logging=ecs.LogDrivers.aws_logs(
-                stream_prefix=role,
+                stream_prefix="gpu-worker" if gpu else role,
                 log_group=log_group,
                 # A slow log pipe must never stall the event loop (heartbeats, health).
                 mode=ecs.AwsLogDriverMode.NON_BLOCKING,
@@ -100,7 +118,17 @@ class ServiceTask(Construct):
             readonly_root_filesystem=True,
             stop_timeout=stop_timeout,
         )
-        self.definition.add_volume(name=SCRATCH_VOLUME)
+        if gpu is None:
+            self.definition.add_volume(name=SCRATCH_VOLUME)
+        else:
+            # A bind mount with no host on EC2 is a directory the agent makes, owned by root;
+            # a Docker volume starts with the image's /scratch (owned by the service user).
+            self.definition.add_volume(
+                name=SCRATCH_VOLUME,
+                docker_volume_configuration=ecs.DockerVolumeConfiguration(
+                    driver="local", scope=ecs.Scope.TASK
+                ),
+            )
         self.container.add_mount_points(
             ecs.MountPoint(
                 source_volume=SCRATCH_VOLUME, container_path=SCRATCH_PATH, read_only=False

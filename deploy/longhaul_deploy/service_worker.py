@@ -49,6 +49,7 @@ __all__ = [
     "KEEP_AWAKE_EVERY",
     "ON_DEMAND_BASE",
     "SPOT_WEIGHTS",
+    "BacklogScaling",
     "ServiceWorker",
     "capacity_providers",
 ]
@@ -108,7 +109,6 @@ class ServiceWorker(Construct):
             description=f"{spec.name} worker tasks: nothing in, anything out (AWS APIs)",
             allow_all_outbound=True,
         )
-        low, high = bounds
         self.service = ecs.FargateService(
             self,
             "Service",
@@ -126,29 +126,80 @@ class ServiceWorker(Construct):
         )
         # The deployment watch: a busy task drains once a new deployment replaces it.
         access.grant_worker_service(self, task.definition.task_role, service=self.service)
+        scaling = BacklogScaling(
+            self,
+            service=self.service,
+            cluster_name=platform.cluster_name,
+            queue=queue,
+            bounds=bounds,
+            target=spec.scaling.backlog_per_task,
+        )
+        self.backlog_per_task = scaling.backlog_per_task
+        self.scalable_target = scaling.scalable_target
+        self.backlog_policy = scaling.backlog_policy
+        self.from_zero_alarm = scaling.from_zero_alarm
+        self.keep_awake = self._keep_awake(queue)
+
+    def _keep_awake(self, queue: sqs.IQueue) -> scheduler.Schedule:
+        """A call on the queue every hour, so SQS keeps publishing the metrics above."""
+        return scheduler.Schedule(
+            self,
+            "KeepQueueAwake",
+            description="Keeps the queue's CloudWatch metrics published while it is idle",
+            schedule=scheduler.ScheduleExpression.rate(KEEP_AWAKE_EVERY),
+            target=scheduler_targets.Universal(
+                service="sqs",
+                action="untagQueue",
+                input=scheduler.ScheduleTargetInput.from_object(
+                    {"QueueUrl": queue.queue_url, "TagKeys": [KEEP_AWAKE_TAG]}
+                ),
+                policy_statements=[
+                    iam.PolicyStatement(actions=["sqs:UntagQueue"], resources=[queue.queue_arn])
+                ],
+                retry_attempts=0,
+            ),
+        )
+
+
+class BacklogScaling:
+    """Backlog scaling of one ECS service on one queue, its constructs made in `scope`:
+    the scalable target (`Scaling`), target tracking on backlog per running task
+    (`BacklogPerTask`), and the step from zero (`FromZero`, `BacklogWithoutWorkers`)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        *,
+        service: ecs.BaseService,
+        cluster_name: str,
+        queue: sqs.IQueue,
+        bounds: tuple[int, int],
+        target: int,
+    ) -> None:
+        self.scope = scope
+        self.service = service
         visible = queue.metric_approximate_number_of_messages_visible(
             period=MINUTE, statistic="Average"
         )
-        running = container_insights(
-            "RunningTaskCount", cluster_name=platform.cluster_name, service=self.service
-        )
+        running = container_insights("RunningTaskCount", cluster_name=cluster_name, service=service)
         self.backlog_per_task = cloudwatch.MathExpression(
             expression=BACKLOG_EXPRESSION,
             using_metrics={"m1": visible, "m2": running},
             period=MINUTE,
             label="Backlog per task",
         )
+        low, high = bounds
         self.scalable_target = appscaling.ScalableTarget(
-            self,
+            scope,
             "Scaling",
             service_namespace=appscaling.ServiceNamespace.ECS,
-            resource_id=f"service/{platform.cluster_name}/{self.service.service_name}",
+            resource_id=f"service/{cluster_name}/{service.service_name}",
             scalable_dimension="ecs:service:DesiredCount",
             min_capacity=low,
             max_capacity=high,
         )
         self.backlog_policy = self._backlog_policy(
-            queue=queue, cluster_name=platform.cluster_name, target=spec.scaling.backlog_per_task
+            queue=queue, cluster_name=cluster_name, target=target
         )
         self.from_zero_alarm = self._from_zero(
             visible=queue.metric_approximate_number_of_messages_visible(
@@ -158,7 +209,6 @@ class ServiceWorker(Construct):
                 period=MINUTE, statistic="Maximum"
             ),
         )
-        self.keep_awake = self._keep_awake(queue)
 
     def _backlog_policy(
         self, *, queue: sqs.IQueue, cluster_name: str, target: int
@@ -192,9 +242,9 @@ class ServiceWorker(Construct):
             ),
         )
         return policy(
-            self,
+            self.scope,
             "BacklogPerTask",
-            policy_name=f"{self.node.path.replace('/', '-')}-backlog-per-task"[-256:],
+            policy_name=f"{self.scope.node.path.replace('/', '-')}-backlog-per-task"[-256:],
             policy_type="TargetTrackingScaling",
             scaling_target_id=self.scalable_target.scalable_target_id,
             target_tracking_scaling_policy_configuration=configuration,
@@ -204,7 +254,7 @@ class ServiceWorker(Construct):
         self, *, visible: cloudwatch.IMetric, in_flight: cloudwatch.IMetric
     ) -> cloudwatch.Alarm:
         step = appscaling.StepScalingAction(
-            self,
+            self.scope,
             "FromZero",
             scaling_target=self.scalable_target,
             adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
@@ -213,7 +263,7 @@ class ServiceWorker(Construct):
         )
         step.add_adjustment(adjustment=1, lower_bound=0)
         alarm = cloudwatch.Alarm(
-            self,
+            self.scope,
             "BacklogWithoutWorkers",
             metric=cloudwatch.MathExpression(
                 expression=FROM_ZERO_EXPRESSION,
@@ -234,26 +284,6 @@ class ServiceWorker(Construct):
         )
         alarm.add_alarm_action(cw_actions.ApplicationScalingAction(step))
         return alarm
-
-    def _keep_awake(self, queue: sqs.IQueue) -> scheduler.Schedule:
-        """A call on the queue every hour, so SQS keeps publishing the metrics above."""
-        return scheduler.Schedule(
-            self,
-            "KeepQueueAwake",
-            description="Keeps the queue's CloudWatch metrics published while it is idle",
-            schedule=scheduler.ScheduleExpression.rate(KEEP_AWAKE_EVERY),
-            target=scheduler_targets.Universal(
-                service="sqs",
-                action="untagQueue",
-                input=scheduler.ScheduleTargetInput.from_object(
-                    {"QueueUrl": queue.queue_url, "TagKeys": [KEEP_AWAKE_TAG]}
-                ),
-                policy_statements=[
-                    iam.PolicyStatement(actions=["sqs:UntagQueue"], resources=[queue.queue_arn])
-                ],
-                retry_attempts=0,
-            ),
-        )
 
 
 def _metric_query(

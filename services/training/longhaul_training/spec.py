@@ -2,7 +2,15 @@
 dataset uploads to it, its job table and its bucket."""
 
 from longhaul.jobs import jobs_table
-from longhaul.spec import BucketSpec, ComputeSpec, QueueSpec, RuleSpec, ScalingSpec, ServiceSpec
+from longhaul.spec import (
+    BucketSpec,
+    ComputeSpec,
+    GpuWorkerSpec,
+    QueueSpec,
+    RuleSpec,
+    ScalingSpec,
+    ServiceSpec,
+)
 
 SPEC = ServiceSpec(
     name="training",
@@ -26,4 +34,7 @@ SPEC = ServiceSpec(
     api=ComputeSpec(cpu=512, memory_mib=1024),
     worker=ComputeSpec(cpu=4096, memory_mib=16384, ephemeral_storage_gib=60),
     scaling=ScalingSpec(worker_min=0, worker_max=20, backlog_per_task=1, spot=True),
+    # For the PyTorch family: EC2 GPU instances from zero, on the same queue (docs/deploy.md,
+    # "The GPU worker").
+    gpu_worker=GpuWorkerSpec(instance_type="g6.xlarge", max_tasks=4),
 )

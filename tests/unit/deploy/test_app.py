@@ -31,6 +31,7 @@ ACKNOWLEDGED_RULES = {
     "AwsSolutions-IAM5",  # bucket objects, cluster tasks, listener rules, ecr:GetAuthorizationToken
     "AwsSolutions-IAM4",  # ECS's managed policy for blue/green load balancer shifts
     "AwsSolutions-SMG4",  # declared secrets are rotated by hand
+    "AwsSolutions-AS3",  # GPU instances: no mail per instance managed scaling starts or stops
 }
 
 
@@ -97,6 +98,13 @@ def test_wildcard_resources_are_acknowledged_one_by_one(dev: Synthesized) -> Non
         # the APIs' production rules: only the platform load balancer's
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:elasticloadbalancing:us-east-1:"
         "<AWS::AccountId>:listener-rule/<EdgeLoadBalancer9EA98EDF.LoadBalancerFullName>/*]",
+        # the GPU worker's tasks and instances, in its own cluster
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:us-east-1:<AWS::AccountId>"
+        ":task/longhaul-dev-training-gpu/*]",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ecs:us-east-1:<AWS::AccountId>"
+        ":container-instance/longhaul-dev-training-gpu/*]",
+        # the lake's files, for its readers
+        "AwsSolutions-IAM5[Resource::<BucketD7FEB781.Arn>/lake/events/*]",
     }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.unit.deploy.conftest import Synthesized
 
-SIZES = {"DesiredCount", "MinCapacity", "MaxCapacity", "NatGatewayId"}
+SIZES = {"DesiredCount", "MinCapacity", "MaxCapacity", "NatGatewayId", "MinSize", "MaxSize"}
 RETENTION = {"RetentionInDays", "RetentionDays", "ExpirationInDays"}
 PROTECTION = {
     "DeletionPolicy",
@@ -33,6 +33,7 @@ def _normalized(app: Synthesized, name: str) -> dict[str, Any]:
         "={}",
         "/longhaul/{}/",
         "({})",
+        "longhaul_{}_",  # Glue databases
     ):
         text = text.replace(form.format(app.env), form.format("ENV"))
     document: dict[str, Any] = json.loads(text)

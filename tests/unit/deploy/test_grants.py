@@ -14,6 +14,7 @@ from pydantic import AliasChoices
 
 from longhaul.config import KitSettings
 from longhaul.spec import ServiceSpec
+from longhaul_deploy.gpu_worker import DEVICE_VARIABLE
 from tests.unit.deploy._template import (
     container,
     environment,
@@ -44,7 +45,9 @@ def _expected(app: Synthesized, spec: ServiceSpec, role: str) -> dict[str, set[s
             expected.setdefault(action, set()).update(resources)
 
     allow({BUS.replace("dev", app.env)}, "events:PutEvents", "events:DescribeEventBus")
-    worker = role == "worker"
+    # the GPU worker is the worker in a cluster of its own
+    worker = role in ("worker", "gpu-worker")
+    cluster = f"longhaul-{app.env}-{name}-gpu" if role == "gpu-worker" else f"longhaul-{app.env}"
     if spec.queue:
         queue = {f"<{_logical_id(app, name, 'AWS::SQS::Queue', redrive=True)}.Arn>"}
         dlq = {f"<{_logical_id(app, name, 'AWS::SQS::Queue', redrive=False)}.Arn>"}
@@ -89,31 +92,41 @@ def _expected(app: Synthesized, spec: ServiceSpec, role: str) -> dict[str, set[s
         allow({key}, "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey")
     if worker:
         allow(
-            {f"arn:<AWS::Partition>:ecs:us-east-1:<AWS::AccountId>:task/longhaul-{app.env}/*"},
+            {f"arn:<AWS::Partition>:ecs:us-east-1:<AWS::AccountId>:task/{cluster}/*"},
             "ecs:UpdateTaskProtection",
             "ecs:DescribeTasks",
         )
-        allow({f"<{_worker_service(app, name)}>"}, "ecs:DescribeServices")
+        prefix = "GpuWorker" if role == "gpu-worker" else "Worker"
+        allow({f"<{_worker_service(app, name, prefix)}>"}, "ecs:DescribeServices")
     return expected
 
 
-def _worker_service(app: Synthesized, name: str) -> str:
-    (logical_id,) = [k for k in app.resources(name, "AWS::ECS::Service") if k.startswith("Worker")]
+def _worker_service(app: Synthesized, name: str, prefix: str = "Worker") -> str:
+    (logical_id,) = [k for k in app.resources(name, "AWS::ECS::Service") if k.startswith(prefix)]
     return logical_id
 
 
+ROLES = {"ApiTask": "api", "WorkerTask": "worker", "GpuWorkerTask": "gpu-worker"}
+
+
 def _tasks(app: Synthesized, name: str) -> dict[str, dict[str, Any]]:
-    """The service's task definitions by role."""
-    return {
-        "api" if logical_id.startswith("Api") else "worker": task
-        for logical_id, task in app.resources(name, "AWS::ECS::TaskDefinition").items()
-    }
+    """The service's task definitions by role (`api`, `worker`, `gpu-worker`)."""
+    found = {}
+    for logical_id, task in app.resources(name, "AWS::ECS::TaskDefinition").items():
+        (role,) = [r for prefix, r in ROLES.items() if logical_id.startswith(prefix)]
+        found[role] = task
+    return found
 
 
 def test_each_task_role_has_exactly_the_actions_its_spec_needs(any_app: Synthesized) -> None:
     for name, spec in any_app.specs.items():
         tasks = _tasks(any_app, name)
-        assert sorted(tasks) == (["api", "worker"] if spec.queue else ["api"])
+        roles = (
+            ["api"]
+            + (["worker"] if spec.queue else [])
+            + (["gpu-worker"] if spec.gpu_worker else [])
+        )
+        assert sorted(tasks) == sorted(roles), name
         for role, task in tasks.items():
             granted = policy_actions(any_app.raw(name), role_of_task(task))
             assert granted == _expected(any_app, spec, role), (name, role)
@@ -261,12 +274,15 @@ def _kit_variables() -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("role", ["api", "worker"])
+@pytest.mark.parametrize("role", ["api", "worker", "gpu-worker"])
 def test_task_environment_is_what_the_kit_reads_and_is_complete(
     any_app: Synthesized, role: str
 ) -> None:
-    # and what the runtime reads: OpenTelemetry's resource, Python's tempfile (the scratch)
+    # and what the runtime reads: OpenTelemetry's resource, Python's tempfile (the scratch);
+    # the GPU worker's code puts its tensors on LONGHAUL_DEVICE
     known = _kit_variables() | {"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "TMPDIR"}
+    if role == "gpu-worker":
+        known |= set(DEVICE_VARIABLE)
     for name, spec in any_app.specs.items():
         task = _tasks(any_app, name).get(role)
         if task is None:

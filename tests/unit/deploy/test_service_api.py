@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from longhaul_deploy.config import settings_for
 from longhaul_deploy.observability import (
     FIVE_XX_EXPRESSION,
     FIVE_XX_PERCENT,
@@ -138,30 +139,37 @@ def test_target_groups_check_liveness_which_calls_no_aws_api(any_app: Synthesize
 
 
 def test_api_tasks_take_traffic_from_the_alb_only(dev: Synthesized) -> None:
-    ingress = dev.resources("media", "AWS::EC2::SecurityGroupIngress").values()
-    assert [(i["Properties"]["FromPort"], i["Properties"]["ToPort"]) for i in ingress] == [
-        (8000, 8000)
-    ]
-    (rule,) = ingress
-    assert "EdgeSecurityGroup" in str(rule["Properties"]["SourceSecurityGroupId"])
+    for name in dev.services:
+        ingress = dev.resources(name, "AWS::EC2::SecurityGroupIngress").values()
+        assert [(i["Properties"]["FromPort"], i["Properties"]["ToPort"]) for i in ingress] == [
+            (8000, 8000)
+        ], name
+        (rule,) = ingress
+        assert "EdgeSecurityGroup" in str(rule["Properties"]["SourceSecurityGroupId"])
+        # every other security group (the workers', the GPU instances') lets nothing in
+        for group in dev.resources(name, "AWS::EC2::SecurityGroup").values():
+            assert "SecurityGroupIngress" not in group["Properties"], name
 
 
 def test_api_runs_the_api_role_with_auth_and_scales_within_the_environment_bounds(
     dev: Synthesized, prod: Synthesized
 ) -> None:
-    for app, bounds in ((dev, (1, 2)), (prod, (2, 6))):
-        task = _task(app, "media", "ApiTask")
-        assert container(task)["Command"] == ["--role", "api"]
-        assert container(task)["StopTimeout"] == 30
-        variables = environment(task)
-        assert "LONGHAUL_AUTH_ISSUER" in variables
-        assert "LONGHAUL_AUTH_CLIENT_ID" in variables
-        targets = app.resources("media", "AWS::ApplicationAutoScaling::ScalableTarget")
-        api_target = one({k: v for k, v in targets.items() if k.startswith("Api")})[1]
-        assert (
-            api_target["Properties"]["MinCapacity"],
-            api_target["Properties"]["MaxCapacity"],
-        ) == bounds
+    assert settings_for("dev").api_bounds(dev.specs["media"]) == (1, 2)
+    assert settings_for("prod").api_bounds(prod.specs["media"]) == (2, 6)
+    for app in (dev, prod):
+        for name, spec in app.specs.items():
+            task = _task(app, name, "ApiTask")
+            assert container(task)["Command"] == ["--role", "api"]
+            assert container(task)["StopTimeout"] == 30
+            variables = environment(task)
+            assert "LONGHAUL_AUTH_ISSUER" in variables
+            assert "LONGHAUL_AUTH_CLIENT_ID" in variables
+            targets = app.resources(name, "AWS::ApplicationAutoScaling::ScalableTarget")
+            api_target = one({k: v for k, v in targets.items() if k.startswith("Api")})[1]
+            assert (
+                api_target["Properties"]["MinCapacity"],
+                api_target["Properties"]["MaxCapacity"],
+            ) == settings_for(app.env).api_bounds(spec), name
 
 
 def _forward_weights(actions: list[dict[str, Any]]) -> list[dict[str, int]]:

@@ -84,19 +84,22 @@ def test_eventbridge_may_send_to_the_queues_only_for_the_services_own_rules(
 
 
 def test_dead_letters_and_old_messages_alarm_to_the_platform_topic(dev: Synthesized) -> None:
-    alarms = dev.resources("media", "AWS::CloudWatch::Alarm")
-    by_metric = {a["Properties"].get("MetricName"): a["Properties"] for a in alarms.values()}
-    _, dlq_id, _ = _queues(dev, "media")
-    dead_letters = by_metric["ApproximateNumberOfMessagesVisible"]
-    assert dead_letters["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}
-    ]
-    assert (dead_letters["Threshold"], dead_letters["EvaluationPeriods"]) == (1, 1)
-    assert by_metric["ApproximateAgeOfOldestMessage"]["Threshold"] == 30 * 60
-    topic = "longhaul-dev-platform:ExportsOutputRefAlarms"
-    notified = [a for a in alarms.values() if topic in str(a["Properties"].get("AlarmActions"))]
-    # the API's six, the DLQ and the oldest message (the from-zero alarm scales, not pages)
-    assert len(notified) == 8
+    for name, spec in dev.specs.items():
+        if spec.queue is None:
+            continue
+        alarms = dev.resources(name, "AWS::CloudWatch::Alarm")
+        by_metric = {a["Properties"].get("MetricName"): a["Properties"] for a in alarms.values()}
+        _, dlq_id, _ = _queues(dev, name)
+        dead_letters = by_metric["ApproximateNumberOfMessagesVisible"]
+        assert dead_letters["Dimensions"] == [
+            {"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}
+        ]
+        assert (dead_letters["Threshold"], dead_letters["EvaluationPeriods"]) == (1, 1)
+        assert by_metric["ApproximateAgeOfOldestMessage"]["Threshold"] == 30 * 60
+        topic = "longhaul-dev-platform:ExportsOutputRefAlarms"
+        notified = [a for a in alarms.values() if topic in str(a["Properties"].get("AlarmActions"))]
+        # the API's six, the DLQ and the oldest message (the from-zero alarms scale, not page)
+        assert len(notified) == 8, name
 
 
 def test_table_is_on_demand_with_pitr_the_service_key_and_the_spec_keys(
@@ -196,8 +199,9 @@ def test_logs_are_kept_two_weeks_in_dev_and_three_months_in_prod(
     dev: Synthesized, prod: Synthesized
 ) -> None:
     for app, days in ((dev, 14), (prod, 90)):
-        _, group = one(app.resources("media", "AWS::Logs::LogGroup"))
-        assert group["Properties"]["RetentionInDays"] == days
+        for name in app.services:
+            _, group = one(app.resources(name, "AWS::Logs::LogGroup"))
+            assert group["Properties"]["RetentionInDays"] == days, name
 
 
 def test_a_dashboard_shows_each_service(any_app: Synthesized) -> None:
@@ -220,6 +224,8 @@ def test_each_service_stack_outputs_the_names_the_operators_commands_take(
         expected |= {"TableName"} if spec.table else set()
         expected |= {"BucketName"} if spec.bucket else set()
         expected |= {"SecretArns"} if spec.secrets else set()
+        expected |= {"LakeDatabase", "LakeTable", "LakeReadersPolicyArn"} if spec.lake else set()
+        expected |= {"GpuClusterName"} if spec.gpu_worker else set()
         assert outputs == expected, name
 
 

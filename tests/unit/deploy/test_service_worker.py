@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+from longhaul_deploy.config import settings_for
 from longhaul_deploy.service_worker import (
     BACKLOG_EXPRESSION,
     FROM_ZERO_COOLDOWN,
@@ -61,12 +62,19 @@ def test_worker_is_not_behind_the_alb_and_rolls_out_with_the_circuit_breaker(
 def test_worker_runs_on_spot_when_the_spec_says_its_work_is_interruptible(
     dev: Synthesized, fixture_app: Synthesized
 ) -> None:
-    assert dev.specs["media"].scaling.spot
-    _, media = _worker(dev, "media")
-    assert media["Properties"]["CapacityProviderStrategy"] == [
-        {"CapacityProvider": "FARGATE_SPOT", "Weight": 4},
-        {"CapacityProvider": "FARGATE", "Weight": 1, "Base": 1},
-    ]
+    # media, training and analytics: interruptible, Spot-weighted
+    assert {name for name, spec in dev.specs.items() if spec.scaling.spot} >= {
+        "media",
+        "training",
+        "analytics",
+    }
+    for name, spec in dev.specs.items():
+        _, worker = _worker(dev, name)
+        assert spec.scaling.spot, name
+        assert worker["Properties"]["CapacityProviderStrategy"] == [
+            {"CapacityProvider": "FARGATE_SPOT", "Weight": 4},
+            {"CapacityProvider": "FARGATE", "Weight": 1, "Base": 1},
+        ], name
     assert not fixture_app.specs["echo"].scaling.spot
     _, echo = _worker(fixture_app, "echo")
     assert echo["Properties"]["CapacityProviderStrategy"] == [
@@ -75,14 +83,21 @@ def test_worker_runs_on_spot_when_the_spec_says_its_work_is_interruptible(
 
 
 def test_worker_scales_between_the_spec_bounds(dev: Synthesized, prod: Synthesized) -> None:
-    spec = prod.specs["media"]
-    for app, bounds in ((dev, (0, 4)), (prod, (spec.scaling.worker_min, spec.scaling.worker_max))):
-        targets = app.resources("media", "AWS::ApplicationAutoScaling::ScalableTarget")
-        _, target = _starting(targets, "Worker")
-        properties = target["Properties"]
-        assert (properties["MinCapacity"], properties["MaxCapacity"]) == bounds
-        assert properties["ScalableDimension"] == "ecs:service:DesiredCount"
+    assert settings_for("dev").worker_bounds(dev.specs["media"]) == (0, 4)
     assert prod.specs["media"].scaling.worker_max == 20
+    for app in (dev, prod):
+        for name, spec in app.specs.items():
+            high = spec.scaling.worker_max
+            if app.env == "dev":
+                high = min(high, 4)
+            targets = app.resources(name, "AWS::ApplicationAutoScaling::ScalableTarget")
+            _, target = _starting(targets, "Worker")
+            properties = target["Properties"]
+            assert (properties["MinCapacity"], properties["MaxCapacity"]) == (
+                min(spec.scaling.worker_min, high),
+                high,
+            ), name
+            assert properties["ScalableDimension"] == "ecs:service:DesiredCount"
 
 
 def test_worker_tracks_backlog_per_task_by_metric_math(any_app: Synthesized) -> None:

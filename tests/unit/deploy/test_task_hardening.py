@@ -36,6 +36,11 @@ def _compute(spec: ServiceSpec, logical_id: str) -> ComputeSpec:
     return spec.api if logical_id.startswith("ApiTask") else spec.worker
 
 
+def _on_ec2(logical_id: str) -> bool:
+    """Whether the task runs on the GPU worker's EC2 instances (the others, on Fargate)."""
+    return logical_id.startswith("GpuWorkerTask")
+
+
 def test_every_container_has_a_read_only_root_and_no_linux_capability(
     any_app: Synthesized,
 ) -> None:
@@ -55,8 +60,19 @@ def test_every_task_writes_only_to_its_scratch_volume_named_by_tmpdir(
 ) -> None:
     for name in any_app.services:
         for logical_id, task in _tasks(any_app, name).items():
-            # no host, no Docker volume: a bind mount on the task's ephemeral storage
-            assert task["Properties"]["Volumes"] == [{"Name": SCRATCH_VOLUME}], logical_id
+            volumes = task["Properties"]["Volumes"]
+            if _on_ec2(logical_id):
+                # a Docker volume of the task's own, which starts as the image's /scratch
+                # (owned by the service user): an EC2 bind mount with no host is root's
+                assert volumes == [
+                    {
+                        "Name": SCRATCH_VOLUME,
+                        "DockerVolumeConfiguration": {"Driver": "local", "Scope": "task"},
+                    }
+                ], logical_id
+            else:
+                # no host, no Docker volume: a bind mount on the task's ephemeral storage
+                assert volumes == [{"Name": SCRATCH_VOLUME}], logical_id
             assert container(task)["MountPoints"] == [
                 {"ContainerPath": "/scratch", "ReadOnly": False, "SourceVolume": SCRATCH_VOLUME}
             ], logical_id
@@ -66,6 +82,9 @@ def test_every_task_writes_only_to_its_scratch_volume_named_by_tmpdir(
 def test_ephemeral_storage_is_the_specs_or_fargates_default(any_app: Synthesized) -> None:
     for name, spec in any_app.specs.items():
         for logical_id, task in _tasks(any_app, name).items():
+            if _on_ec2(logical_id):  # the instances' root volume (GpuWorkerSpec.volume_gib)
+                assert "EphemeralStorage" not in task["Properties"], logical_id
+                continue
             wanted = _compute(spec, logical_id).ephemeral_storage_gib
             found = task["Properties"].get("EphemeralStorage")
             assert found == (None if wanted is None else {"SizeInGiB": wanted}), logical_id
