@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,8 +52,8 @@ def _nested_parquet() -> bytes:
     return out.getvalue()
 
 
-async def test_bad_datasets_are_rejected_with_a_reason_and_the_worker_goes_on(
-    platform: TrainingPlatform, monkeypatch: pytest.MonkeyPatch
+async def test_bad_datasets_and_models_are_rejected_with_a_reason_and_the_worker_goes_on(
+    platform: TrainingPlatform, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     alice = platform.bearer("alice")
     bad = {
@@ -65,6 +66,7 @@ async def test_bad_datasets_are_rejected_with_a_reason_and_the_worker_goes_on(
             name: await upload_dataset(api, alice, data, name) for name, (data, _) in bad.items()
         }
         good = await upload_dataset(api, alice, classification_csv(), "good.csv")
+        models = await _upload_models(api, alice, tmp_path)
         for name, (_, words) in bad.items():
             record = await dataset_settled(api, alice, ids[name])
             assert record["status"] == "rejected", record
@@ -85,6 +87,7 @@ async def test_bad_datasets_are_rejected_with_a_reason_and_the_worker_goes_on(
         failed = [j for j in jobs if j["type"] == "register-dataset" and j["state"] == "failed"]
         assert len(failed) == 3
         assert all("rejected" in j["error"] for j in failed)
+        await _models_refused(api, alice, models)
 
 
 async def test_uploads_over_the_limit_or_of_another_kind_are_refused_up_front(
@@ -188,37 +191,44 @@ async def _a_model_reaches_the_registry(
     assert "prediction" in table.column_names
 
 
-async def test_a_pickle_or_a_skops_file_with_a_forbidden_type_is_refused_with_a_reason(
-    platform: TrainingPlatform, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
-) -> None:
+async def _upload_models(
+    api: httpx.AsyncClient, alice: dict[str, str], tmp_path: Path
+) -> dict[str, tuple[str, str]]:
+    """A pickle, and a skops file naming a type outside the allowlist, uploaded as models
+    and their imports submitted: file name to (model id, job id)."""
     import skops.io as sio
 
-    alice = platform.bearer("alice")
     forbidden = tmp_path / "evil.skops"
     sio.dump(NotAModel(), forbidden)
     files = {
         "model.pkl": pickle.dumps({"weights": [1, 2, 3]}),
         "evil.skops": forbidden.read_bytes(),
     }
-    async with training_app(monkeypatch, platform) as (_, api):
-        jobs = {}
-        for name, data in files.items():
-            ticket = await api.post(
-                "/models", json={"filename": name, "size": len(data)}, headers=alice
-            )
-            assert ticket.status_code == 201, ticket.text
-            body = ticket.json()
-            async with httpx.AsyncClient() as http:
-                put = await http.put(body["url"], content=data, headers=body["headers"])
-            assert put.status_code == 200
-            response = await api.post("/jobs", json=body["then"], headers=alice)
-            assert response.status_code == 202, response.text
-            jobs[name] = (body["model_id"], response.json()["id"])
-        for model_id, job_id in jobs.values():
-            job = await job_ended(api, alice, job_id)
-            assert job["state"] == "failed", job
-            assert "refused" in job["error"], job["error"]
-            record = (await api.get(f"/models/{model_id}", headers=alice)).json()
-            assert record["status"] == "rejected"
-            assert record["reason"]
-        assert "pickle" in (await job_ended(api, alice, jobs["model.pkl"][1]))["error"].lower()
+    jobs = {}
+    for name, data in files.items():
+        ticket = await api.post(
+            "/models", json={"filename": name, "size": len(data)}, headers=alice
+        )
+        assert ticket.status_code == 201, ticket.text
+        body = ticket.json()
+        async with httpx.AsyncClient() as http:
+            put = await http.put(body["url"], content=data, headers=body["headers"])
+        assert put.status_code == 200
+        response = await api.post("/jobs", json=body["then"], headers=alice)
+        assert response.status_code == 202, response.text
+        jobs[name] = (body["model_id"], response.json()["id"])
+    return jobs
+
+
+async def _models_refused(
+    api: httpx.AsyncClient, alice: dict[str, str], jobs: dict[str, tuple[str, str]]
+) -> None:
+    """Each import failed with the reason, and the model's record says it was rejected."""
+    for model_id, job_id in jobs.values():
+        job = await job_ended(api, alice, job_id)
+        assert job["state"] == "failed", job
+        assert "refused" in job["error"], job["error"]
+        record = (await api.get(f"/models/{model_id}", headers=alice)).json()
+        assert record["status"] == "rejected"
+        assert record["reason"]
+    assert "pickle" in (await job_ended(api, alice, jobs["model.pkl"][1]))["error"].lower()
