@@ -30,7 +30,10 @@ SPEC = ServiceSpec(
         ),
     ),
     table=jobs_table(),
-    bucket=BucketSpec(eventbridge_notifications=True, expire_prefixes={"work/": 7}),
+    # work/: checkpoints and a sweep's trial models (removed when their job ends; the rule
+    # catches what a crash left); imports/: model files callers uploaded (copied to models/
+    # once checked).
+    bucket=BucketSpec(eventbridge_notifications=True, expire_prefixes={"work/": 7, "imports/": 7}),
     api=ComputeSpec(cpu=512, memory_mib=1024),
     worker=ComputeSpec(cpu=4096, memory_mib=16384, ephemeral_storage_gib=60),
     scaling=ScalingSpec(worker_min=0, worker_max=20, backlog_per_task=1, spot=True),
