@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
+import types
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,9 +168,32 @@ def _walk(node: Any, found: set[str]) -> None:
             _walk(value, found)
 
 
+def _skops_io() -> Any:
+    """skops.io, imported without importing PyTorch when nothing else has.
+
+    Importing skops lists scikit-learn's estimators, and that walk imports every package
+    under sklearn, among them array_api_compat's torch adapter, which imports torch (3 s of
+    CPU a process). A placeholder stands in for that one adapter during the import only.
+    """
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    name = "sklearn.externals.array_api_compat.torch"
+    stub: types.ModuleType | None = None
+    if "torch" not in sys.modules and name not in sys.modules:
+        stub = types.ModuleType(name)
+        stub.__path__ = []
+        sys.modules[name] = stub
+    try:
+        import skops.io as sio
+    finally:
+        if stub is not None and sys.modules.get(name) is stub:
+            del sys.modules[name]
+    return sio
+
+
 def load_skops(path: Path) -> Any:
     """The object in a skops file, when every type it names is in ALLOWED_TYPES."""
-    import skops.io as sio
+    sio = _skops_io()
 
     names = skops_types(path)
     loaders = {n.removeprefix("loader:") for n in names if n.startswith("loader:")}
@@ -184,7 +209,7 @@ def load_skops(path: Path) -> Any:
 
 def dump_skops(obj: Any, path: Path) -> None:
     """Writes obj as skops; refuses (ModelRejected) if it names a type outside the allowlist."""
-    import skops.io as sio
+    sio = _skops_io()
 
     sio.dump(obj, path)
     forbidden = {n for n in skops_types(path) if not n.startswith("loader:")} - ALLOWED_TYPES
