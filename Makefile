@@ -32,6 +32,11 @@ $(VENV)/.synced: $(UV) $(PINS) pyproject.toml common/pyproject.toml deploy/pypro
 	$(UV) pip sync --quiet --python $(BIN)/python $(PINS)
 	@# PyTorch, CPU build, beside the pins (sync removed it): uv would resolve a CUDA build of
 	@# several GB, so it installs from the CPU wheel with its dependencies already pinned.
+	@# Where the folder lacks the wheel and PYTORCH_CPU_INDEX names PyTorch's CPU index (CI's
+	@# repository variable), the wheel is downloaded into the folder first.
+	@if ! ls $(TORCH_WHEELS)/torch-$(TORCH_VERSION)+cpu-*.whl >/dev/null 2>&1 && [ -n "$$PYTORCH_CPU_INDEX" ]; then \
+	  mkdir -p $(TORCH_WHEELS) && $(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: \
+	    --dest $(TORCH_WHEELS) --index-url "$$PYTORCH_CPU_INDEX" torch==$(TORCH_VERSION); fi
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-index \
 	  --find-links $(TORCH_WHEELS) torch==$(TORCH_VERSION) || { echo "make: the PyTorch $(TORCH_VERSION) CPU wheel is not in $(TORCH_WHEELS) (TORCH_WHEELS=<folder> names another; docs/training.md)"; exit 1; }
 	touch $@
