@@ -176,9 +176,11 @@ async def run() -> dict[str, float]:
         # 3. A sweep of TRIALS trials, 2 at once: 1 worker against 2, each on a core.
         cores = _cores()
         pins: list[int | None] = [cores[0], cores[1]] if len(cores) >= 2 else [None, None]
+        fixed = _spec(max(20, ROUNDS // 4), 10)
+        fixed["params"] = {k: v for k, v in fixed["params"].items() if k != "num_leaves"}
         sweep = {
             "dataset": dataset,
-            **_spec(max(20, ROUNDS // 4), 10),
+            **fixed,
             "space": {"num_leaves": {"type": "int", "low": 8, "high": 64}},
             "strategy": "random",
             "budget": {"trials": TRIALS, "wall_s": 3600},

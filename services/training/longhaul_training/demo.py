@@ -17,6 +17,7 @@ import httpx
 import typer
 
 from longhaul.local import platform
+from longhaul.local.errors import unreachable_in_one_line
 from longhaul.local.platform import local_clients
 from longhaul.local.token import dev_token
 from longhaul_training.spec import SPEC
@@ -142,7 +143,9 @@ def demo(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each step")] = 300,
 ) -> None:
     """Train a model on a generated table on the running local platform."""
-    asyncio.run(run(api, endpoint, env, region, make_csv(rows, seed), rounds, timeout))
+    data = make_csv(rows, seed)
+    with unreachable_in_one_line(endpoint):
+        asyncio.run(run(api, endpoint, env, region, data, rounds, timeout))
 
 
 def main() -> None:
