@@ -72,7 +72,7 @@ class Trainer:
         """Reads lines until one of `kind`; fails if the process ends first."""
         stdout: IO[str] = self.process.stdout  # type: ignore[assignment]
         for raw in stdout:
-            line = json.loads(raw)
+            line: dict[str, Any] = json.loads(raw)
             self.lines.append(line)
             if line["kind"] == kind:
                 return line
@@ -87,9 +87,7 @@ class Trainer:
         return self.process.returncode
 
 
-def start_trainer(
-    spec: dict[str, Any], data: Path, workdir: Path, pause_s: float = 0.0
-) -> Trainer:
+def start_trainer(spec: dict[str, Any], data: Path, workdir: Path, pause_s: float = 0.0) -> Trainer:
     """Starts `python -m longhaul_training.training.trainer` on the spec, data and workdir."""
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path = workdir.parent / f"{workdir.name}.spec.json"
@@ -98,8 +96,19 @@ def start_trainer(
     stderr = workdir.parent / f"{workdir.name}.{len(list(workdir.parent.glob('*.stderr')))}.stderr"
     with stderr.open("w") as errors:
         process = subprocess.Popen(
-            [sys.executable, "-m", "longhaul_training.training.trainer", "--spec", str(spec_path),
-             "--data", str(data), "--format", "csv", "--workdir", str(workdir)],
+            [
+                sys.executable,
+                "-m",
+                "longhaul_training.training.trainer",
+                "--spec",
+                str(spec_path),
+                "--data",
+                str(data),
+                "--format",
+                "csv",
+                "--workdir",
+                str(workdir),
+            ],
             stdout=subprocess.PIPE,
             stderr=errors,
             text=True,
@@ -130,8 +139,9 @@ def run_in_process(spec: dict[str, Any], data: Path, workdir: Path) -> dict[str,
 
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     try:
-        return run(TrainSpec.model_validate(spec), data, "csv", workdir, lambda _: None,
-                   lambda: False)
+        return run(
+            TrainSpec.model_validate(spec), data, "csv", workdir, lambda _: None, lambda: False
+        )
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)

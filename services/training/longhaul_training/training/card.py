@@ -19,8 +19,16 @@ from longhaul_training.training.datasets import ColumnProfile
 
 __all__ = ["LIBRARIES", "MetricValue", "ModelCard", "library_versions"]
 
-LIBRARIES = ("numpy", "pyarrow", "scikit-learn", "lightgbm", "torch", "skops", "safetensors",
-             "skl2onnx")
+LIBRARIES = (
+    "numpy",
+    "pyarrow",
+    "scikit-learn",
+    "lightgbm",
+    "torch",
+    "skops",
+    "safetensors",
+    "skl2onnx",
+)
 
 
 class MetricValue(BaseModel):
@@ -63,7 +71,8 @@ class ModelCard(BaseModel):
         lines = [
             f"# Model card: {self.family} {self.task} of `{self.target}`",
             "",
-            f"- Dataset: {self.dataset_id or '(not yet registered)'}, sha256 `{self.dataset_sha256}`",
+            f"- Dataset: {self.dataset_id or '(not yet registered)'}",
+            f"- Dataset sha256: `{self.dataset_sha256}`",
             f"- Rows used: {self.rows}; validation: {how}",
             f"- Seed: {self.seed}; training time: {self.training_time_s:.1f} s",
             f"- Created: {self.created_at.isoformat()}",
@@ -75,10 +84,18 @@ class ModelCard(BaseModel):
         ]
         for name, m in self.metrics.items():
             mark = " (optimized)" if name == self.metric else ""
-            lines.append(f"| {name}{mark} | {_num(m.value)} | {_num(m.ci95[0])} .. {_num(m.ci95[1])} |")
+            lines.append(
+                f"| {name}{mark} | {_num(m.value)} | {_num(m.ci95[0])} .. {_num(m.ci95[1])} |"
+            )
         lines += ["", "## Parameters", "", "| param | value |", "|---|---|"]
         lines += [f"| {k} | {v} |" for k, v in sorted(self.params.items())]
-        lines += ["", "## Schema", "", "| column | type | missing | distinct |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Schema",
+            "",
+            "| column | type | missing | distinct |",
+            "|---|---|---|---|",
+        ]
         for c in self.schema_:
             role = " (target)" if c.name == self.target else ""
             lines.append(f"| {c.name}{role} | {c.type} | {c.missing} | {c.distinct} |")

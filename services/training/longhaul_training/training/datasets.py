@@ -119,7 +119,7 @@ def read_dataset(path: Path, fmt: Format, limits: DatasetLimits) -> tuple[pa.Tab
         format=fmt,
         rows=table.num_rows,
         columns=table.num_columns,
-        schema=[_profile(name, table.column(name)) for name in table.column_names],
+        schema_=[_profile(name, table.column(name)) for name in table.column_names],
         target_candidates=[],
         sha256=_sha256(path),
         bytes=size,
@@ -233,7 +233,8 @@ def _flat_column(name: str, column: pa.ChunkedArray, limits: DatasetLimits) -> p
         column = column.cast(pa.string())
     else:
         raise DatasetRejected(
-            f"column {name!r} has the type {kind}; numbers, booleans, strings and dates are accepted"
+            f"column {name!r} has the type {kind}; "
+            "numbers, booleans, strings and dates are accepted"
         )
     longest = pc.max(pc.utf8_length(column)).as_py()
     if longest is not None and longest > limits.max_cell_chars:

@@ -101,8 +101,8 @@ class FeatureMap:
         if self.task == "classification":
             index = {value: code for code, value in enumerate(self.labels)}
             return np.array([index[v] for v in y.to_pylist()], dtype=np.int64)
-        values = y.to_numpy().astype(np.float64)
-        return (values - self.target_mean) / self.target_scale
+        values = np.asarray(y.to_numpy(), dtype=np.float64)
+        return np.asarray((values - self.target_mean) / self.target_scale)
 
     def unscale(self, values: Array) -> Array:
         """Regression predictions back in the target's units."""

@@ -16,7 +16,7 @@ than two classes, no feature column, or too few rows for the validation asked fo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -78,9 +78,10 @@ class Param:
             raise ValueError(f"param {name!r} must be {self.kind.__name__}, got {value!r}")
         if self.choices and value not in self.choices:
             raise ValueError(f"param {name!r} must be one of {list(self.choices)}, got {value!r}")
-        if self.low is not None and value < self.low:
+        number = cast(float, value) if self.kind in (int, float) else 0.0
+        if self.low is not None and number < self.low:
             raise ValueError(f"param {name!r} must be at least {self.low}, got {value!r}")
-        if self.high is not None and value > self.high:
+        if self.high is not None and number > self.high:
             raise ValueError(f"param {name!r} must be at most {self.high}, got {value!r}")
         return value
 

@@ -41,6 +41,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,13 @@ from pydantic import ValidationError
 
 from longhaul_training.training.card import ModelCard, library_versions
 from longhaul_training.training.checkpoint import find_checkpoint, write_checkpoint
-from longhaul_training.training.datasets import DatasetLimits, DatasetRejected, read_dataset
+from longhaul_training.training.datasets import (
+    DatasetInfo,
+    DatasetLimits,
+    DatasetRejected,
+    read_dataset,
+)
+from longhaul_training.training.families.base import Fit, FitData
 from longhaul_training.training.features import FeatureMap, FeatureRejected
 from longhaul_training.training.metrics import score, with_intervals
 from longhaul_training.training.spec import TrainSpec
@@ -117,148 +124,185 @@ def run(
     pause_s: float = 0.0,
 ) -> dict[str, Any]:
     """Trains (or resumes) the job; answers the done line or {"kind":"stopped","step":n}."""
-    from longhaul_training.training.families import family
-
     started = time.monotonic()
     if fmt not in ("csv", "parquet"):
         raise TrainingRejected(f"the format {fmt!r} is not csv or parquet")
     table, info = read_dataset(data, fmt, limits or DatasetLimits())  # type: ignore[arg-type]
     spec.check_against(info)
-    table = _with_target(table, spec.target)
-    impl = family(spec.family)
-    fits = splits(spec, table.num_rows)
-    steps = spec.steps_per_fit()
-    total = steps * len(fits)
-    params = spec.resolved_params()
-    fingerprint = _fingerprint(spec, info.sha256)
-    workdir.mkdir(parents=True, exist_ok=True)
+    job = _Job(spec, _with_target(table, spec.target), info, workdir, emit, stop, pause_s, started)
+    return job.run()
 
-    phase, elapsed_before, oof, fit_dir = 0, 0.0, None, None
-    found = find_checkpoint(workdir)
-    if found is not None:
+
+@dataclass
+class _Job:
+    """One run of a train job: its splits, its checkpoint state, the fits in turn."""
+
+    spec: TrainSpec
+    table: pa.Table
+    info: DatasetInfo
+    workdir: Path
+    emit: Emit
+    stop: Callable[[], bool]
+    pause_s: float
+    started: float
+    elapsed_before: float = 0.0
+    y_true: Array = None
+    oof: Array = None
+    final_valid: tuple[Array, Array] | None = None
+    stopped_at: int | None = None
+
+    def __post_init__(self) -> None:
+        from longhaul_training.training.families import family
+
+        self.impl = family(self.spec.family)
+        self.fits = splits(self.spec, self.table.num_rows)
+        self.steps = self.spec.steps_per_fit()
+        self.total = self.steps * len(self.fits)
+        self.fingerprint = _fingerprint(self.spec, self.info.sha256)
+        self.classification = self.spec.task == "classification"
+
+    def run(self) -> dict[str, Any]:
+        """Every fit from the checkpoint on, then the model; or the stop."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        first, fit_dir = self._restore()
+        fit: Fit | None = None
+        fmap: FeatureMap | None = None
+        for index in range(first, len(self.fits)):
+            fit, fmap = self._train(index, fit_dir)
+            fit_dir = None
+            if self.stopped_at is not None:
+                return {"kind": "stopped", "step": self.stopped_at}
+            if index < len(self.fits) - 1 and self.stop():
+                return {"kind": "stopped", "step": (index + 1) * self.steps}
+        if fit is None or fmap is None:
+            raise RuntimeError("no fit ran")
+        y, predicted = self.final_valid or (self.y_true, self.oof)
+        metrics = with_intervals(self.spec.task, y, predicted, self.spec.seed)
+        elapsed = self.elapsed_before + time.monotonic() - self.started
+        files = _export(
+            self.workdir, fit, fmap, self.spec, self.info, metrics, self.table.num_rows, elapsed
+        )
+        done = {
+            "kind": "done",
+            "metric": self.spec.primary_metric,
+            "metrics": metrics,
+            "step": self.total,
+            "files": files,
+        }
+        self.emit(done)
+        return done
+
+    def _restore(self) -> tuple[int, Path | None]:
+        found = find_checkpoint(self.workdir)
+        if found is None:
+            return 0, None
         state = json.loads((found / "state.json").read_text())
-        if state.get("fingerprint") != fingerprint:
+        if state.get("fingerprint") != self.fingerprint:
             raise TrainingRejected(
                 "the work directory holds a checkpoint of another spec or dataset"
             )
-        phase, elapsed_before = int(state["fit"]), float(state["elapsed_s"])
+        self.elapsed_before = float(state["elapsed_s"])
         if (found / "oof.npy").exists():
-            oof = np.load(found / "oof.npy", allow_pickle=False)
-        if (found / "fit").is_dir():
-            fit_dir = found / "fit"
+            self.oof = np.load(found / "oof.npy", allow_pickle=False)
+        return int(state["fit"]), (found / "fit") if (found / "fit").is_dir() else None
 
-    classification = spec.task == "classification"
-    y_true: Array = None
-    final_valid: tuple[Array, Array] | None = None
-
-    def checkpoint(index: int, fit: Any, step: int) -> None:
+    def _checkpoint(self, index: int, fit: Fit | None, step: int) -> None:
         def fill(tmp: Path) -> None:
             state = {
-                "fingerprint": fingerprint,
+                "fingerprint": self.fingerprint,
                 "fit": index,
                 "step": step,
-                "elapsed_s": elapsed_before + time.monotonic() - started,
+                "elapsed_s": self.elapsed_before + time.monotonic() - self.started,
             }
             (tmp / "state.json").write_text(json.dumps(state))
-            if oof is not None:
-                np.save(tmp / "oof.npy", oof, allow_pickle=False)
+            if self.oof is not None:
+                np.save(tmp / "oof.npy", self.oof, allow_pickle=False)
             if fit is not None:
                 (tmp / "fit").mkdir()
                 fit.save(tmp / "fit")
 
-        write_checkpoint(workdir, fill)
-        emit({"kind": "checkpoint", "step": step})
+        write_checkpoint(self.workdir, fill)
+        self.emit({"kind": "checkpoint", "step": step})
 
-    for index in range(phase, len(fits)):
-        train_rows, valid_rows = fits[index]
-        fmap = FeatureMap.fit(table, spec.target, spec.task, train_rows, impl.scale_target)
-        X_all = fmap.matrix(table)
-        y_all = fmap.target_codes(table)
-        if y_true is None:
-            y_true = y_all if classification else fmap.unscale(y_all)
-        if oof is None and len(fits) > 1:
-            width = len(fmap.labels)
-            oof = np.zeros((table.num_rows, width)) if classification else np.zeros(table.num_rows)
+    def _train(self, index: int, fit_dir: Path | None) -> tuple[Fit, FeatureMap]:
+        spec, table = self.spec, self.table
+        train_rows, valid_rows = self.fits[index]
+        fmap = FeatureMap.fit(table, spec.target, spec.task, train_rows, self.impl.scale_target)
+        X_all, y_all = fmap.matrix(table), fmap.target_codes(table)
+        if self.y_true is None:
+            self.y_true = y_all if self.classification else fmap.unscale(y_all)
+        if self.oof is None and len(self.fits) > 1:
+            shape = (table.num_rows, len(fmap.labels)) if self.classification else table.num_rows
+            self.oof = np.zeros(shape)
+        data = FitData(
+            task=spec.task,
+            classes=len(fmap.labels) if self.classification else 0,
+            X=X_all[train_rows],
+            y=y_all[train_rows],
+            X_valid=None if valid_rows is None else X_all[valid_rows],
+            y_valid=None if valid_rows is None else y_all[valid_rows],
+            params=spec.resolved_params(),
+            seed=spec.seed,
+            steps=self.steps,
+        )
+        fit = self.impl.resume(data, fit_dir) if fit_dir is not None else self.impl.start(data)
+        base = index * self.steps
 
-        def out(pred: Array, fmap: FeatureMap = fmap) -> Array:
-            return pred if classification else fmap.unscale(pred)
+        def out(pred: Array) -> Array:
+            return pred if self.classification else fmap.unscale(pred)
 
-        fit_data = _fit_data(spec, fmap, X_all, y_all, train_rows, valid_rows, params, steps)
-        fit = impl.resume(fit_data, fit_dir) if fit_dir is not None else impl.start(fit_data)
-        fit_dir = None
-        stopped: list[int] = []
-        base = index * steps
-
-        def on_step(done: int, train_pred: Array, valid_pred: Array | None,
-                    index: int = index, fit: Any = fit, base: int = base,
-                    train_rows: Array = train_rows, valid_rows: Array | None = valid_rows,
-                    out: Callable[[Array], Array] = out) -> bool:
-            line: dict[str, Any] = {"kind": "metrics", "step": base + done, "of": total,
-                                    "fold": index,
-                                    "train": _finite(score(spec.task, y_true[train_rows],
-                                                           out(train_pred))),
-                                    "valid": {}}
+        def on_step(done: int, train_pred: Array, valid_pred: Array | None) -> bool:
+            line: dict[str, Any] = {
+                "kind": "metrics",
+                "step": base + done,
+                "of": self.total,
+                "fold": index,
+                "valid": {},
+                "train": self._score(train_rows, out(train_pred)),
+            }
             if valid_pred is not None and valid_rows is not None:
-                line["valid"] = _finite(score(spec.task, y_true[valid_rows], out(valid_pred)))
-            emit(line)
-            if pause_s:
-                time.sleep(pause_s)
-            if done >= steps:
+                line["valid"] = self._score(valid_rows, out(valid_pred))
+            self.emit(line)
+            if self.pause_s:
+                time.sleep(self.pause_s)
+            if done >= self.steps:
                 return False
-            halt = stop()
+            halt = self.stop()
             if halt or done % spec.checkpoint_every == 0:
-                checkpoint(index, fit, base + done)
+                self._checkpoint(index, fit, base + done)
             if halt:
-                stopped.append(base + done)
+                self.stopped_at = base + done
             return halt
 
         fit.run(on_step)
-        if stopped:
-            return {"kind": "stopped", "step": stopped[0]}
-        last = index == len(fits) - 1
-        if valid_rows is not None:
-            predicted = out(fit.predict(fit_data.X_valid))
-            if oof is not None:
-                oof[valid_rows] = predicted
+        if self.stopped_at is not None:
+            return fit, fmap
+        if valid_rows is not None and data.X_valid is not None:
+            predicted = out(fit.predict(data.X_valid))
+            if self.oof is not None:
+                self.oof[valid_rows] = predicted
             else:
-                final_valid = (y_true[valid_rows], predicted)
-        if last:
-            checkpoint(index, fit, total)
+                self.final_valid = (self.y_true[valid_rows], predicted)
+        if index == len(self.fits) - 1:
+            self._checkpoint(index, fit, self.total)
         else:
-            checkpoint(index + 1, None, base + steps)
-            if stop():
-                return {"kind": "stopped", "step": base + steps}
+            self._checkpoint(index + 1, None, base + self.steps)
+        return fit, fmap
 
-    if final_valid is None:
-        final_valid = (y_true, oof)
-    metrics = with_intervals(spec.task, final_valid[0], final_valid[1], spec.seed)
-    files = _export(workdir, fit, fmap, spec, info, metrics, table.num_rows,
-                                     elapsed_before + time.monotonic() - started)
-    done = {"kind": "done", "metric": spec.primary_metric, "metrics": metrics, "step": total,
-            "files": files}
-    emit(done)
-    return done
+    def _score(self, rows: Array, predicted: Array) -> dict[str, float | None]:
+        return _finite(score(self.spec.task, self.y_true[rows], predicted))
 
 
-def _fit_data(spec: TrainSpec, fmap: FeatureMap, X_all: Array, y_all: Array, train_rows: Array,
-              valid_rows: Array | None, params: dict[str, Any], steps: int) -> Any:
-    from longhaul_training.training.families import FitData
-
-    return FitData(
-        task=spec.task,
-        classes=len(fmap.labels) if spec.task == "classification" else 0,
-        X=X_all[train_rows],
-        y=y_all[train_rows],
-        X_valid=None if valid_rows is None else X_all[valid_rows],
-        y_valid=None if valid_rows is None else y_all[valid_rows],
-        params=params,
-        seed=spec.seed,
-        steps=steps,
-    )
-
-
-def _export(workdir: Path, fit: Any, fmap: FeatureMap, spec: TrainSpec, info: Any,
-            metrics: dict[str, Any], rows: int, elapsed: float) -> list[str]:
+def _export(
+    workdir: Path,
+    fit: Any,
+    fmap: FeatureMap,
+    spec: TrainSpec,
+    info: DatasetInfo,
+    metrics: dict[str, Any],
+    rows: int,
+    elapsed: float,
+) -> list[str]:
     tmp = workdir / ".model-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -267,7 +311,7 @@ def _export(workdir: Path, fit: Any, fmap: FeatureMap, spec: TrainSpec, info: An
     files += ["features.json", "card.json", "card.md"]
     card = ModelCard(
         dataset_sha256=info.sha256,
-        schema=info.schema_,
+        schema_=info.schema_,
         target=spec.target,
         task=spec.task,
         family=spec.family,
@@ -314,8 +358,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         spec = TrainSpec.model_validate_json(args.spec.read_text())
-        result = run(spec, args.data, args.format, args.workdir, emit, terminated.is_set,
-                     pause_s=float(os.environ.get(PAUSE_ENV) or 0))
+        result = run(
+            spec,
+            args.data,
+            args.format,
+            args.workdir,
+            emit,
+            terminated.is_set,
+            pause_s=float(os.environ.get(PAUSE_ENV) or 0),
+        )
     except ValidationError as exc:
         emit({"kind": "error", "reason": _reason(exc)})
         return EXIT_USER_ERROR

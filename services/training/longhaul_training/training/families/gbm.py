@@ -122,7 +122,8 @@ class GbmFit(Fit):
         return self.model_text
 
     def predict(self, X: Array) -> Array:
-        return self._out(lgb.Booster(model_str=self._text()).predict(X, num_iteration=-1))
+        raw = lgb.Booster(model_str=self._text()).predict(X, num_iteration=-1)
+        return self._out(np.asarray(raw))
 
     def save(self, directory: Path) -> None:
         (directory / _STATE).write_text(self._text())

@@ -45,10 +45,7 @@ def _predict(model: nn.Module, task: str, X: Array) -> Array:
     model.eval()
     with torch.no_grad():
         out = model(torch.as_tensor(X, dtype=torch.float32))
-        if task == "classification":
-            out = torch.softmax(out, dim=1)
-        else:
-            out = out[:, 0]
+        out = torch.softmax(out, dim=1) if task == "classification" else out[:, 0]
     model.train()
     return out.numpy().astype(np.float64)
 
@@ -78,8 +75,9 @@ class TorchFit(Fit):
             "task": data.task,
         }
         self.model = build(self.arch)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=p["learning_rate"],
-                                          weight_decay=p["weight_decay"])
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=p["learning_rate"], weight_decay=p["weight_decay"]
+        )
         self.loader = torch.Generator().manual_seed(data.seed)
         self.steps_done = 0
         self.X = torch.as_tensor(data.X, dtype=torch.float32)
@@ -118,7 +116,7 @@ class TorchFit(Fit):
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.loader"] = self.loader.get_state()
         save_file(tensors, str(directory / "state.safetensors"))
-        legacy = np.random.get_state(legacy=True)
+        legacy: tuple[Any, ...] = tuple(np.random.get_state(legacy=True))
         state = {
             "steps_done": self.steps_done,
             "numpy": [legacy[0], legacy[1].tolist(), *(x for x in legacy[2:])],
@@ -183,5 +181,8 @@ def _resume(data: FitData, directory: Path) -> Fit:
 
 def families() -> dict[str, Family]:
     """This module's family."""
-    return {"torch_mlp": Family("torch_mlp", scale_target=True, start=TorchFit, resume=_resume,
-                                load=TorchPredictor)}
+    return {
+        "torch_mlp": Family(
+            "torch_mlp", scale_target=True, start=TorchFit, resume=_resume, load=TorchPredictor
+        )
+    }
