@@ -86,32 +86,55 @@ class Proc:
         return cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
-def _processes() -> list[Proc]:
-    """Every process /proc lists now (one that ends while it is read is skipped)."""
-    found: list[Proc] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+def _stat(pid: int) -> Proc | None:
+    """`pid` as /proc shows it, or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return Proc(pid, int(fields[1]), fields[0])
+
+
+def _children(pid: int) -> list[int]:
+    """`pid`'s children, from each of its threads' /proc children list (a few small reads,
+    not a scan of every process on the machine)."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
         try:
-            stat = (entry / "stat").read_text()
+            found += [int(child) for child in (task / "children").read_text().split()]
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        found.append(Proc(int(entry.name), int(fields[1]), fields[0]))
+    return found
+
+
+def _all_children() -> dict[int, list[int]]:
+    """Each process's children, from a scan of every process (kernels without the lists)."""
+    found: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (proc := _stat(int(entry.name))) is not None:
+            found.setdefault(proc.ppid, []).append(proc.pid)
     return found
 
 
 def descendants(root: int | None = None) -> list[Proc]:
     """Every process below `root` (default: this one), children first."""
-    children: dict[int, list[Proc]] = {}
-    for proc in _processes():
-        children.setdefault(proc.ppid, []).append(proc)
+    me = os.getpid()
+    if Path(f"/proc/{me}/task/{me}/children").exists():
+        children = _children
+    else:
+        table = _all_children()
+        children = lambda pid: table.get(pid, [])  # noqa: E731
     found: list[Proc] = []
-    frontier = [os.getpid() if root is None else root]
+    frontier = [me if root is None else root]
     while frontier:
-        below = [child for pid in frontier for child in children.get(pid, [])]
+        below = [proc for pid in frontier for child in children(pid) if (proc := _stat(child))]
         found += below
-        frontier = [child.pid for child in below]
+        frontier = [proc.pid for proc in below]
     return found
 
 
@@ -134,18 +157,13 @@ def _left_behind() -> list[Proc]:
     return alive
 
 
-@pytest.fixture(autouse=True)
-def _note_new_processes(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Remember the test after which each process below pytest was first seen."""
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_left_behind() -> Iterator[None]:
+    """No test leaves a process behind, even when it fails: set up before and torn down
+    after every other session fixture, this lists each process still running below pytest
+    once everything else has been torn down, kills it (SIGKILL) and fails the run with an
+    error at the last test's teardown (under pytest-xdist, each worker checks its own)."""
     yield
-    if sys.platform == "linux":
-        for proc in descendants():
-            _SEEN.setdefault(proc.pid, request.node.nodeid)
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """No test leaves a process behind: after every fixture's teardown, each process still
-    running below pytest is printed, killed (SIGKILL) and fails the session."""
     if sys.platform != "linux":
         return
     left = _left_behind()
@@ -166,14 +184,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     while waiting and time.monotonic() < deadline:  # each killed child of pytest, reaped
         waiting = {pid for pid in waiting if Path(f"/proc/{pid}").exists() and not _reap(pid)}
         time.sleep(0.05)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_sep("=", "processes left behind", red=True)
-        for line in lines:
-            reporter.write_line(line, red=True)
-    else:
-        print("\n".join(lines), file=sys.stderr)
-    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    pytest.fail("\n".join(lines), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _note_new_processes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Remember the test after which each process below pytest was first seen."""
+    yield
+    if sys.platform == "linux":
+        for proc in descendants():
+            _SEEN.setdefault(proc.pid, request.node.nodeid)
 
 
 @pytest.fixture(scope="session")
