@@ -6,6 +6,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# Imported here, not on first use: the import (pyarrow) takes a second that must not be
+# spent on a running event loop.
+from longhaul_training.training.spec import TrainSpec
+
 __all__ = [
     "DatasetTicket",
     "DatasetUpload",
@@ -67,8 +71,6 @@ def spec_fields(fields: TrainFields, params: dict[str, Scalar] | None = None) ->
 def checked_spec(spec: dict[str, Any]) -> Any:
     """The trainer's TrainSpec for `spec` (its own checks: params known to the family,
     the metric allowed for the task); a ValueError says what is wrong."""
-    from longhaul_training.training.spec import TrainSpec
-
     return TrainSpec.model_validate(spec)
 
 

@@ -5,8 +5,10 @@ what another caller may see (nothing: 404)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +63,15 @@ async def test_bad_datasets_and_models_are_rejected_with_a_reason_and_the_worker
         "empty.csv": (b"a,b,label\n", "no data rows"),
         "nested.parquet": (_nested_parquet(), "nested"),
     }
+    # Every file is made before the app (and its in-process worker) starts: importing
+    # scikit-learn or skops takes seconds that would hold the worker's event loop.
+    models, good_csv = _bad_models(tmp_path), classification_csv()
     async with training_app(monkeypatch, platform) as (_, api):
         ids = {
             name: await upload_dataset(api, alice, data, name) for name, (data, _) in bad.items()
         }
-        good = await upload_dataset(api, alice, classification_csv(), "good.csv")
-        models = await _upload_models(api, alice, tmp_path)
+        good = await upload_dataset(api, alice, good_csv, "good.csv")
+        imports = await _upload_models(api, alice, models)
         for name, (_, words) in bad.items():
             record = await dataset_settled(api, alice, ids[name])
             assert record["status"] == "rejected", record
@@ -87,7 +92,7 @@ async def test_bad_datasets_and_models_are_rejected_with_a_reason_and_the_worker
         failed = [j for j in jobs if j["type"] == "register-dataset" and j["state"] == "failed"]
         assert len(failed) == 3
         assert all("rejected" in j["error"] for j in failed)
-        await _models_refused(api, alice, models)
+        await _models_refused(api, alice, imports)
 
 
 async def test_uploads_over_the_limit_or_of_another_kind_are_refused_up_front(
@@ -113,6 +118,7 @@ async def test_bad_train_requests_fail_with_a_reason_and_the_worker_goes_on_to_r
         f"{i},{i % 7},{i % 2},n{i % 3}\n".encode() for i in range(60)
     )
     constant = b"a,b,label\n" + b"".join(f"{i},{i % 5},1\n".encode() for i in range(60))
+    good = classification_csv()  # before the app: the import of scikit-learn takes seconds
     async with training_app(monkeypatch, platform) as (_, api):
         data = await upload_dataset(api, alice, texts, "texts.csv")
         flat = await upload_dataset(api, alice, constant, "constant.csv")
@@ -142,15 +148,52 @@ async def test_bad_train_requests_fail_with_a_reason_and_the_worker_goes_on_to_r
             assert job["attempts"] <= 1, "a user's error is not retried"
         # The worker goes on: a good job on the same worker succeeds, and its model is in
         # the registry (below).
-        await _a_model_reaches_the_registry(api, platform, alice)
+        dataset = await _a_model_reaches_the_registry(api, platform, alice, good)
+        # A cancel kills the trainer of a running job within seconds.
+        monkeypatch.setenv("LONGHAUL_TRAINING_STEP_PAUSE_S", "0.2")
+        slow = await submit(api, alice, "train", lightgbm_train(dataset, rounds=500))
+        await _cancel_kills_the_trainer(api, alice, slow.json()["id"])
+
+
+def _trainers(job_id: str) -> list[int]:
+    """The trainer processes running for `job_id` (found by their scratch folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"longhaul_training.training.trainer" in command and (
+                f"train-{job_id[:8]}-".encode() in command
+            ):
+                found.append(int(entry.name))
+    return found
+
+
+async def _cancel_kills_the_trainer(
+    api: httpx.AsyncClient, alice: dict[str, str], job_id: str
+) -> None:
+    deadline = time.monotonic() + 60
+    while not (await api.get(f"/jobs/{job_id}", headers=alice)).json()["progress"]:
+        assert time.monotonic() < deadline, "the trainer never reported a round"
+        await asyncio.sleep(0.2)
+    assert _trainers(job_id), "no trainer runs for the job"
+    cancelled = await api.post(f"/jobs/{job_id}/cancel", headers=alice)
+    assert cancelled.status_code == 202, cancelled.text
+    deadline = time.monotonic() + 10  # the kit's cancel poll is 0.3 s here
+    while _trainers(job_id):
+        assert time.monotonic() < deadline, "the trainer outlived the cancel"
+        await asyncio.sleep(0.1)
+    assert (await job_ended(api, alice, job_id))["state"] == "cancelled"
 
 
 async def _a_model_reaches_the_registry(
-    api: httpx.AsyncClient, platform: TrainingPlatform, alice: dict[str, str]
-) -> None:
+    api: httpx.AsyncClient, platform: TrainingPlatform, alice: dict[str, str], data: bytes
+) -> str:
     """A trained model's series, card, downloads and predictions; bob sees none of it."""
     bob = platform.bearer("bob")
-    dataset = await upload_dataset(api, alice, classification_csv(), "clf.csv")
+    dataset = await upload_dataset(api, alice, data, "clf.csv")
     assert (await dataset_settled(api, alice, dataset))["status"] == "registered"
     created = await submit(api, alice, "train", lightgbm_train(dataset, rounds=30, every=10))
     assert created.status_code == 202, created.text
@@ -189,21 +232,23 @@ async def _a_model_reaches_the_registry(
     table = pq.read_table(io.BytesIO(parquet.content))
     assert table.num_rows == 400
     assert "prediction" in table.column_names
+    return dataset
 
 
-async def _upload_models(
-    api: httpx.AsyncClient, alice: dict[str, str], tmp_path: Path
-) -> dict[str, tuple[str, str]]:
-    """A pickle, and a skops file naming a type outside the allowlist, uploaded as models
-    and their imports submitted: file name to (model id, job id)."""
+def _bad_models(tmp_path: Path) -> dict[str, bytes]:
+    """A pickle, and a skops file naming a type outside the allowlist."""
     import skops.io as sio
 
     forbidden = tmp_path / "evil.skops"
     sio.dump(NotAModel(), forbidden)
-    files = {
-        "model.pkl": pickle.dumps({"weights": [1, 2, 3]}),
-        "evil.skops": forbidden.read_bytes(),
-    }
+    return {"model.pkl": pickle.dumps({"weights": [1, 2, 3]}), "evil.skops": forbidden.read_bytes()}
+
+
+async def _upload_models(
+    api: httpx.AsyncClient, alice: dict[str, str], files: dict[str, bytes]
+) -> dict[str, tuple[str, str]]:
+    """The files uploaded as models and their imports submitted: file name to (model id,
+    job id)."""
     jobs = {}
     for name, data in files.items():
         ticket = await api.post(

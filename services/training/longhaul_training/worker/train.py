@@ -22,6 +22,8 @@ from longhaul_training.storage import (
     upload,
     work_prefix,
 )
+from longhaul_training.training.card import ModelCard
+from longhaul_training.training.datasets import DatasetInfo, DatasetRejected
 from longhaul_training.worker._utils import (
     now,
     records_of,
@@ -42,8 +44,6 @@ def admit_train(payload: TrainPayload, owner: str) -> bool:
 
 def check_spec(spec: dict[str, Any], info: dict[str, Any]) -> None:
     """The spec checked against the dataset's profile; a user's error is not retried."""
-    from longhaul_training.training.datasets import DatasetInfo, DatasetRejected
-
     try:
         checked_spec(spec).check_against(DatasetInfo.model_validate(info))
     except DatasetRejected as exc:
@@ -54,8 +54,6 @@ def check_spec(spec: dict[str, Any], info: dict[str, Any]) -> None:
 
 def fill_card(model_dir: Path, dataset_id: str) -> dict[str, Any]:
     """Fill the card's dataset id (the trainer does not know it); rewrite card.md."""
-    from longhaul_training.training.card import ModelCard
-
     card = json.loads((model_dir / "card.json").read_text())
     card["dataset_id"] = dataset_id
     model_card = ModelCard.model_validate(card)
