@@ -136,18 +136,28 @@ def _is_pickle(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0x80 and 1 <= head[1] <= 5
 
 
+def _is_safetensors(head: bytes) -> bool:
+    """A little-endian header length, then the JSON header's opening brace."""
+    return len(head) >= 9 and head[8:9] == b"{"
+
+
 def skops_types(path: Path) -> set[str]:
     """Every type and loader name a skops file's schema mentions (loaders as 'loader:X')."""
-    head = path.read_bytes()[:4]
-    if _is_pickle(head):
+    with path.open("rb") as f:
+        head = f.read(16)
+    if _is_pickle(head) and not _is_safetensors(head):
         raise ModelRejected("the file is a pickle; pickle files are never loaded")
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-            if any(n.endswith((".pkl", ".pickle")) or n.endswith("/data.pkl") for n in names):
-                raise ModelRejected("the file is a zip holding a pickle; pickle is never loaded")
-            schema = json.loads(archive.read("schema.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+            schema_text = archive.read("schema.json") if "schema.json" in names else None
+    except (zipfile.BadZipFile, OSError):
+        raise ModelRejected("the file is not a skops file") from None
+    if any(n.endswith((".pkl", ".pickle")) for n in names):
+        raise ModelRejected("the file is a zip holding a pickle; pickle files are never loaded")
+    try:
+        schema = json.loads(schema_text or b"")
+    except ValueError:
         raise ModelRejected("the file is not a skops file") from None
     found: set[str] = set()
     _walk(schema, found)
@@ -225,6 +235,9 @@ def check_upload(path: Path) -> str:
             head = f.read(16)
     except OSError:
         raise ModelRejected("the file could not be read") from None
+    if _is_safetensors(head):
+        _check_safetensors(path)
+        return "safetensors"
     if _is_pickle(head):
         raise ModelRejected(
             "the file is a pickle; pickle files are never loaded (export with skops, "
@@ -238,9 +251,6 @@ def check_upload(path: Path) -> str:
         if forbidden:
             raise ModelRejected(f"the skops file names types that are not allowed: {forbidden}")
         return "skops"
-    if len(head) >= 9 and head[8:9] == b"{":
-        _check_safetensors(path)
-        return "safetensors"
     try:
         import onnx
 
