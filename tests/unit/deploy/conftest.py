@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import aws_cdk as cdk
+import jsii._runtime
 import pytest
 from aws_cdk.assertions import Template
 
@@ -24,6 +26,18 @@ from longhaul_deploy.service_stack import ServiceStack
 from tests.unit.deploy.specs import FIXTURE_SPECS
 
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _jsii_runtime_ends_with_the_session() -> Iterator[None]:
+    """The CDK's node process (jsii's kernel, started when aws_cdk is imported) is asked to
+    exit and waited for once the deploy tests' session ends, before the session's check that
+    no process is left behind; otherwise it would end only with the interpreter."""
+    yield
+    provider = jsii._runtime.kernel.provider
+    process = getattr(provider, "_process", None)
+    if process is not None:
+        process.stop()  # also unregisters its own exit hook
 
 
 @dataclass

@@ -16,7 +16,7 @@ from aws_cdk.assertions import Annotations, Match
 
 from longhaul_deploy.app import CONTEXT, SERVICES, build
 from longhaul_deploy.config import settings_for
-from longhaul_deploy.image import REPO_ROOT
+from longhaul_deploy.image import REPO_ROOT, named_contexts
 from tests.unit.deploy.conftest import Synthesized
 
 # Every rule the app acknowledges, and why it may (the reasons themselves sit beside the
@@ -124,6 +124,11 @@ def test_image_asset_builds_the_service_dockerfile_from_the_repository_root(
         source = image["source"]
         assert source["dockerFile"] == f"services/{spec.name}/Dockerfile"
         assert source["platform"] == "linux/amd64"
+        # the folders its Dockerfile mounts, as `make images` gives them (training's wheel)
+        dockerfile = (REPO_ROOT / f"services/{spec.name}/Dockerfile").read_text()
+        assert source.get("dockerBuildContexts", {}) == named_contexts(dockerfile)
+        if "from=torch-wheels" in dockerfile:
+            assert set(source["dockerBuildContexts"]) == {"torch-wheels"}
         staged = dev.outdir / source["directory"]
         # Only what the Dockerfiles copy; no caches, no virtualenv, no cdk.out.
         assert sorted(p.name for p in staged.iterdir()) == [
