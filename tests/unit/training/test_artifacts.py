@@ -3,7 +3,6 @@ uploads that are pickles or name forbidden types are refused; ONNX predicts as t
 
 from __future__ import annotations
 
-
 import pickle
 import subprocess
 import zipfile

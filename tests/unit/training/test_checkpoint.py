@@ -11,7 +11,10 @@ from longhaul_training.training.checkpoint import find_checkpoint, write_checkpo
 
 
 def _write(workdir: Path, text: str) -> Path:
-    return write_checkpoint(workdir, lambda tmp: (tmp / "state.txt").write_text(text) and None)
+    def fill(tmp: Path) -> None:
+        (tmp / "state.txt").write_text(text)
+
+    return write_checkpoint(workdir, fill)
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
@@ -24,7 +27,8 @@ def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         write_checkpoint(tmp_path, crash)
     found = find_checkpoint(tmp_path)
-    assert found is not None and (found / "state.txt").read_text() == "one"
+    assert found is not None
+    assert (found / "state.txt").read_text() == "one"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
 
 
@@ -42,11 +46,13 @@ def test_a_kill_between_the_renames_falls_back_to_the_old_one(tmp_path: Path) ->
     (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")  # as the first rename does
     (tmp_path / ".checkpoint-abc").mkdir()  # the new one, not yet renamed
     found = find_checkpoint(tmp_path)
-    assert found is not None and (found / "state.txt").read_text() == "one"
+    assert found is not None
+    assert (found / "state.txt").read_text() == "one"
     assert not (tmp_path / ".checkpoint-abc").exists(), "stale temporaries are removed"
     _write(tmp_path, "two")
     found = find_checkpoint(tmp_path)
-    assert found == tmp_path / "checkpoint" and (found / "state.txt").read_text() == "two"
+    assert found == tmp_path / "checkpoint"
+    assert (found / "state.txt").read_text() == "two"
 
 
 def test_a_checkpoint_copied_elsewhere_is_complete(tmp_path: Path) -> None:
