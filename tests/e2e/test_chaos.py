@@ -1,4 +1,4 @@
-"""Chaos, bounded in time: 300 jobs (LONGHAUL_CHAOS_JOBS; more for a soak), 3 workers, one
+"""Chaos, bounded in time: 150 jobs (LONGHAUL_CHAOS_JOBS; more for a soak), 3 workers, one
 worker at a time killed -9, TERMed or frozen (SIGSTOP, continued past its lease) at random
 and replaced,
 while the emulator throttles, fails and slows a share of DynamoDB, SQS and EventBridge
@@ -22,7 +22,7 @@ from tests.conftest import Platform
 from tests.support.moto import MotoServer
 from tests.support.workers import Jobs, Worker, effects_of, kinds, never_concurrent
 
-JOBS = int(os.environ.get("LONGHAUL_CHAOS_JOBS", "300"))
+JOBS = int(os.environ.get("LONGHAUL_CHAOS_JOBS", "150"))
 WORKERS = 3
 KILL_EVERY_S = (2.0, 4.0)
 FROZEN_S = 9.0  # past the echo queue's 6 s lease: the frozen worker's jobs are taken over
@@ -47,7 +47,9 @@ async def test_chaos_jobs_survive_kills_freezes_and_aws_faults_nothing_lost_or_d
         "dynamodb +0.5 s": faults.inject(
             "dynamodb", "latency", seconds=0.5, match=platform.env, probability=0.02
         ),
-        "sqs 503": faults.inject("sqs", "error", status=503, match=platform.env, probability=0.01),
+        # 2%: at 150 jobs 1% fired 15 times in a long run on a loaded machine; a quick run
+        # makes fewer idle calls, and no SQS fault at all must stay out of reach.
+        "sqs 503": faults.inject("sqs", "error", status=503, match=platform.env, probability=0.02),
         "events throttled": faults.inject(
             "events", "throttle", match=platform.env, probability=0.05
         ),
