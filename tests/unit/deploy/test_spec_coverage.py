@@ -1,5 +1,6 @@
-"""Every queue, rule, table, bucket and secret a service's spec declares appears in its
-stack, and no other resource of those kinds does: the spec is the only resource list."""
+"""Every queue, rule, table, bucket, secret, lake table and GPU instance group a service's
+spec declares appears in its stack, and no other resource of those kinds does: the spec is
+the only resource list."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ KINDS = (
     "AWS::DynamoDB::Table",
     "AWS::S3::Bucket",
     "AWS::SecretsManager::Secret",
+    "AWS::Glue::Table",
+    "AWS::AutoScaling::AutoScalingGroup",
 )
 
 
@@ -25,6 +28,8 @@ def _declared(spec: ServiceSpec) -> dict[str, int]:
         "AWS::DynamoDB::Table": 1 if spec.table else 0,
         "AWS::S3::Bucket": 1 if spec.bucket else 0,
         "AWS::SecretsManager::Secret": len(spec.secrets),
+        "AWS::Glue::Table": 1 if spec.lake else 0,
+        "AWS::AutoScaling::AutoScalingGroup": 1 if spec.gpu_worker else 0,  # the GPU instances
     }
 
 
