@@ -36,6 +36,7 @@ def _processes_mentioning(*needles: str) -> list[str]:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(300)
+@pytest.mark.xdist_group("dev-runner")  # the services' fixed ports: one runner at a time
 def test_dev_runs_the_platform_and_ctrl_c_stops_everything(runner: Runner) -> None:
     runner.wait_for(lambda: runner.printed("press Ctrl-C to stop everything"), "the banner")
     api, worker = f"http://127.0.0.1:{ECHO.port}", f"http://127.0.0.1:{ECHO.worker_port}"

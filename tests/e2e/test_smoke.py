@@ -13,7 +13,8 @@ from longhaul_media.spec import SPEC as MEDIA
 from tests.support.dev import LONGHAUL, ROOT, Runner, answers
 from tests.support.echo.spec import SPEC as ECHO
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+# The dev runner binds the services' fixed ports: one at a time, under pytest-xdist too.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240), pytest.mark.xdist_group("dev-runner")]
 
 
 def smoke(runner: Runner, *args: str) -> subprocess.CompletedProcess[str]:
