@@ -37,10 +37,10 @@ from tests.support.training import (
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 ROWS = int(os.environ.get("TRAINING_E2E_ROWS", "2000"))
-ROUNDS = int(os.environ.get("TRAINING_E2E_ROUNDS", "200"))
+ROUNDS = int(os.environ.get("TRAINING_E2E_ROUNDS", "150"))
 # The trainer sleeps this long after each round in the workers (never in the reference run),
 # so that the kill and the stop land in the middle of training on any machine.
-PAUSE = {"LONGHAUL_TRAINING_STEP_PAUSE_S": os.environ.get("TRAINING_E2E_PAUSE_S", "0.05")}
+PAUSE = {"LONGHAUL_TRAINING_STEP_PAUSE_S": os.environ.get("TRAINING_E2E_PAUSE_S", "0.1")}
 
 
 @pytest.fixture
@@ -73,6 +73,17 @@ async def _new_checkpoint(
             return etag
         await asyncio.sleep(0.1)
     raise AssertionError("the job never uploaded a (new) checkpoint")
+
+
+async def _resumed_by(workers: list[TrainingWorker]) -> TrainingWorker:
+    """The worker that resumed the job (its log says so)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for worker in workers:
+            if "resuming the trainer" in worker.log():
+                return worker
+        await asyncio.sleep(0.2)
+    raise AssertionError("no worker resumed the job")
 
 
 def _predictions(model_dir: Path, data: Path) -> pa.Table:
@@ -115,31 +126,37 @@ async def test_a_train_job_killed_9_then_termed_ends_with_the_uninterrupted_mode
         stderr=subprocess.PIPE,
     )
 
-    # Killed -9 once it has a checkpoint in the bucket.
+    async def predict_uninterrupted() -> pa.Table:
+        _, stderr = await asyncio.to_thread(uninterrupted.communicate, timeout=120)
+        assert uninterrupted.returncode == 0, stderr[-2000:]
+        return await asyncio.to_thread(_predictions, reference / "model", csv)
+
+    reference_predictions = asyncio.create_task(predict_uninterrupted())
+
+    # Killed -9 once it has a checkpoint in the bucket; two more workers start meanwhile.
     first = await _new_checkpoint(aws, platform, job_id, None)
     assert not (await store.get(job_id)).terminal, "training ended before it could be killed"
+    spares = [TrainingWorker(platform, tmp_path, name, env=PAUSE) for name in ("b", "c")]
+    training_workers.extend(spares)
     training_workers[0].kill9()
-    # The next worker takes it over from that checkpoint; SIGTERM once it saved another.
-    training_workers.append(TrainingWorker(platform, tmp_path, "b", env=PAUSE))
+    # One of them takes it over from that checkpoint; SIGTERM once it saved another.
+    taker = await _resumed_by(spares)
     await _new_checkpoint(aws, platform, job_id, first)
     assert not (await store.get(job_id)).terminal, "training ended before it could be stopped"
-    assert training_workers[1].terminate() == 0
-    termed = training_workers[1].log()
-    assert "asked the trainer to checkpoint and stop" in termed
-    assert "resuming the trainer" in termed
+    assert await asyncio.to_thread(taker.terminate) == 0
+    assert "asked the trainer to checkpoint and stop" in taker.log()
     released = await store.get(job_id)
     assert released.state in (JobState.QUEUED, JobState.RUNNING), released
-    # A third finishes it.
-    training_workers.append(TrainingWorker(platform, tmp_path, "c", env=PAUSE))
+    # The other finishes it, from the checkpoint the stop saved.
+    [finisher] = [w for w in spares if w is not taker]
     job = await wait_for(store, job_id, JobState.SUCCEEDED, JobState.FAILED, timeout=90)
     assert job.state is JobState.SUCCEEDED, job
     assert job.takeovers >= 1, job
     assert job.runs >= 3, job
     assert job.attempts == 0, "neither the kill nor the stop counts as a failed attempt"
-    assert "resuming the trainer" in training_workers[2].log()
+    assert "resuming the trainer" in finisher.log()
 
-    _, stderr = await asyncio.to_thread(uninterrupted.communicate, timeout=90)
-    assert uninterrupted.returncode == 0, stderr[-2000:]
+    expected = await reference_predictions
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     s3 = await aws.get("s3")
@@ -148,8 +165,7 @@ async def test_a_train_job_killed_9_then_termed_ends_with_the_uninterrupted_mode
         name = key.split(f"/{result['model_id']}/", 1)[1]
         (resumed / name).parent.mkdir(parents=True, exist_ok=True)
         await s3.download_file(platform.names.bucket, key, str(resumed / name))
-    expected = _predictions(reference / "model", csv)
-    got = _predictions(resumed, csv)
+    got = await asyncio.to_thread(_predictions, resumed, csv)
     assert got.equals(expected), "the resumed model predicts otherwise than the uninterrupted one"
     card: dict[str, Any] = json.loads((resumed / "card.json").read_text())
     assert card["dataset_id"] == dataset
