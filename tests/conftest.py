@@ -13,11 +13,9 @@ import logging
 import os
 import signal
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from opentelemetry import metrics, trace
@@ -33,6 +31,7 @@ from longhaul.local.provision import provision
 from longhaul.observability.logging import configure_logging
 from tests.support.echo.spec import SPEC as ECHO
 from tests.support.moto import MotoServer
+from tests.support.processes import Proc, descendants, gone, reap
 
 REGION = "us-east-1"
 
@@ -69,89 +68,12 @@ def _adopt_orphans() -> None:
 _adopt_orphans()
 
 
-@dataclass(frozen=True)
-class Proc:
-    """One process as /proc shows it."""
-
-    pid: int
-    ppid: int
-    state: str  # R, S, D, T... or Z: a zombie (exited, not yet reaped)
-
-    def command(self) -> str:
-        """Its command line, or "" once it is gone."""
-        try:
-            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
-        except OSError:
-            return ""
-        return cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
-
-
-def _stat(pid: int) -> Proc | None:
-    """`pid` as /proc shows it, or None once it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return Proc(pid, int(fields[1]), fields[0])
-
-
-def _children(pid: int) -> list[int]:
-    """`pid`'s children, from each of its threads' /proc children list (a few small reads,
-    not a scan of every process on the machine)."""
-    found: list[int] = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def _all_children() -> dict[int, list[int]]:
-    """Each process's children, from a scan of every process (kernels without the lists)."""
-    found: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (proc := _stat(int(entry.name))) is not None:
-            found.setdefault(proc.ppid, []).append(proc.pid)
-    return found
-
-
-def descendants(root: int | None = None) -> list[Proc]:
-    """Every process below `root` (default: this one), children first."""
-    me = os.getpid()
-    if Path(f"/proc/{me}/task/{me}/children").exists():
-        children = _children
-    else:
-        table = _all_children()
-        children = lambda pid: table.get(pid, [])  # noqa: E731
-    found: list[Proc] = []
-    frontier = [me if root is None else root]
-    while frontier:
-        below = [proc for pid in frontier for child in children(pid) if (proc := _stat(child))]
-        found += below
-        frontier = [proc.pid for proc in below]
-    return found
-
-
-def _reap(pid: int) -> bool:
-    """Collect `pid`'s exit if it is a child of pytest that has ended (True: it had)."""
-    try:
-        return os.waitpid(pid, os.WNOHANG)[0] == pid
-    except ChildProcessError:  # not pytest's child, or already collected
-        return False
-
-
 def _left_behind() -> list[Proc]:
     """Descendants still running: zombies are reaped, pytest's own helpers skipped."""
     alive = []
     for proc in descendants():
         if proc.state == "Z":
-            _reap(proc.pid)
+            reap(proc.pid)
         elif not any(helper in proc.command() for helper in OWN_HELPERS):
             alive.append(proc)
     return alive
@@ -179,11 +101,7 @@ def _no_process_left_behind() -> Iterator[None]:
     for proc in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    waiting = {proc.pid for proc in left}
-    while waiting and time.monotonic() < deadline:  # each killed child of pytest, reaped
-        waiting = {pid for pid in waiting if Path(f"/proc/{pid}").exists() and not _reap(pid)}
-        time.sleep(0.05)
+    gone([proc.pid for proc in left])
     pytest.fail("\n".join(lines), pytrace=False)
 
 

@@ -9,6 +9,7 @@ import pytest
 from tests.support.dev import Runner
 from tests.support.media import MediaWorker
 from tests.support.moto import free_port
+from tests.support.processes import kill_tree
 from tests.support.workers import Worker
 
 
@@ -36,7 +37,9 @@ def runner() -> Iterator[Runner]:
     runner = Runner(free_port())
     yield runner
     if runner.process.poll() is None:
-        runner.process.kill()
+        # The runner and what it started (moto, every service's roles), found before the
+        # kill: a failed test leaves none of them holding the services' ports.
+        kill_tree(runner.process.pid)
         runner.process.wait()
     runner.reader.join(timeout=10)
     assert runner.process.stdout is not None

@@ -20,6 +20,7 @@ from longhaul.spec import ResourceNames
 from tests.support.app import echo_environment
 from tests.support.echo.spec import SPEC as ECHO
 from tests.support.moto import free_port
+from tests.support.processes import kill_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,8 +95,9 @@ class Worker:
         return self.process.wait(timeout=timeout)
 
     def stop(self) -> None:
+        """Kill the worker and what it started (a handler's child), whatever state it is in."""
         if self.process.poll() is None:
-            self.process.kill()
+            kill_tree(self.pid)
             self.process.wait()
 
     def log(self) -> str:
