@@ -124,9 +124,21 @@ class AnalyticsWorker:
                 start_new_session=True,
             )
 
+        self._backlog: int | None = None
+
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def ready(self) -> bool:
+        """Whether it finished starting (it consumes from now on)."""
+        return "Application startup complete" in self.log()
+
+    def backlog_at_ready(self, now: int) -> int:
+        """The backlog first seen once it was ready (`now` the first time asked)."""
+        if self._backlog is None:
+            self._backlog = now
+        return self._backlog
 
     def kill9(self) -> None:
         """SIGKILL: no shutdown code runs."""

@@ -21,19 +21,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable
 
 from longhaul_analytics.analytics.aggregates import Summary, Value, summarize
 from longhaul_analytics.analytics.model import Metric, group_hash
-from longhaul_analytics.analytics.store import AnalyticsStore, OpenWindow
-from longhaul_analytics.analytics.windows import PANE_MS, WINDOWS, WindowSpec
+from longhaul_analytics.analytics.store import AnalyticsStore, OpenWindow, StoredResult
+from longhaul_analytics.analytics.windows import HOUR_MS, PANE_MS, WINDOWS, WindowSpec
 from longhaul_analytics.config import AnalyticsSettings
 
 __all__ = ["Closer", "owner_watermark", "window_values"]
 
 log = logging.getLogger(__name__)
+
+CONCURRENCY = 8  # windows closed at once in a pass
 
 
 async def owner_watermark(
@@ -50,15 +55,61 @@ async def owner_watermark(
     return min([now_ms, *marks])
 
 
+class PaneReader:
+    """Reads a metric's stored values, each hour's partition once (the windows of one pass
+    or one query share them: a 1h window and its sixty 1m windows)."""
+
+    def __init__(self, store: AnalyticsStore, owner: str, metric: str) -> None:
+        self.store = store
+        self.owner = owner
+        self.metric = metric
+        self._filled: set[int] | None = None
+        self._span: tuple[int, int] = (0, -1)
+        self._values: dict[int, list[Value]] = {}
+        self._results: dict[str, dict[int, list[StoredResult]]] = {}
+
+    async def prepare(self, first_pane: int, last_pane: int) -> None:
+        """Learn which hours of panes first..last hold values (one query)."""
+        first, last = first_pane - first_pane % HOUR_MS, last_pane - last_pane % HOUR_MS
+        self._filled = set(await self.store.hours(self.owner, self.metric, first, last))
+        self._span = (first, last)
+
+    async def values(self, first_pane: int, last_pane: int) -> list[Value]:
+        """Every value stored in panes first..last."""
+        first, last = first_pane - first_pane % HOUR_MS, last_pane - last_pane % HOUR_MS
+        if self._filled is None or first < self._span[0] or last > self._span[1]:
+            await self.prepare(first_pane, last_pane)
+        assert self._filled is not None
+        values: list[Value] = []
+        for hour in sorted(h for h in self._filled if first <= h <= last):
+            if hour not in self._values:
+                self._values[hour] = await self.store.values(self.owner, self.metric, hour)
+            values.extend(
+                v
+                for v in self._values[hour]
+                if first_pane <= v.time_ms - v.time_ms % PANE_MS <= last_pane
+            )
+        return values
+
+    async def results(self, window: str, start: int) -> list[StoredResult]:
+        """The stored results of one window (those of the prepared span read at once)."""
+        if window not in self._results:
+            size = WINDOWS[window].size_ms
+            found = await self.store.results(
+                self.owner, self.metric, window, self._span[0] - size, self._span[1] + HOUR_MS
+            )
+            by_start: dict[int, list[StoredResult]] = defaultdict(list)
+            for result in found:
+                by_start[result.start].append(result)
+            self._results[window] = by_start
+        return self._results[window].get(start, [])
+
+
 async def window_values(
     store: AnalyticsStore, owner: str, metric: str, first_pane: int, last_pane: int
 ) -> list[Value]:
     """Every value stored in the metric's panes first..last (only panes that hold any)."""
-    panes = sorted({p for p, *_ in await store.panes(owner, metric, first_pane, last_pane)})
-    values: list[Value] = []
-    for pane in panes:
-        values.extend(await store.values(owner, metric, pane))
-    return values
+    return await PaneReader(store, owner, metric).values(first_pane, last_pane)
 
 
 def by_group(values: list[Value]) -> dict[str, list[Value]]:
@@ -70,11 +121,10 @@ def by_group(values: list[Value]) -> dict[str, list[Value]]:
 
 
 async def compute(
-    store: AnalyticsStore, owner: str, metric: Metric, spec: WindowSpec, start: int
+    reader: PaneReader, metric: Metric, spec: WindowSpec, start: int
 ) -> dict[str, Summary]:
     """The exact aggregates of every group of one window."""
-    last_pane = start + spec.size_ms - PANE_MS
-    values = await window_values(store, owner, metric.name, start, last_pane)
+    values = await reader.values(start, start + spec.size_ms - PANE_MS)
     return {
         group: summarize(items, with_distinct=metric.distinct is not None)
         for group, items in by_group(values).items()
@@ -94,12 +144,17 @@ class Closer:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     async def run(self, stop: asyncio.Event) -> None:
-        """A pass every `close_every_s` until `stop` is set; a failed pass is logged."""
+        """A pass every `close_every_s` while this process holds the closer's lease, until
+        `stop` is set; a failed pass is logged. The lease lasts ten periods (at least 5 s):
+        a dead holder's passes are taken over after that."""
+        ttl_ms = int(max(5.0, 10 * self.settings.close_every_s) * 1000)
         while not stop.is_set():
             try:
-                await self.close_due()
+                if await self.store.lease(self.holder, int(self.clock() * 1000), ttl_ms):
+                    await self.close_due()
             except Exception:
                 log.exception("closing windows failed; retrying")
             with contextlib.suppress(TimeoutError):
@@ -111,7 +166,8 @@ class Closer:
         marks = await self.store.open_windows()
         watermarks: dict[str, int] = {}
         metrics: dict[str, dict[str, Metric]] = {}
-        settled = 0
+        readers: dict[tuple[str, str], PaneReader] = {}
+        due: list[tuple[OpenWindow, Metric, WindowSpec, PaneReader]] = []
         for mark in marks:
             spec = WINDOWS.get(mark.window)
             if spec is None:
@@ -128,19 +184,38 @@ class Closer:
             if metric is None:
                 await self.store.settle(mark)  # the metric is no longer declared
                 continue
-            if await self.close(mark, metric, spec, now_ms):
-                settled += 1
+            reader = readers.get((mark.owner, mark.metric))
+            if reader is None:
+                reader = readers[(mark.owner, mark.metric)] = PaneReader(
+                    self.store, mark.owner, mark.metric
+                )
+                same = [
+                    m
+                    for m in marks
+                    if m.owner == mark.owner and m.metric == mark.metric and m.window in WINDOWS
+                ]
+                await reader.prepare(
+                    min(m.start for m in same),
+                    max(m.start + WINDOWS[m.window].size_ms for m in same) - PANE_MS,
+                )
+            due.append((mark, metric, spec, reader))
+        settled = 0
+        for i in range(0, len(due), CONCURRENCY):
+            done = await asyncio.gather(
+                *(
+                    self.close(m, metric, spec, r, now_ms)
+                    for m, metric, spec, r in due[i : i + CONCURRENCY]
+                )
+            )
+            settled += sum(done)
         return settled
 
-    async def close(self, mark: OpenWindow, metric: Metric, spec: WindowSpec, now_ms: int) -> bool:
+    async def close(
+        self, mark: OpenWindow, metric: Metric, spec: WindowSpec, reader: PaneReader, now_ms: int
+    ) -> bool:
         """Write the window's changed groups as their next revision; settle the mark."""
-        summaries = await compute(self.store, mark.owner, metric, spec, mark.start)
-        existing = {
-            r.group: r
-            for r in await self.store.results(
-                mark.owner, mark.metric, mark.window, mark.start, mark.start
-            )
-        }
+        summaries = await compute(reader, metric, spec, mark.start)
+        existing = {r.group: r for r in await reader.results(mark.window, mark.start)}
         clean = True
         for group, summary in summaries.items():
             old = existing.get(group)

@@ -8,25 +8,29 @@ For a batch, in order:
    refused when its body differs;
 4. the source's watermark: an event older than watermark - retention is late: recorded in
    the late-events table (and the lake), not counted;
-5. cardinality: an event that would give a metric more groups than max_groups is refused;
+5. cardinality: an event that would give a metric more groups than max_groups is refused
+   (a group's registration is a conditional transaction on the metric's group count);
 6. the lake: every new event's row is flushed (`lake.write_flush`) before anything counts;
-7. the count: per event, the marker Put (attribute_not_exists) with its stored value per
-   metric and the pane aggregates' ADDs, packed into transactions of at most 100 items;
-   a marker that fails its condition removes only its event (a duplicate or a refusal, by
-   the digest the failure returns) and the rest is written again;
-8. after the count, each counted (or duplicate) event's windows are marked open for the
+7. the count: each event's value in each of its metrics is put as one item keyed by
+   (metric, pane, group, event id), with the pane's index item; then its marker. A late
+   event's late-table item is put (and any value items of an earlier delivery that found
+   it on time are deleted), then its marker;
+8. after the markers, each counted (or duplicate) event's windows are marked open for the
    closer, and each source's watermark advances.
 
-A crash anywhere redelivers the batch (or the client retries): steps 1-5 decide the same,
-the flush rewrites the same files, counted events are found as duplicates, and step 8 runs
-again for them, so no event is counted twice or left out of a window's close.
+Exactness rests on the keys: an event's value in a metric is one item whatever the number
+of deliveries, retries or workers, so no window can count it twice; nothing reads and
+modifies a counter. A crash anywhere redelivers the batch (or the client retries): steps
+1-5 decide the same, the flush rewrites the same rows, the value items are rewritten as they
+were, counted events are found as duplicates, and step 8 runs again for them, so no event
+is counted twice or left out of a window's close. The marker's only role is to tell a
+duplicate from an id reused with another body (checked before anything is written; two
+different bodies of one id racing in flight at once leave one body's values, once).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,15 +46,12 @@ from longhaul_analytics.analytics.model import (
     numeric,
 )
 from longhaul_analytics.analytics.store import AnalyticsStore
-from longhaul_analytics.analytics.windows import WINDOWS, pane_of
+from longhaul_analytics.analytics.windows import WINDOWS
 from longhaul_analytics.config import AnalyticsSettings
 
 __all__ = ["Engine", "IngestResult", "Rejection"]
 
 log = logging.getLogger(__name__)
-
-MAX_TRANSACTION_ITEMS = 100
-MAX_ATTEMPTS = 8
 
 Flush = Callable[[Sequence[Record]], Awaitable[None]]
 
@@ -71,15 +72,6 @@ class IngestResult:
     duplicates: list[str] = field(default_factory=list)  # counted before: not again
     late: list[str] = field(default_factory=list)  # past retention: in the late-events table
     rejected: list[Rejection] = field(default_factory=list)
-
-
-@dataclass
-class _Entry:
-    record: Record
-    items: list[tuple[str, dict[str, Any]]]  # (item key, transaction item), marker first
-    panes: dict[
-        str, tuple[str, str, int, str, str, float]
-    ]  # key -> (owner, metric, pane, ghash, group, value)
 
 
 class Engine:
@@ -135,22 +127,16 @@ class Engine:
         late_ids = await self._late(new)
         late = [r for r in new if (r.owner, r.id) in late_ids]
         on_time = [r for r in new if (r.owner, r.id) not in late_ids]
-        on_time = await self._within_cardinality(on_time, result)
+        metrics = {owner: await self.metrics(owner) for owner in {r.owner for r in records}}
+        on_time = await self._within_cardinality(on_time, metrics, result)
         if on_time or late:
             await self.flush([*on_time, *late])
-        entries = [await self._entry(r, late=False) for r in on_time]
-        entries += [await self._entry(r, late=True) for r in late]
-        counted, duplicate = await self._count(entries, result)
-        late_set = {(r.owner, r.id) for r in late}
-        for record in counted:
-            if (record.owner, record.id) in late_set:
-                result.late.append(record.id)
-            else:
-                result.accepted.append(record.id)
-                settled.append(record)
-        settled += [r for r in duplicate if (r.owner, r.id) not in late_set]
-        await self._mark(settled)
-        await self._advance([*settled, *counted], now_ms)
+        await self._count(on_time, late, metrics)
+        result.accepted.extend(r.id for r in on_time)
+        result.late.extend(r.id for r in late)
+        settled += on_time
+        await self._mark(settled + late, metrics)
+        await self._advance([*settled, *late], now_ms)
         return result
 
     # Steps --------------------------------------------------------------------------------
@@ -211,12 +197,12 @@ class Engine:
         return late
 
     async def _within_cardinality(
-        self, records: list[Record], result: IngestResult
+        self, records: list[Record], metrics: dict[str, list[Metric]], result: IngestResult
     ) -> list[Record]:
         kept = []
         for record in records:
             refused = None
-            for metric in await self.metrics(record.owner):
+            for metric in metrics[record.owner]:
                 if not metric.takes(record.name):
                     continue
                 ghash = group_hash(group_key(dimension_values(metric, record)))
@@ -239,10 +225,16 @@ class Engine:
                 result.rejected.append(Rejection(record.id, refused))
         return kept
 
-    async def _entry(self, record: Record, *, late: bool) -> _Entry:
-        marker = AnalyticsStore.marker_put(record.owner, record.id, record.digest)
-        entry = _Entry(record, [marker], {})
-        if late:
+    async def _count(
+        self, on_time: list[Record], late: list[Record], metrics: dict[str, list[Metric]]
+    ) -> None:
+        """Put the values (and the late items), then the markers."""
+        puts: dict[tuple[str, str], dict[str, Any]] = {}
+        deletes: list[dict[str, Any]] = []
+        for record in on_time:
+            for item in _values_of(record, metrics[record.owner]):
+                puts[(item["PK"]["S"], item["SK"]["S"])] = item
+        for record in late:
             body = {
                 "id": record.id,
                 "name": record.name,
@@ -252,80 +244,22 @@ class Engine:
                 "properties": record.properties,
                 "reason": "older than its source's watermark minus the retention",
             }
-            late_item = AnalyticsStore.late_put(record.owner, record.received_ms, record.id, body)
-            entry.items.append((f"late\0{record.owner}\0{record.id}", late_item))
-            return entry
-        pane = pane_of(record.time_ms)
-        for metric in await self.metrics(record.owner):
-            if not metric.takes(record.name):
-                continue
-            group = group_key(dimension_values(metric, record))
-            ghash = group_hash(group)
-            amount = numeric(record.properties.get(metric.value)) if metric.value else None
-            distinct = record.properties.get(metric.distinct) if metric.distinct else None
-            value = Value(
-                group=group,
-                id=record.id,
-                time_ms=record.time_ms,
-                value=amount,
-                distinct=None if distinct is None else str(distinct),
-            )
-            put = AnalyticsStore.value_put(record.owner, metric.name, pane, ghash, value)
-            entry.items.append((f"v\0{record.owner}\0{metric.name}\0{record.id}", put))
-            pane_key = f"p\0{record.owner}\0{metric.name}\0{pane}\0{ghash}"
-            entry.panes[pane_key] = (
-                record.owner,
-                metric.name,
-                pane,
-                ghash,
-                group,
-                amount or 0.0,
-            )
-        return entry
+            item = AnalyticsStore.late_item(record.owner, record.time_ms, record.id, body)
+            puts[(item["PK"]["S"], item["SK"]["S"])] = item
+            deletes += [
+                {"PK": i["PK"], "SK": i["SK"]}
+                for i in _values_of(record, metrics[record.owner])
+                if i["PK"]["S"].startswith("AN#V#")
+            ]
+        await self.store.write(list(puts.values()), deletes)
+        await self.store.write(
+            [AnalyticsStore.marker(r.owner, r.id, r.digest) for r in [*on_time, *late]]
+        )
 
-    async def _count(
-        self, entries: list[_Entry], result: IngestResult
-    ) -> tuple[list[Record], list[Record]]:
-        """Write the entries' transactions; the records counted now and those found
-        counted before."""
-        counted: list[Record] = []
-        duplicates: list[Record] = []
-        pending = list(entries)
-        while pending:
-            chunk, pending = _pack(pending)
-            attempt = 0
-            while chunk:
-                items, owners = _transaction(chunk)
-                reasons = await self.store.transact(items)
-                if reasons is None:
-                    counted.extend(e.record for e in chunk)
-                    break
-                failed_markers: dict[int, dict[str, Any]] = {}
-                for owner, reason in zip(owners, reasons, strict=False):
-                    if owner is not None and reason.get("Code") == "ConditionalCheckFailed":
-                        failed_markers[owner] = reason
-                if failed_markers:
-                    for index in sorted(failed_markers, reverse=True):
-                        entry = chunk.pop(index)
-                        old = failed_markers[index]
-                        digest = old.get("Item", {}).get("h", {}).get("S")
-                        if digest == entry.record.digest:
-                            result.duplicates.append(entry.record.id)
-                            duplicates.append(entry.record)
-                        else:
-                            result.rejected.append(Rejection(entry.record.id, REUSED))
-                    continue
-                attempt += 1
-                if attempt >= MAX_ATTEMPTS:
-                    codes = sorted({str(r.get("Code")) for r in reasons})
-                    raise RuntimeError(f"a count transaction kept being cancelled: {codes}")
-                await asyncio.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
-        return counted, duplicates
-
-    async def _mark(self, records: list[Record]) -> None:
+    async def _mark(self, records: list[Record], metrics: dict[str, list[Metric]]) -> None:
         windows: list[tuple[str, str, str, int]] = []
         for record in records:
-            for metric in await self.metrics(record.owner):
+            for metric in metrics[record.owner]:
                 if not metric.takes(record.name):
                     continue
                 for spec in WINDOWS.values():
@@ -346,45 +280,23 @@ class Engine:
 REUSED = "this id was sent before with a different body"
 
 
-def _size(entry: _Entry, panes: set[str]) -> int:
-    return len(entry.items) + len(set(entry.panes) - panes)
-
-
-def _pack(entries: list[_Entry]) -> tuple[list[_Entry], list[_Entry]]:
-    """As many entries from the front as fit one transaction (the first always does)."""
-    chunk: list[_Entry] = []
-    panes: set[str] = set()
-    items = 0
-    for index, entry in enumerate(entries):
-        size = _size(entry, panes)
-        if chunk and items + size > MAX_TRANSACTION_ITEMS:
-            return chunk, entries[index:]
-        chunk.append(entry)
-        items += size
-        panes |= set(entry.panes)
-    return chunk, []
-
-
-def _transaction(chunk: list[_Entry]) -> tuple[list[dict[str, Any]], list[int | None]]:
-    """The chunk's items, pane ADDs merged; and for each item, the index of the entry
-    whose marker it is (None for the others)."""
+def _values_of(record: Record, metrics: list[Metric]) -> list[dict[str, Any]]:
+    """The value items (and hour index items) of a record in each metric that takes it."""
     items: list[dict[str, Any]] = []
-    owners: list[int | None] = []
-    merged: dict[str, list[Any]] = {}
-    for index, entry in enumerate(chunk):
-        for position, (_, item) in enumerate(entry.items):
-            items.append(_copy(item))
-            owners.append(index if position == 0 else None)
-        for key, (owner, metric, pane, ghash, group, amount) in entry.panes.items():
-            slot = merged.setdefault(key, [owner, metric, pane, ghash, group, 0, 0.0])
-            slot[5] += 1
-            slot[6] += amount
-    for owner, metric, pane, ghash, group, count, total in merged.values():
-        items.append(AnalyticsStore.pane_update(owner, metric, pane, ghash, group, count, total))
-        owners.append(None)
-    return items, owners
-
-
-def _copy(item: dict[str, Any]) -> dict[str, Any]:
-    ((kind, body),) = item.items()
-    return {kind: dict(body)}
+    for metric in metrics:
+        if not metric.takes(record.name):
+            continue
+        group = group_key(dimension_values(metric, record))
+        ghash = group_hash(group)
+        amount = numeric(record.properties.get(metric.value)) if metric.value else None
+        distinct = record.properties.get(metric.distinct) if metric.distinct else None
+        value = Value(
+            group=group,
+            id=record.id,
+            time_ms=record.time_ms,
+            value=amount,
+            distinct=None if distinct is None else str(distinct),
+        )
+        items.append(AnalyticsStore.value_item(record.owner, metric.name, ghash, value))
+        items.append(AnalyticsStore.hour_item(record.owner, metric.name, record.time_ms))
+    return items

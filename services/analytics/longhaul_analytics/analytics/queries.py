@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from longhaul_analytics.analytics.aggregates import Summary, summarize
-from longhaul_analytics.analytics.closer import by_group, compute, window_values
+from longhaul_analytics.analytics.closer import PaneReader, by_group, compute, window_values
 from longhaul_analytics.analytics.model import Metric
 from longhaul_analytics.analytics.store import AnalyticsStore
-from longhaul_analytics.analytics.windows import WindowSpec, pane_of, sessions
+from longhaul_analytics.analytics.windows import PANE_MS, WindowSpec, pane_of, sessions
 
 __all__ = ["WindowRow", "matches", "session_rows", "window_rows"]
 
@@ -88,8 +88,11 @@ async def window_rows(
                     result.revision,
                 )
             )
+    reader = PaneReader(store, owner, metric.name)
+    if open_starts:
+        await reader.prepare(min(open_starts), max(open_starts) + spec.size_ms - PANE_MS)
     for start in sorted(open_starts):
-        for key, summary in (await compute(store, owner, metric, spec, start)).items():
+        for key, summary in (await compute(reader, metric, spec, start)).items():
             group = group_of(metric, key)
             if matches(group, wanted):
                 revision = revisions.get((start, key), 0)

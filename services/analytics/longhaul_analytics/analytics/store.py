@@ -4,16 +4,21 @@ the ingest, the closer and the routes make.
 | item              | PK                                   | SK                        |
 |-------------------|--------------------------------------|---------------------------|
 | event marker      | `AN#E#<owner>#<id>`                  | `E`                       |
-| stored value      | `AN#V#<owner>#<metric>#<pane>`       | `<group hash>#<id>`       |
-| pane aggregate    | `AN#P#<owner>#<metric>`              | `<pane>#<group hash>`     |
+| stored value      | `AN#V#<owner>#<metric>#<hour>`       | `<pane>#<group hash>#<id>`|
+| hour (has values) | `AN#H#<owner>#<metric>`              | `<hour>`                  |
 | window result     | `AN#R#<owner>#<metric>#<window>`     | `<start>#<group hash>`    |
 | open window       | `AN#O`                               | `<owner>|<metric>|<window>|<start>` |
 | source watermark  | `AN#S#<owner>`                       | `<source>`                |
-| late event        | `AN#L#<owner>`                       | `<received>#<id>`         |
+| late event        | `AN#L#<owner>`                       | `<event time>#<id>`       |
 | metric            | `AN#M#<owner>`                       | `<name>`                  |
 | group (cardinality)| `AN#G#<owner>#<metric>`             | `<group hash>` / `#count` |
 
 Times in keys are milliseconds, zero-padded to 14 digits so they sort.
+
+Every write of an event is keyed by its id, so writing it again writes the same item: a
+stored value is one item per (metric, pane, group, event id), whatever the deliveries.
+Values are partitioned by hour: a window reads one query per hour it spans (1 for a 1m,
+5m or 1h window, at most 24 for a day, only the hours that hold values).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from botocore.exceptions import ClientError
 
 from longhaul_analytics.analytics.aggregates import Summary, Value
 from longhaul_analytics.analytics.model import BUILTIN, Metric, MetricSpec
+from longhaul_analytics.analytics.windows import HOUR_MS, PANE_MS
 
 __all__ = ["AnalyticsStore", "OpenWindow", "StoredResult", "ms_key"]
 
@@ -126,28 +132,23 @@ class AnalyticsStore:
         return found
 
     @staticmethod
-    def marker_put(owner: str, id_: str, digest: str) -> tuple[str, dict[str, Any]]:
-        """The conditional Put that records (owner, id) as counted, once."""
-        key = f"AN#E#{owner}#{id_}"
-        return key + "\0E", {
-            "Put": {
-                "Item": {
-                    "PK": _s(key),
-                    "SK": _s("E"),
-                    "o": _s(owner),
-                    "i": _s(id_),
-                    "h": _s(digest),
-                },
-                "ConditionExpression": "attribute_not_exists(PK)",
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
+    def marker(owner: str, id_: str, digest: str) -> dict[str, Any]:
+        """The item that records (owner, id) as taken, with its body's digest."""
+        return {
+            "PK": _s(f"AN#E#{owner}#{id_}"),
+            "SK": _s("E"),
+            "o": _s(owner),
+            "i": _s(id_),
+            "h": _s(digest),
         }
 
     @staticmethod
-    def value_put(owner: str, metric: str, pane: int, ghash: str, value: Value) -> dict[str, Any]:
+    def value_item(owner: str, metric: str, ghash: str, value: Value) -> dict[str, Any]:
+        """The item of one event's value in one metric (in its hour's partition)."""
+        pane = value.time_ms - value.time_ms % PANE_MS
         item: dict[str, Any] = {
-            "PK": _s(f"AN#V#{owner}#{metric}#{ms_key(pane)}"),
-            "SK": _s(f"{ghash}#{value.id}"),
+            "PK": _s(f"AN#V#{owner}#{metric}#{ms_key(pane - pane % HOUR_MS)}"),
+            "SK": _s(f"{ms_key(pane)}#{ghash}#{value.id}"),
             "g": _s(value.group),
             "t": _n(value.time_ms),
         }
@@ -155,34 +156,47 @@ class AnalyticsStore:
             item["v"] = _n(value.value)
         if value.distinct is not None:
             item["d"] = _s(value.distinct)
-        return {"Put": {"Item": item}}
+        return item
 
     @staticmethod
-    def pane_update(
-        owner: str, metric: str, pane: int, ghash: str, group: str, count: int, total: float
-    ) -> dict[str, Any]:
+    def hour_item(owner: str, metric: str, time_ms: int) -> dict[str, Any]:
+        """The item that says a metric's hour holds values."""
         return {
-            "Update": {
-                "Key": {
-                    "PK": _s(f"AN#P#{owner}#{metric}"),
-                    "SK": _s(f"{ms_key(pane)}#{ghash}"),
-                },
-                "UpdateExpression": "SET g = :g ADD c :c, s :s",
-                "ExpressionAttributeValues": {":g": _s(group), ":c": _n(count), ":s": _n(total)},
-            }
+            "PK": _s(f"AN#H#{owner}#{metric}"),
+            "SK": _s(ms_key(time_ms - time_ms % HOUR_MS)),
         }
 
     @staticmethod
-    def late_put(owner: str, received_ms: int, id_: str, body: dict[str, Any]) -> dict[str, Any]:
+    def late_item(owner: str, time_ms: int, id_: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The late-events table's item of an event no window counts."""
         return {
-            "Put": {
-                "Item": {
-                    "PK": _s(f"AN#L#{owner}"),
-                    "SK": _s(f"{ms_key(received_ms)}#{id_}"),
-                    "body": _s(json.dumps(body, separators=(",", ":"))),
-                }
-            }
+            "PK": _s(f"AN#L#{owner}"),
+            "SK": _s(f"{ms_key(time_ms)}#{id_}"),
+            "body": _s(json.dumps(body, separators=(",", ":"))),
         }
+
+    async def write(
+        self, puts: Sequence[dict[str, Any]], deletes: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Put `puts` and delete the keys `deletes` (BatchWriteItem, 25 a call, unprocessed
+        items retried); each is idempotent, so a retry or a redelivery writes the same."""
+        requests = [{"PutRequest": {"Item": item}} for item in puts]
+        requests += [{"DeleteRequest": {"Key": key}} for key in deletes]
+        calls = []
+        for i in range(0, len(requests), 25):
+            calls.append(self._batch_write(requests[i : i + 25]))
+        for i in range(0, len(calls), 8):  # a few calls in flight at once
+            await asyncio.gather(*calls[i : i + 8])
+
+    async def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        pending: dict[str, Any] = {self.table: requests}
+        for attempt in range(30):
+            response = await self.client.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            await asyncio.sleep(min(1.0, 0.02 * 2**attempt))
+        raise RuntimeError("DynamoDB kept items of a batch write unprocessed")
 
     async def transact(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         """Write `items` in one transaction; None when written, else the cancellation
@@ -280,13 +294,7 @@ class AnalyticsStore:
             for owner, metric, window, start in dict.fromkeys(windows)
         ]
         for i in range(0, len(requests), 25):
-            pending: dict[str, Any] = {self.table: requests[i : i + 25]}
-            for attempt in range(20):
-                response = await self.client.batch_write_item(RequestItems=pending)
-                pending = response.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                await asyncio.sleep(min(1.0, 0.02 * 2**attempt))
+            await self._batch_write(requests[i : i + 25])
 
     async def open_windows(self, owner: str | None = None) -> list[OpenWindow]:
         """Every window waiting to be closed (the owner's only, when given)."""
@@ -318,31 +326,46 @@ class AnalyticsStore:
             return False
         return True
 
+    async def lease(self, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        """Take or keep the closer's lease (one closer runs passes at a time); False when
+        another holder's lease has not expired."""
+        try:
+            await self.client.put_item(
+                TableName=self.table,
+                Item={
+                    "PK": _s("AN#CLOSER"),
+                    "SK": _s("lease"),
+                    "holder": _s(holder),
+                    "until": _n(now_ms + ttl_ms),
+                },
+                ConditionExpression="attribute_not_exists(PK) OR holder = :me OR #u < :now",
+                ExpressionAttributeNames={"#u": "until"},
+                ExpressionAttributeValues={":me": _s(holder), ":now": _n(now_ms)},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     # Values and panes ---------------------------------------------------------------------
 
-    async def values(self, owner: str, metric: str, pane: int) -> list[Value]:
-        """Every value stored in one pane of a metric, each event once."""
-        items = await self._query(f"AN#V#{owner}#{metric}#{ms_key(pane)}")
+    async def hours(self, owner: str, metric: str, first: int, last: int) -> list[int]:
+        """The starts of the metric's hours that hold values, first <= hour <= last."""
+        items = await self._query(f"AN#H#{owner}#{metric}", between=(ms_key(first), ms_key(last)))
+        return [int(i["SK"]["S"]) for i in items]
+
+    async def values(self, owner: str, metric: str, hour: int) -> list[Value]:
+        """Every value stored in one hour of a metric, each event once."""
+        items = await self._query(f"AN#V#{owner}#{metric}#{ms_key(hour)}")
         return [
             Value(
                 group=i["g"]["S"],
-                id=i["SK"]["S"].split("#", 1)[1],
+                id=i["SK"]["S"].split("#", 2)[2],
                 time_ms=int(i["t"]["N"]),
                 value=float(i["v"]["N"]) if "v" in i else None,
                 distinct=i["d"]["S"] if "d" in i else None,
             )
-            for i in items
-        ]
-
-    async def panes(
-        self, owner: str, metric: str, first: int, last: int
-    ) -> list[tuple[int, str, int, float]]:
-        """Pane aggregates (pane, group, count, sum) with first <= pane <= last."""
-        items = await self._query(
-            f"AN#P#{owner}#{metric}", between=(ms_key(first), ms_key(last) + "#~")
-        )
-        return [
-            (int(i["SK"]["S"].split("#")[0]), i["g"]["S"], int(i["c"]["N"]), float(i["s"]["N"]))
             for i in items
         ]
 

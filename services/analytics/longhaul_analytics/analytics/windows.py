@@ -7,10 +7,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["PANE_MS", "SESSION", "WINDOWS", "WindowSpec", "pane_of", "sessions", "window_spec"]
+__all__ = [
+    "HOUR_MS",
+    "PANE_MS",
+    "SESSION",
+    "WINDOWS",
+    "WindowSpec",
+    "pane_of",
+    "sessions",
+    "window_spec",
+]
 
 PANE_MS = 60_000
 MINUTE = 60_000
+HOUR_MS = 3_600_000
 SESSION = "session"
 
 

@@ -15,7 +15,8 @@ from pydantic import AwareDatetime, BaseModel
 from sse_starlette.sse import EventSourceResponse
 
 from longhaul.api import CallerDep, Problem
-from longhaul_analytics.analytics.closer import owner_watermark
+from longhaul_analytics.analytics.aggregates import Summary
+from longhaul_analytics.analytics.closer import PaneReader, compute, owner_watermark
 from longhaul_analytics.analytics.model import BUILTIN, Metric, MetricSpec, to_ms
 from longhaul_analytics.analytics.queries import (
     WindowRow,
@@ -25,7 +26,7 @@ from longhaul_analytics.analytics.queries import (
     window_rows,
 )
 from longhaul_analytics.analytics.store import AnalyticsStore
-from longhaul_analytics.analytics.windows import SESSION, WINDOWS, pane_of
+from longhaul_analytics.analytics.windows import SESSION, WINDOWS
 from longhaul_analytics.api.deps import AnalyticsSettingsDep, EngineDep, StoreDep
 from longhaul_analytics.config import AnalyticsSettings
 
@@ -226,8 +227,8 @@ async def stream(
     group: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> EventSourceResponse:
     """Server-Sent Events of the metric's windows as they change: `live` (an open window's
-    count and sum so far) and `window` (a window closed, or revised by a late event, with
-    every aggregate exact), until the stream's lifetime (reconnect then)."""
+    aggregates so far, approximate) and `window` (a window closed, or revised by a late
+    event, every aggregate exact), until the stream's lifetime (reconnect then)."""
     chosen = await _metric(store, caller.sub, metric)
     if window not in WINDOWS:
         raise Problem(422, f"unknown window {window!r}", windows=list(WINDOWS))
@@ -251,7 +252,7 @@ async def _follow(
     began = time.time()
     since = int(began * 1000) - 1
     sent: set[tuple[int, str, int]] = set()
-    live: dict[tuple[int, str], tuple[int, float]] = {}
+    live: dict[tuple[int, str], Summary] = {}
     while not await request.is_disconnected():
         if time.time() - began > settings.stream_lifetime_s:
             return
@@ -274,33 +275,13 @@ async def _follow(
             for m in await store.open_windows(owner)
             if m.metric == metric.name and m.window == window
         ]
-        if opened:
-            first = min(m.start for m in opened)
-            last = pane_of(max(m.start for m in opened) + spec.size_ms - 1)
-            panes = await store.panes(owner, metric.name, first, last)
-            for mark in opened:
-                totals: dict[str, tuple[int, float]] = {}
-                for pane, pane_group, count, total in panes:
-                    if mark.start <= pane < spec.end(mark.start):
-                        c, s = totals.get(pane_group, (0, 0.0))
-                        totals[pane_group] = (c + count, s + total)
-                for key, (count, total) in totals.items():
-                    group = group_of(metric, key)
-                    if live.get((mark.start, key)) == (count, total) or not matches(group, wanted):
-                        continue
-                    live[(mark.start, key)] = (count, total)
-                    yield {
-                        "event": "live",
-                        "data": json.dumps(
-                            {
-                                "start": _iso(mark.start),
-                                "end": _iso(spec.end(mark.start)),
-                                "group": group,
-                                "count": count,
-                                "sum": total,
-                                "final": False,
-                                "approximate": True,
-                            }
-                        ),
-                    }
+        reader = PaneReader(store, owner, metric.name)
+        for mark in opened:
+            for key, summary in (await compute(reader, metric, spec, mark.start)).items():
+                group = group_of(metric, key)
+                if live.get((mark.start, key)) == summary or not matches(group, wanted):
+                    continue
+                live[(mark.start, key)] = summary
+                row = WindowRow(mark.start, spec.end(mark.start), group, summary, False, 0)
+                yield {"event": "live", "data": json.dumps(_row(row))}
         await asyncio.sleep(settings.stream_poll_s)

@@ -23,10 +23,14 @@ _engines: dict[int, Engine] = {}  # one per worker's resources (one per process)
 
 
 def record_of(envelope: Envelope, platform_owner: str) -> Record:
-    """The engine's record of a platform event. Its owner is the `owner` its data names;
-    one that names none (or not as a string) is counted under `platform_owner`."""
-    owner = envelope.data.get("owner")
-    if not isinstance(owner, str) or not 1 <= len(owner) <= 128:
+    """The engine's record of a platform event. Its owner is the `owner` its data names
+    (and its properties are the rest of its data); one that names none (or not as a
+    string) is counted under `platform_owner`, with all its data."""
+    properties = dict(envelope.data)
+    owner = properties.get("owner")
+    if isinstance(owner, str) and 1 <= len(owner) <= 128:
+        del properties["owner"]
+    else:
         owner = platform_owner
     time_ms = to_ms(envelope.time)
     return Record(
@@ -34,10 +38,10 @@ def record_of(envelope: Envelope, platform_owner: str) -> Record:
         id=envelope.id,
         name=envelope.type,
         time_ms=time_ms,
-        properties=dict(envelope.data),
+        properties=properties,
         source=envelope.source,
         received_ms=time_ms,  # the same on every delivery, so a redelivered flush is the same file
-        digest=digest(envelope.type, time_ms, envelope.data),
+        digest=digest(envelope.type, time_ms, properties),
     )
 
 

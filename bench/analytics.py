@@ -1,0 +1,224 @@
+"""Analytics: ingest to aggregated, in events per second per core, through POST /events (one
+API process on one core) and through the queue (one worker process on one core), beside the
+same parse, validation and aggregation done in one process with no AWS calls (the limit);
+and the latency of a window's exact result after the watermark passes its end (p95).
+ANALYTICS_BENCH_EVENTS sets the events per path (default 2,000)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from bench._platform import free_port, percentile, serve
+from longhaul.aws.clients import AwsClients
+from longhaul.local.platform import DUMMY_CREDENTIALS
+from longhaul.spec import ResourceNames
+from longhaul_analytics.analytics.aggregates import Value, summarize
+from longhaul_analytics.analytics.closer import window_values
+from longhaul_analytics.analytics.model import (
+    EventBatch,
+    Metric,
+    MetricSpec,
+    Record,
+    digest,
+    dimension_values,
+    group_key,
+    numeric,
+    to_ms,
+)
+from longhaul_analytics.analytics.store import AnalyticsStore
+from longhaul_analytics.analytics.windows import pane_of
+from longhaul_analytics.spec import SPEC
+from tests.integration.analytics.engine_support import AnalyticsPlatform, provision_analytics
+from tests.support.moto import MotoServer
+
+EVENTS = int(os.environ.get("ANALYTICS_BENCH_EVENTS", "2000"))
+BATCH = 500
+LATENCY_SAMPLES = 20
+METRIC = Metric.of("orders", MetricSpec(event="shop.order", dimensions=["country"], value="amount"))
+TUMBLING = {"event": "shop.order", "dimensions": ["country"], "value": "amount"}
+
+
+def events(n: int, seed: int, base_ms: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [
+        {
+            "id": f"{seed}-{i}",
+            "name": "shop.order",
+            "time": datetime.fromtimestamp((base_ms + i * 10) / 1000, UTC).isoformat(),
+            "properties": {"country": rng.choice("abcdefgh"), "amount": rng.randint(1, 100)},
+        }
+        for i in range(n)
+    ]
+
+
+def baseline(batches: list[bytes]) -> float:
+    """Events per second: parse, validate and aggregate (count and sum per pane and group,
+    the values kept for the exact close) in this process, no AWS."""
+    began = time.perf_counter()
+    panes: dict[tuple[int, str], list[Value]] = defaultdict(list)
+    count = 0
+    for body in batches:
+        for event in EventBatch.model_validate_json(body).events:
+            time_ms = to_ms(event.time)
+            properties = dict(event.properties)
+            record = Record("o", event.id, event.name, time_ms, properties, "client", 0, "")
+            digest(event.name, time_ms, properties)
+            group = group_key(dimension_values(METRIC, record))
+            amount = numeric(properties.get("amount"))
+            panes[(pane_of(time_ms), group)].append(Value(group, event.id, time_ms, amount, None))
+            count += 1
+    for values in panes.values():
+        summarize(values, with_distinct=False)
+    return count / (time.perf_counter() - began)
+
+
+def argv(role: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "longhaul_analytics", "--role", role, "--port", str(port)]
+
+
+async def counted(store: AnalyticsStore, owner: str, first: int, last: int) -> int:
+    return len(await window_values(store, owner, "orders", first, last))
+
+
+async def run() -> dict[str, float]:
+    os.environ.update(DUMMY_CREDENTIALS)
+    moto = MotoServer().start()
+    os.environ["AWS_ENDPOINT_URL"] = moto.endpoint
+    processes = []
+    aws = AwsClients("us-east-1")
+    try:
+        platform: AnalyticsPlatform = await provision_analytics(aws, moto.endpoint)
+        names = ResourceNames.of(SPEC, platform.env)
+        assert names.table is not None
+        store = AnalyticsStore(await aws.get("dynamodb"), names.table)
+        base = int(time.time() * 1000) - 3 * 3600_000
+        base -= base % 60_000
+        http_events = events(EVENTS, 1, base)
+        queue_events = events(EVENTS, 2, base)
+        bodies = [
+            json.dumps({"events": http_events[i : i + BATCH]}).encode()
+            for i in range(0, EVENTS, BATCH)
+        ]
+        limit = max(baseline(bodies) for _ in range(3))
+
+        extra = {"ANALYTICS_IDLE_TIMEOUT_S": "1", "ANALYTICS_CLOSE_EVERY_S": "0.2"}
+        api_port = free_port()
+        processes.append(
+            serve(argv("api", api_port), platform.environment("api", **extra), api_port, cpu=0)
+        )
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=120) as http:
+            for owner in ("http", "queue", "latency"):
+                response = await http.put(
+                    "/metrics/orders", json=TUMBLING, headers=platform.bearer(owner)
+                )
+                response.raise_for_status()
+            headers = {**platform.bearer("http"), "Content-Type": "application/json"}
+            began = time.perf_counter()
+            for body in bodies:
+                (await http.post("/events", content=body, headers=headers)).raise_for_status()
+            http_rate = EVENTS / (time.perf_counter() - began)
+
+            sqs = await aws.get("sqs")
+            url = (await sqs.get_queue_url(QueueName=platform.names.queue))["QueueUrl"]
+            worker_port = free_port()
+            worker_env = platform.environment(
+                "worker", LONGHAUL_JOB_CONCURRENCY="10", ANALYTICS_CLOSER="false", **extra
+            )
+            processes.append(serve(argv("worker", worker_port), worker_env, worker_port, cpu=1))
+            for i in range(0, EVENTS, 10):
+                entries = [
+                    {
+                        "Id": str(n),
+                        "MessageBody": json.dumps(
+                            {
+                                "id": e["id"],
+                                "type": "shop.order",
+                                "version": 1,
+                                "source": "longhaul.bench",
+                                "time": e["time"],
+                                "correlation_id": e["id"],
+                                "data": {"owner": "queue", **e["properties"]},
+                            }
+                        ),
+                    }
+                    for n, e in enumerate(queue_events[i : i + 10])
+                ]
+                await sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            began = time.perf_counter()
+            last = base + EVENTS * 10
+            while await counted(store, "queue", base, last) < EVENTS:
+                await asyncio.sleep(0.2)
+            queue_rate = EVENTS / (time.perf_counter() - began)
+            latencies = await window_latency(http, platform, base)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+        await aws.close()
+        moto.stop()
+    return {
+        "limit": limit,
+        "http": http_rate,
+        "queue": queue_rate,
+        "latency_p50": percentile(latencies, 0.5),
+        "latency_p95": percentile(latencies, 0.95),
+    }
+
+
+async def window_latency(
+    http: httpx.AsyncClient, platform: AnalyticsPlatform, base: int
+) -> list[float]:
+    """Seconds from the response to the event that moves the watermark past a window's end
+    (allowed lateness 10 s) to that window's final result."""
+    headers = platform.bearer("latency")
+    latencies = []
+    for i in range(LATENCY_SAMPLES):
+        start = base + i * 60_000
+        window_event = events(1, 100 + i, start + 1000)
+        push = events(1, 1000 + i, start + 60_000 + 10_000)
+        await http.post("/events", json={"events": window_event}, headers=headers)
+        (await http.post("/events", json={"events": push}, headers=headers)).raise_for_status()
+        passed = time.perf_counter()
+        params = {
+            "metric": "orders",
+            "window": "1m",
+            "start": datetime.fromtimestamp(start / 1000, UTC).isoformat(),
+            "end": datetime.fromtimestamp((start + 60_000) / 1000, UTC).isoformat(),
+        }
+        while True:
+            rows = (await http.get("/aggregates", params=params, headers=headers)).json()
+            if rows["windows"] and all(w["final"] for w in rows["windows"]):
+                break
+            await asyncio.sleep(0.02)
+        latencies.append(time.perf_counter() - passed)
+    return latencies
+
+
+def main() -> None:
+    """Print the figures, each path beside the in-process limit."""
+    figures = asyncio.run(run())
+    limit = figures["limit"]
+    print(f"analytics: {EVENTS} events a path, tumbling count and sum (+ built-in count)")
+    print(f"  in-process parse/validate/aggregate (limit): {limit:10.0f} events/s per core")
+    for path in ("http", "queue"):
+        rate = figures[path]
+        label = "POST /events (1 API core)" if path == "http" else "queue (1 worker core)"
+        print(f"  {label:44s} {rate:10.0f} events/s per core ({rate / limit:.1%} of the limit)")
+    print(
+        "  window result after the watermark passes: "
+        f"p50 {figures['latency_p50'] * 1000:.0f} ms, p95 {figures['latency_p95'] * 1000:.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
