@@ -18,10 +18,10 @@ export UV_PYTHON_DOWNLOADS := never
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help install dev test lint typecheck unit integration e2e fmt token demo reset provision schemas compose pins bench synth clean images test-images audit smoke
+.PHONY: help install dev test lint typecheck unit integration e2e fmt token demo demo-media demo-training demo-analytics reset provision schemas compose pins bench synth clean images test-images audit smoke
 
 help: ## List every target with one line each
-	@grep -hE '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -72,8 +72,16 @@ fmt: install ## Format and autofix with ruff
 token: install ## Print a real RS256 access token for the local dev user (needs `make dev` running)
 	@$(BIN)/longhaul token
 
-demo: install ## Transcode a generated clip on the running `make dev` and print where the outputs are
+demo: demo-media demo-training demo-analytics ## Every service's demo on the running `make dev`
+
+demo-media: install ## Transcode a generated clip on the running `make dev` and print where the outputs are
 	$(BIN)/python -m longhaul_media.demo
+
+demo-training: install ## Upload a generated dataset, train a model on the running `make dev`, print its card
+	$(BIN)/python -m longhaul_training.demo
+
+demo-analytics: install ## Send events to the running `make dev` and show its windows live
+	$(BIN)/python -m longhaul_analytics.demo
 
 reset: install ## Reset all local state on the running platform and provision again
 	$(BIN)/longhaul reset
