@@ -33,9 +33,9 @@ from tests.support.training import (
 )
 
 REGION = "us-east-1"
-ROWS = int(os.environ.get("BENCH_TRAINING_ROWS", "20000"))
+ROWS = int(os.environ.get("BENCH_TRAINING_ROWS", "10000"))
 ROUNDS = int(os.environ.get("BENCH_TRAINING_ROUNDS", "200"))
-TRIALS = int(os.environ.get("BENCH_TRAINING_TRIALS", "6"))
+TRIALS = int(os.environ.get("BENCH_TRAINING_TRIALS", "4"))
 OWNER = "bench"
 
 

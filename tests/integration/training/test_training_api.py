@@ -111,7 +111,7 @@ async def test_uploads_over_the_limit_or_of_another_kind_are_refused_up_front(
 
 
 async def test_bad_train_requests_fail_with_a_reason_and_the_worker_goes_on_to_register_a_model(
-    platform: TrainingPlatform, monkeypatch: pytest.MonkeyPatch
+    aws: AwsClients, platform: TrainingPlatform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, bob = platform.bearer("alice"), platform.bearer("bob")
     texts = b"a,b,label,name\n" + b"".join(
@@ -148,7 +148,7 @@ async def test_bad_train_requests_fail_with_a_reason_and_the_worker_goes_on_to_r
             assert job["attempts"] <= 1, "a user's error is not retried"
         # The worker goes on: a good job on the same worker succeeds, and its model is in
         # the registry (below).
-        dataset = await _a_model_reaches_the_registry(api, platform, alice, good)
+        dataset = await _a_model_reaches_the_registry(api, aws, platform, alice, good)
         # A cancel kills the trainer of a running job within seconds.
         monkeypatch.setenv("LONGHAUL_TRAINING_STEP_PAUSE_S", "0.2")
         slow = await submit(api, alice, "train", lightgbm_train(dataset, rounds=500))
@@ -189,7 +189,11 @@ async def _cancel_kills_the_trainer(
 
 
 async def _a_model_reaches_the_registry(
-    api: httpx.AsyncClient, platform: TrainingPlatform, alice: dict[str, str], data: bytes
+    api: httpx.AsyncClient,
+    aws: AwsClients,
+    platform: TrainingPlatform,
+    alice: dict[str, str],
+    data: bytes,
 ) -> str:
     """A trained model's series, card, downloads and predictions; bob sees none of it."""
     bob = platform.bearer("bob")
@@ -205,6 +209,13 @@ async def _a_model_reaches_the_registry(
     assert [p["step"] for p in series] == sorted({p["step"] for p in series})
     assert len(series) >= 30
     assert all(p["valid"] for p in series)
+    batches = await (await aws.get("dynamodb")).query(
+        TableName=platform.names.table,
+        KeyConditionExpression="PK = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"METRICS#{job['id']}"}},
+        Select="COUNT",
+    )
+    assert batches["Count"] <= len(series) // 5, "the series is written in batches"
     _problem(await api.get(f"/jobs/{job['id']}/metrics", headers=bob), 404)
     # The registry: the card with the dataset's id and hash, and presigned downloads.
     model = (await api.get(f"/models/{model_id}", headers=alice)).json()
