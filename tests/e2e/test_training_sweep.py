@@ -28,10 +28,10 @@ from tests.support.training import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
-
 TRIALS = int(os.environ.get("TRAINING_E2E_SWEEP_TRIALS", "8"))  # the soak: 50
 KILLS = int(os.environ.get("TRAINING_E2E_SWEEP_KILLS", "2"))
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(max(150, 20 * TRIALS))]
 
 
 @pytest.fixture
@@ -92,7 +92,9 @@ async def test_workers_killed_during_a_sweep_leave_no_trial_unfinished_nor_doubl
         victim.kill9()
         training_workers.remove(victim)
         training_workers.append(TrainingWorker(platform, tmp_path, f"r{round_}"))
-    sweep = await wait_for(store, sweep_id, JobState.SUCCEEDED, JobState.FAILED, timeout=120)
+    sweep = await wait_for(
+        store, sweep_id, JobState.SUCCEEDED, JobState.FAILED, timeout=max(120, 15 * TRIALS)
+    )
     assert sweep.state is JobState.SUCCEEDED, sweep
     trials = (await store.page(child_owner(sweep_id), limit=1000)).jobs
     assert sorted(t.payload["trial"] for t in trials) == list(range(TRIALS)), "a trial twice"
