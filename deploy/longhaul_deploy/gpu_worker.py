@@ -32,7 +32,6 @@ from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -76,10 +75,12 @@ DEPLOYMENT_HEADROOM = 2
 
 def agent_configuration(cluster_name: str) -> dict[str, str]:
     """/etc/ecs/ecs.config on a GPU instance: its cluster; the instance's metadata (and its
-    role's credentials) out of reach of awsvpc tasks; GPU support (the GPU AMI sets it too)."""
+    role's credentials) out of reach of awsvpc tasks; the tasks' logs written with their
+    execution role, not the instance's; GPU support (the GPU AMI sets it too)."""
     return {
         "ECS_CLUSTER": cluster_name,
         "ECS_AWSVPC_BLOCK_IMDS": "true",
+        "ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE": "true",
         "ECS_ENABLE_GPU_SUPPORT": "true",
     }
 
@@ -111,7 +112,6 @@ class GpuWorker(Construct):
         queue: sqs.IQueue,
         bounds: tuple[int, int],
         cluster_name: str,
-        log_group: logs.ILogGroup,
     ) -> None:
         super().__init__(scope, construct_id)
         self.cluster_name = cluster_name
@@ -143,7 +143,7 @@ class GpuWorker(Construct):
                 for name, value in agent_configuration(self.cluster.cluster_name).items()
             )
         )
-        self._grant_agent(log_group)
+        self._grant_agent()
         self.launch_template = ec2.LaunchTemplate(
             self,
             "LaunchTemplate",
@@ -259,10 +259,11 @@ class GpuWorker(Construct):
         self.backlog_per_task = scaling.backlog_per_task
         self.from_zero_alarm = scaling.from_zero_alarm
 
-    def _grant_agent(self, log_group: logs.ILogGroup) -> None:
+    def _grant_agent(self) -> None:
         """What the ECS agent calls with the instance role (AWS's
-        AmazonEC2ContainerServiceforEC2Role, less what the execution role covers: image pulls
-        and the tasks' logs go through it), each on this cluster only."""
+        AmazonEC2ContainerServiceforEC2Role, less what the task's execution role covers: the
+        agent pulls a task's image and ships its logs with that role), each on this cluster
+        only."""
         stack = Stack.of(self)
         cluster_arn = self.cluster.cluster_arn
         instances = stack.format_arn(
@@ -279,11 +280,6 @@ class GpuWorker(Construct):
                 conditions={"ArnEquals": {"ecs:cluster": cluster_arn}},
             ),
             iam.PolicyStatement(actions=list(AGENT_UNSCOPED_ACTIONS), resources=["*"]),
-            # the agent's own messages about the tasks it starts, into the service's log group
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            ),
         ]
         for statement in statements:
             self.instance_role.add_to_principal_policy(statement)

@@ -204,7 +204,6 @@ class ServiceStack(Stack):
             queue=self.queue.queue,
             bounds=self.target.settings.gpu_worker_bounds(gpu),
             cluster_name=cluster_name,
-            log_group=self.log_group,
         )
 
     def _task(

@@ -134,6 +134,8 @@ def test_gpu_instances_require_imdsv2_and_keep_their_metadata_from_the_tasks(
         for setting in (
             "ECS_CLUSTER=<cluster>",
             "ECS_AWSVPC_BLOCK_IMDS=true",  # awsvpc tasks cannot reach the instance's role
+            # the tasks' logs go out with their execution role, which also pulls the image
+            "ECS_ENABLE_AWSLOGS_EXECUTIONROLE_OVERRIDE=true",
             "ECS_ENABLE_GPU_SUPPORT=true",
         ):
             assert f"echo {setting} >> /etc/ecs/ecs.config" in lines, setting
@@ -149,7 +151,6 @@ def test_the_instance_role_has_only_the_ecs_agents_actions_on_its_cluster(
     for name in _gpu_services(any_app):
         template = any_app.raw(name)
         cluster_id, _ = _starting(any_app, name, "AWS::ECS::Cluster", "GpuWorkerCluster")
-        log_group, _ = one(any_app.resources(name, "AWS::Logs::LogGroup"))
         role_id, role = _starting(any_app, name, "AWS::IAM::Role", "GpuWorkerInstanceRole")
         (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         assert statement["Principal"] == {"Service": "ec2.amazonaws.com"}
@@ -168,8 +169,6 @@ def test_the_instance_role_has_only_the_ecs_agents_actions_on_its_cluster(
             "ecs:Poll": {instances},
             "ecs:StartTelemetrySession": {instances},
             "ecs:DiscoverPollEndpoint": {"*"},
-            "logs:CreateLogStream": {f"<{log_group}.Arn>"},
-            "logs:PutLogEvents": {f"<{log_group}.Arn>"},
         }
         # polling as a container instance: of this cluster only
         for resource in template["Resources"].values():
