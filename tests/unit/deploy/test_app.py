@@ -70,7 +70,7 @@ def test_validation_reports_no_finding_in_any_app(any_app: Synthesized) -> None:
 
 def test_an_unacknowledged_finding_fails_synthesis(tmp_path: Path) -> None:
     app = cdk.App(outdir=str(tmp_path), context=CONTEXT)
-    platform, *_ = build(app)
+    platform, *_ = build(app, services=())  # the platform alone is enough to break
     s3.Bucket(platform, "Careless")  # no TLS policy, no access logs
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         app.synth()
