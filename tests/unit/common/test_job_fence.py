@@ -4,12 +4,13 @@ resumed; `LeaseLost` is thrown in at its next await instead."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 
 import pytest
 
 from longhaul.jobs import LeaseLost
-from longhaul.jobs.worker.keepalive import Run, fenced
+from longhaul.jobs.worker.keepalive import Run, fenced, start_fenced
 
 
 def _run(lease_s: float) -> Run:
@@ -91,3 +92,31 @@ async def test_cancelling_a_fenced_handler_reaches_the_handler() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert cleaned == ["finally"]
+
+
+async def test_a_run_cancelled_before_it_starts_leaves_no_handler_unawaited() -> None:
+    """A lease that lapses (or a shutdown) while the run's task has not taken its first
+    step: the handler never starts, and its coroutine is closed rather than left for the
+    garbage collector to warn about ("coroutine ... was never awaited", an error here)."""
+    run = _run(30)
+    started: list[str] = []
+
+    async def handler() -> None:
+        started.append("started")
+
+    coro = handler()
+    task = start_fenced(coro, run)
+    task.cancel()  # before the loop ran it once
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0)  # the done callbacks run
+    assert started == []
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+
+
+async def test_a_started_run_runs_its_handler_to_its_result() -> None:
+    async def handler() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    assert await start_fenced(handler(), _run(30)) == 7

@@ -13,6 +13,7 @@ running it beside the job's next owner).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Coroutine, Generator
@@ -27,7 +28,7 @@ from longhaul.jobs.store import JobStore
 from longhaul.jobs.worker.config import WorkerConfig
 from longhaul.jobs.worker.messages import Messages, receive_count
 
-__all__ = ["Run", "fenced", "keepalive", "stop_run"]
+__all__ = ["Run", "fenced", "keepalive", "start_fenced", "stop_run"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,20 @@ class _Fence:
 async def fenced(coro: Coroutine[Any, Any, Any], run: Run) -> Any:
     """`coro`, fenced by `run`'s lease."""
     return await _Fence(coro, run)
+
+
+def start_fenced(coro: Coroutine[Any, Any, Any], run: Run) -> asyncio.Task[Any]:
+    """A task running `coro` fenced by `run`'s lease. A task cancelled before its first step
+    (a lease that lapses, a shutdown, a cancel while it starts) never starts `coro`: it is
+    closed then, so no handler coroutine is left un-awaited."""
+    task = asyncio.create_task(fenced(coro, run))
+
+    def close_if_never_started(_: asyncio.Task[Any]) -> None:
+        if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            coro.close()
+
+    task.add_done_callback(close_if_never_started)
+    return task
 
 
 def stop_run(run: Run, reason: str) -> None:

@@ -31,7 +31,7 @@ from longhaul.jobs.worker import metrics
 from longhaul.jobs.worker.config import MAX_VISIBILITY_S, WorkerConfig
 from longhaul.jobs.worker.effects import AfterEnd
 from longhaul.jobs.worker.ends import RunEnds
-from longhaul.jobs.worker.keepalive import Run, detach, fenced, keepalive, stop_run
+from longhaul.jobs.worker.keepalive import Run, detach, keepalive, start_fenced, stop_run
 from longhaul.jobs.worker.messages import Messages, receive_count
 
 __all__ = ["JobRunner"]
@@ -262,7 +262,7 @@ class JobRunner(RunEnds):
             return
         if self.stopping:
             run.ctx.stop()
-        run.task = asyncio.create_task(fenced(job_type.handler(payload, run.ctx), run))
+        run.task = start_fenced(job_type.handler(payload, run.ctx), run)
         timeout = job_type.timeout_s
         try:
             output = (
