@@ -23,7 +23,7 @@ import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from longhaul.local import platform
 from longhaul.local.discovery import discover
@@ -273,7 +273,7 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 def _when(value: str | None) -> str:
     if not value:
         return ""
-    return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromisoformat(value).astimezone().strftime("%m-%d %H:%M:%S")
 
 
 @app.command("list")
@@ -314,7 +314,8 @@ def list_jobs(
     if as_json:
         print(json.dumps(found, indent=2))
         return
-    table = Table("service", "id", "type", "state", "progress", "created", "message")
+    table = Table("service", "type", "state", "progress", "created", "message")
+    table.columns.insert(1, Column("id", no_wrap=True, min_width=32))  # whole, to copy
     for job in found:
         table.add_row(
             job["service"],
