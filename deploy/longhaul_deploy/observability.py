@@ -215,13 +215,20 @@ class ServiceDashboard(Construct):
         api: ecs.FargateService,
         worker: ecs.FargateService | None,
         queue: sqs.IQueue | None,
+        gpu_worker: tuple[ecs.BaseService, str] | None = None,
         dead_letter_queue: sqs.IQueue | None,
         backlog_per_task: cloudwatch.IMetric | None,
         alarms: list[cloudwatch.Alarm],
     ) -> None:
         super().__init__(scope, construct_id)
         groups = list(target_groups.items())
-        services = [("api", api)] + ([("worker", worker)] if worker else [])
+        services: list[tuple[str, ecs.BaseService]] = [("api", api)]
+        services += [("worker", worker)] if worker else []
+        # each service's cluster: the GPU worker runs in its own (gpu_worker.py)
+        clusters = {"api": cluster_name, "worker": cluster_name}
+        if gpu_worker is not None:
+            services.append(("gpu-worker", gpu_worker[0]))
+            clusters["gpu-worker"] = gpu_worker[1]
         dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
         dashboard.add_widgets(
             cloudwatch.TextWidget(markdown=f"# {name}", width=24, height=1),
@@ -249,7 +256,7 @@ class ServiceDashboard(Construct):
                 title="Running tasks",
                 left=[
                     container_insights(
-                        "RunningTaskCount", cluster_name=cluster_name, service=s
+                        "RunningTaskCount", cluster_name=clusters[role], service=s
                     ).with_(label=role)
                     for role, s in services
                 ],

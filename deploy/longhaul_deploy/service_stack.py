@@ -178,6 +178,9 @@ class ServiceStack(Stack):
             api=self.api.service,
             worker=self.worker.service if self.worker else None,
             queue=self.queue.queue if self.queue else None,
+            gpu_worker=(
+                (self.gpu_worker.service, self.gpu_worker.cluster_name) if self.gpu_worker else None
+            ),
             dead_letter_queue=self.queue.dead_letter_queue if self.queue else None,
             backlog_per_task=self.worker.backlog_per_task if self.worker else None,
             alarms=alarms,

@@ -212,6 +212,10 @@ def test_a_dashboard_shows_each_service(any_app: Synthesized) -> None:
             assert title in body
         if any_app.specs[name].queue is not None:
             assert "Backlog per task" in body
+        # the GPU worker's tasks, in its own cluster, beside the others
+        gpu = any_app.specs[name].gpu_worker is not None
+        assert ('"gpu-worker"' in body) is gpu, name
+        assert (f"longhaul-{any_app.env}-{name}-gpu" in body) is gpu, name
 
 
 def test_each_service_stack_outputs_the_names_the_operators_commands_take(
