@@ -23,7 +23,7 @@ from longhaul.aws.clients import AwsClients
 from longhaul.local.platform import DUMMY_CREDENTIALS
 from longhaul.spec import ResourceNames
 from longhaul_analytics.analytics.aggregates import Value, summarize
-from longhaul_analytics.analytics.closer import window_values
+from longhaul_analytics.analytics.closer import Closer, window_values
 from longhaul_analytics.analytics.model import (
     EventBatch,
     Metric,
@@ -37,6 +37,7 @@ from longhaul_analytics.analytics.model import (
 )
 from longhaul_analytics.analytics.store import AnalyticsStore
 from longhaul_analytics.analytics.windows import pane_of
+from longhaul_analytics.config import AnalyticsSettings
 from longhaul_analytics.spec import SPEC
 from tests.integration.analytics.engine_support import AnalyticsPlatform, provision_analytics
 from tests.support.moto import MotoServer
@@ -82,6 +83,29 @@ def baseline(batches: list[bytes]) -> float:
     return count / (time.perf_counter() - began)
 
 
+async def send_envelopes(sqs: Any, url: str, batch: list[dict[str, Any]]) -> None:
+    """The events as platform envelopes on the queue, owned by `queue`."""
+    for i in range(0, len(batch), 10):
+        entries = [
+            {
+                "Id": str(n),
+                "MessageBody": json.dumps(
+                    {
+                        "id": e["id"],
+                        "type": "shop.order",
+                        "version": 1,
+                        "source": "longhaul.bench",
+                        "time": e["time"],
+                        "correlation_id": e["id"],
+                        "data": {"owner": "queue", **e["properties"]},
+                    }
+                ),
+            }
+            for n, e in enumerate(batch[i : i + 10])
+        ]
+        await sqs.send_message_batch(QueueUrl=url, Entries=entries)
+
+
 def argv(role: str, port: int) -> list[str]:
     return [sys.executable, "-m", "longhaul_analytics", "--role", role, "--port", str(port)]
 
@@ -112,6 +136,10 @@ async def run() -> dict[str, float]:
         limit = max(baseline(bodies) for _ in range(3))
 
         extra = {"ANALYTICS_IDLE_TIMEOUT_S": "1", "ANALYTICS_CLOSE_EVERY_S": "0.2"}
+        extra["ANALYTICS_CLOSER"] = "false"  # the ingest alone; the latency runs its own
+        sqs = await aws.get("sqs")
+        url = (await sqs.get_queue_url(QueueName=platform.names.queue))["QueueUrl"]
+        await send_envelopes(sqs, url, queue_events)  # waiting for the worker
         api_port = free_port()
         processes.append(
             serve(argv("api", api_port), platform.environment("api", **extra), api_port, cpu=0)
@@ -127,39 +155,27 @@ async def run() -> dict[str, float]:
             for body in bodies:
                 (await http.post("/events", content=body, headers=headers)).raise_for_status()
             http_rate = EVENTS / (time.perf_counter() - began)
+            _progress(f"POST /events: {http_rate:.0f} events/s")
 
-            sqs = await aws.get("sqs")
-            url = (await sqs.get_queue_url(QueueName=platform.names.queue))["QueueUrl"]
             worker_port = free_port()
-            worker_env = platform.environment(
-                "worker", LONGHAUL_JOB_CONCURRENCY="10", ANALYTICS_CLOSER="false", **extra
-            )
+            worker_env = platform.environment("worker", LONGHAUL_JOB_CONCURRENCY="10", **extra)
             processes.append(serve(argv("worker", worker_port), worker_env, worker_port, cpu=1))
-            for i in range(0, EVENTS, 10):
-                entries = [
-                    {
-                        "Id": str(n),
-                        "MessageBody": json.dumps(
-                            {
-                                "id": e["id"],
-                                "type": "shop.order",
-                                "version": 1,
-                                "source": "longhaul.bench",
-                                "time": e["time"],
-                                "correlation_id": e["id"],
-                                "data": {"owner": "queue", **e["properties"]},
-                            }
-                        ),
-                    }
-                    for n, e in enumerate(queue_events[i : i + 10])
-                ]
-                await sqs.send_message_batch(QueueUrl=url, Entries=entries)
             began = time.perf_counter()
             last = base + EVENTS * 10
             while await counted(store, "queue", base, last) < EVENTS:
                 await asyncio.sleep(0.2)
             queue_rate = EVENTS / (time.perf_counter() - began)
-            latencies = await window_latency(http, platform, base)
+            _progress(f"queue: {queue_rate:.0f} events/s")
+            settings = AnalyticsSettings.model_validate(
+                {**platform.environment("api", **extra), "ANALYTICS_CLOSE_EVERY_S": "0.1"}
+            )
+            stop = asyncio.Event()
+            closer = asyncio.create_task(Closer(store, settings, owner="latency").run(stop))
+            try:
+                latencies = await window_latency(http, platform, base)
+            finally:
+                stop.set()
+                await closer
     finally:
         for process in processes:
             process.kill()
@@ -199,9 +215,13 @@ async def window_latency(
             rows = (await http.get("/aggregates", params=params, headers=headers)).json()
             if rows["windows"] and all(w["final"] for w in rows["windows"]):
                 break
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
         latencies.append(time.perf_counter() - passed)
     return latencies
+
+
+def _progress(line: str) -> None:
+    print(f"  ... {line}", file=sys.stderr, flush=True)
 
 
 def main() -> None:

@@ -44,7 +44,11 @@ HOUR = 60 * MINUTE
 GAP_MS = 300_000
 ORDER, VIEW = "shop.order.placed", "shop.page.viewed"
 ORDERS = {"event": ORDER, "dimensions": ["country"], "value": "amount", "distinct": "user"}
-WORKER_ENV = {"LONGHAUL_JOB_CONCURRENCY": "10", "LONGHAUL_VISIBILITY_TIMEOUT_S": "5"}
+WORKER_ENV = {
+    "LONGHAUL_JOB_CONCURRENCY": "10",
+    "LONGHAUL_VISIBILITY_TIMEOUT_S": "5",
+    "ANALYTICS_CLOSER": "false",  # the API in the test closes: two closers would only wait
+}
 SETTINGS = {"ANALYTICS_RETENTION_S": "7200", "ANALYTICS_SESSION_GAP_S": str(GAP_MS // 1000)}
 
 

@@ -140,10 +140,13 @@ class Closer:
         settings: AnalyticsSettings,
         *,
         clock: Callable[[], float] = time.time,
+        owner: str | None = None,
     ) -> None:
+        """`owner`: close only that owner's windows (a benchmark's own closer)."""
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.owner = owner
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -163,7 +166,7 @@ class Closer:
     async def close_due(self) -> int:
         """One pass: close every due window; the number of windows settled."""
         now_ms = int(self.clock() * 1000)
-        marks = await self.store.open_windows()
+        marks = await self.store.open_windows(self.owner)
         watermarks: dict[str, int] = {}
         metrics: dict[str, dict[str, Metric]] = {}
         readers: dict[tuple[str, str], PaneReader] = {}
