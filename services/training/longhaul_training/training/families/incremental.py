@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import SGDClassifier, SGDRegressor
-from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 from longhaul_training.training.families.base import (
     Array,
@@ -36,6 +33,8 @@ __all__ = ["families"]
 def _estimator(name: str, data: FitData) -> Any:
     p = data.params
     if name == "sgd":
+        from sklearn.linear_model import SGDClassifier, SGDRegressor
+
         common = {
             "penalty": p["penalty"],
             "alpha": p["alpha"],
@@ -49,6 +48,8 @@ def _estimator(name: str, data: FitData) -> Any:
         if data.task == "classification":
             return SGDClassifier(loss="log_loss", **common)
         return SGDRegressor(loss="squared_error", **common)
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
     common = {
         "hidden_layer_sizes": (p["hidden_units"],) * p["layers"],
         "activation": p["activation"],
@@ -83,6 +84,8 @@ class IncrementalFit(Fit):
         data = self.data
         while self.steps_done < data.steps:
             order = self.rng.permutation(len(data.y))
+            from sklearn.exceptions import ConvergenceWarning
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 if self.steps_done == 0 and data.task == "classification":

@@ -16,10 +16,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, Ridge
-
 from longhaul_training.training.families.base import Array, Family, Fit, FitData, OnStep
 from longhaul_training.training.families.incremental import _predict, load_sklearn
 
@@ -31,6 +27,8 @@ log = logging.getLogger(__name__)
 def _estimator(name: str, data: FitData) -> Any:
     p = data.params
     if name == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
         common = {
             "n_estimators": p["n_estimators"],
             "max_depth": p["max_depth"] or None,
@@ -43,7 +41,11 @@ def _estimator(name: str, data: FitData) -> Any:
             return RandomForestClassifier(**common)
         return RandomForestRegressor(**common)
     if name == "logistic":
+        from sklearn.linear_model import LogisticRegression
+
         return LogisticRegression(C=p["C"], max_iter=p["max_iter"], random_state=data.seed)
+    from sklearn.linear_model import Ridge
+
     return Ridge(alpha=p["alpha"])
 
 
@@ -57,6 +59,8 @@ class OneShotFit(Fit):
     def run(self, on_step: OnStep) -> None:
         if self.steps_done >= 1:
             return
+        from sklearn.exceptions import ConvergenceWarning
+
         data = self.data
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
