@@ -31,7 +31,9 @@ SPEC = ServiceSpec(
     ),
     table=jobs_table(),
     # Flush files are compacted into lake/events/ and deleted; the rule is a safety net.
-    bucket=BucketSpec(expire_prefixes={"work/": 7, "lake/flush/": 7}),
+    # Flush files are deleted by compaction; the expiry is a safety net that would delete
+    # rows never compacted, so it is long (docs/lake.md "Lifecycle").
+    bucket=BucketSpec(expire_prefixes={"work/": 7, "lake/flush/": 30}),
     api=ComputeSpec(cpu=512, memory_mib=1024),
     worker=ComputeSpec(cpu=1024, memory_mib=4096),
     scaling=ScalingSpec(worker_min=0, worker_max=10, backlog_per_task=500, spot=True),

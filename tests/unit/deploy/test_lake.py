@@ -117,11 +117,11 @@ def test_the_table_reads_parquet(dev: Synthesized) -> None:
     assert PARQUET_SERDE == "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 
 
-def test_flush_files_expire_after_seven_days(dev: Synthesized) -> None:
+def test_flush_files_expire_after_thirty_days(dev: Synthesized) -> None:
     _, bucket = one(dev.resources("analytics", "AWS::S3::Bucket"))
     rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
     expiring = {r["Prefix"]: r["ExpirationInDays"] for r in rules if "Prefix" in r}
-    assert expiring["lake/flush/"] == 7
+    assert expiring["lake/flush/"] == 30
     # the compacted files are the lake: nothing expires them
     assert not [prefix for prefix in expiring if prefix.startswith("lake/events")]
 
