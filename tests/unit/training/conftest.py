@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -54,6 +55,31 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pcsv.write_csv(classification_table(), paths["classification"])
     pcsv.write_csv(regression_table(), paths["regression"])
     return paths
+
+
+CONCURRENT_FAMILIES = int(os.environ.get("LONGHAUL_TEST_TRAINING_CONCURRENCY", "2"))
+RESUME_TEST = "test_killed_and_terminated_run_resumed_elsewhere_ends_with_the_uninterrupted_model"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def resume_chains(
+    request: pytest.FixtureRequest,
+    datasets: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Future[Any]]]:
+    """test_resume's trainer processes for the selected families, started with the first test
+    of this folder and run in the background, two families at a time, in test order: their
+    processes use the second core while this process runs the other tests."""
+    from tests.unit.training.test_resume import start_chains
+
+    selected = [
+        item.callspec.params["family"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == RESUME_TEST and hasattr(item, "callspec")
+    ]
+    root = tmp_path_factory.mktemp("resume")
+    with ThreadPoolExecutor(max_workers=CONCURRENT_FAMILIES) as pool:
+        yield start_chains(selected, datasets, root, pool)
 
 
 @dataclass

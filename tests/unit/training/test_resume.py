@@ -21,7 +21,6 @@ import random
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,6 @@ from longhaul_training.training.trainer import EXIT_STOPPED, splits
 from tests.unit.training.conftest import Trainer, run_in_process, start_trainer
 
 PAUSE_S = float(os.environ.get("LONGHAUL_TEST_TRAINING_PAUSE_S", "0.2"))
-CONCURRENT_FAMILIES = int(os.environ.get("LONGHAUL_TEST_TRAINING_CONCURRENCY", "2"))
 
 CASES: dict[str, dict[str, Any]] = {
     "lightgbm": {
@@ -82,6 +80,18 @@ def _signal_after_checkpoint(trainer: Trainer, signum: int, rng: random.Random) 
         trainer.process.wait(timeout=delay)
     assert trainer.process.poll() is None, "the trainer finished before the signal; slow it"
     trainer.process.send_signal(signum)
+
+
+def start_chains(
+    families: list[str], datasets: dict[str, Path], root: Path, pool: ThreadPoolExecutor
+) -> dict[str, Future[Chain]]:
+    """Starts the interrupted runs of these families (conftest's `resume_chains` calls it)."""
+    return {
+        family: pool.submit(
+            _interrupted_chain, family, datasets[CASES[family]["task"]], root / family
+        )
+        for family in families
+    }
 
 
 @dataclass
@@ -129,40 +139,17 @@ def _interrupted_chain(family: str, data: Path, root: Path) -> Chain:
                 trainer.process.wait()
 
 
-@pytest.fixture(scope="module")
-def chains(
-    request: pytest.FixtureRequest,
-    datasets: dict[str, Path],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[dict[str, Future[Chain]]]:
-    """The selected families' interrupted runs, started in test order, two at a time (the
-    machine has two cores), so each test waits about as long as its own family's runs."""
-    root = tmp_path_factory.mktemp("resume")
-    selected = [
-        item.callspec.params["family"]
-        for item in request.session.items
-        if getattr(item, "originalname", "") == _TEST and hasattr(item, "callspec")
-    ]
-    with ThreadPoolExecutor(max_workers=CONCURRENT_FAMILIES) as pool:
-        yield {
-            family: pool.submit(
-                _interrupted_chain, family, datasets[CASES[family]["task"]], root / family
-            )
-            for family in selected
-        }
-
-
 _TEST = "test_killed_and_terminated_run_resumed_elsewhere_ends_with_the_uninterrupted_model"
 
 
 @pytest.mark.parametrize("family", list(CASES))
 def test_killed_and_terminated_run_resumed_elsewhere_ends_with_the_uninterrupted_model(
-    family: str, datasets: dict[str, Path], tmp_path: Path, chains: dict[str, Future[Chain]]
+    family: str, datasets: dict[str, Path], tmp_path: Path, resume_chains: dict[str, Future[Any]]
 ) -> None:
     spec = _spec(family)
     data = datasets[spec["task"]]
     run_in_process(spec, data, tmp_path / "reference")
-    chain = chains[family].result()
+    chain: Chain = resume_chains[family].result()
     assert chain.continued_from == chain.stopped_at, "the moved run continues where TERM stopped"
     _assert_same_model(
         tmp_path / "reference" / "model", chain.workdir / "model", spec, data, chain.seed

@@ -167,11 +167,7 @@ def test_user_errors_exit_2_with_a_reason(
 def test_a_cli_run_ends_with_the_model_of_an_in_process_run(
     datasets: dict[str, Path], tmp_path: Path, trainers: list[Trainer]
 ) -> None:
-    spec = _spec(
-        family="torch_mlp",
-        params={"epochs": 3, "hidden_units": 8, "dropout": 0.1},
-        checkpoint_every=None,
-    )
+    spec = _spec()
     data = datasets["classification"]
     trainer = start_trainer(spec, data, tmp_path / "cli")
     trainers.append(trainer)
