@@ -145,13 +145,18 @@ class Platform:
     endpoint: str
 
 
-@pytest.fixture
-async def platform(aws: AwsClients, moto: MotoServer) -> Platform:
-    """The echo service's resources in a new environment of their own."""
+async def new_platform(aws: AwsClients, endpoint: str) -> Platform:
+    """The echo service's resources provisioned in a new environment of their own."""
     env = "t" + uuid.uuid4().hex[:8]
     report = await provision(aws, [ECHO], env=env, region=REGION)
     assert report.auth is not None
-    return Platform(env=env, auth=report.auth, endpoint=moto.endpoint)
+    return Platform(env=env, auth=report.auth, endpoint=endpoint)
+
+
+@pytest.fixture
+async def platform(aws: AwsClients, moto: MotoServer) -> Platform:
+    """The echo service's resources in a new environment of their own."""
+    return await new_platform(aws, moto.endpoint)
 
 
 @pytest.fixture

@@ -7,14 +7,16 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import AsyncIterator
 
 import jwt
 import pytest
 
 from longhaul.aws.clients import AwsClients
 from longhaul.local.token import dev_token
-from tests.conftest import Platform
+from tests.conftest import REGION, Platform, new_platform
 from tests.support.app import forge, running_app
+from tests.support.moto import MotoServer
 
 
 def _b64(data: bytes) -> str:
@@ -69,6 +71,18 @@ async def _bad_tokens(aws: AwsClients, platform: Platform) -> dict[str, str]:
     }
 
 
+@pytest.fixture(scope="module")
+async def bad_tokens(moto: MotoServer) -> AsyncIterator[tuple[Platform, dict[str, str]]]:
+    """One environment and every kind of bad token for it, made once for all the cases:
+    each case only reads (one GET /me), so none can change what another sees."""
+    clients = AwsClients(REGION)
+    try:
+        platform = await new_platform(clients, moto.endpoint)
+        yield platform, await _bad_tokens(clients, platform)
+    finally:
+        await clients.close()
+
+
 @pytest.mark.parametrize(
     ("case", "reason"),
     [
@@ -84,9 +98,13 @@ async def _bad_tokens(aws: AwsClients, platform: Platform) -> dict[str, str]:
     ],
 )
 async def test_bad_token_is_refused_with_401_and_its_reason(
-    aws: AwsClients, platform: Platform, monkeypatch: pytest.MonkeyPatch, case: str, reason: str
+    bad_tokens: tuple[Platform, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+    reason: str,
 ) -> None:
-    token = (await _bad_tokens(aws, platform))[case]
+    platform, tokens = bad_tokens
+    token = tokens[case]
     async with running_app(monkeypatch, platform) as (_, client):
         response = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
