@@ -53,6 +53,8 @@ __all__ = ["Engine", "IngestResult", "Rejection"]
 
 log = logging.getLogger(__name__)
 
+SOURCES_CACHE_S = 1.0
+
 Flush = Callable[[Sequence[Record]], Awaitable[None]]
 
 
@@ -90,6 +92,7 @@ class Engine:
         self.flush = flush
         self.clock = clock
         self._metrics: dict[str, tuple[float, list[Metric]]] = {}
+        self._sources: dict[str, tuple[float, dict[str, tuple[int, int]]]] = {}
         self._groups: set[tuple[str, str, str]] = set()
 
     async def metrics(self, owner: str) -> list[Metric]:
@@ -187,7 +190,7 @@ class Engine:
         lateness = int(self.settings.allowed_lateness_s * 1000)
         retention = int(self.settings.retention_s * 1000)
         for owner in {r.owner for r in records}:
-            sources = await self.store.sources(owner)
+            sources = await self._sources_of(owner)
             for record in records:
                 if record.owner != owner or record.source not in sources:
                     continue
@@ -195,6 +198,18 @@ class Engine:
                 if record.time_ms < watermark - retention:
                     late.add((owner, record.id))
         return late
+
+    async def _sources_of(self, owner: str) -> dict[str, tuple[int, int]]:
+        """The owner's sources, reused for a second: a watermark read a second old is at
+        most a second behind, which only lets an event count (and revise) that a fresher
+        one would have set aside as late; it never loses or doubles one."""
+        now = time.monotonic()
+        cached = self._sources.get(owner)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        sources = await self.store.sources(owner)
+        self._sources[owner] = (now + SOURCES_CACHE_S, sources)
+        return sources
 
     async def _within_cardinality(
         self, records: list[Record], metrics: dict[str, list[Metric]], result: IngestResult
