@@ -22,7 +22,8 @@ from longhaul.local.runner import log_file
 from tests.support.dev import LONGHAUL, Runner, answers
 from tests.support.moto import free_port
 
-pytestmark = pytest.mark.e2e
+# The dev runner binds the services' fixed ports: one at a time, under pytest-xdist too.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("dev-runner")]
 
 ROOT = Path(__file__).resolve().parents[2]
 ECHO = "tests.support.echo.spec:SPEC"
