@@ -290,6 +290,7 @@ class Engine:
             newest[key] = max(newest.get(key, record.time_ms), record.time_ms)
         for (owner, source), time_ms in newest.items():
             await self.store.advance(owner, source, time_ms, now_ms)
+            self._sources.pop(owner, None)  # this process knows it moved: read it afresh
 
 
 REUSED = "this id was sent before with a different body"
