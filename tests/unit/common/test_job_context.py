@@ -211,4 +211,5 @@ async def test_run_process_tells_on_start_the_pid_so_a_signal_can_be_relayed() -
     )
     assert code == 75
     assert lines == ["ready", "stopping"]
-    assert len(started) == 1 and started[0] > 0
+    assert len(started) == 1
+    assert started[0] > 0
