@@ -34,7 +34,7 @@ from tests.support.training import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 ROWS = int(os.environ.get("TRAINING_E2E_ROWS", "2000"))
 ROUNDS = int(os.environ.get("TRAINING_E2E_ROUNDS", "150"))
@@ -76,8 +76,10 @@ async def _new_checkpoint(
 
 
 async def _resumed_by(workers: list[TrainingWorker]) -> TrainingWorker:
-    """The worker that resumed the job (its log says so)."""
-    deadline = time.monotonic() + 60
+    """The worker that resumed the job (its log says so): after the killed worker's lease
+    lapses (6 s) and a spare's poll finds the message, seconds; a loaded machine's trainer
+    start-up takes longer, so the bound is generous."""
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         for worker in workers:
             if "resuming the trainer" in worker.log():
@@ -135,6 +137,12 @@ async def test_a_train_job_killed_9_then_termed_ends_with_the_uninterrupted_mode
 
     # Killed -9 once it has a checkpoint in the bucket; two more workers start meanwhile.
     first = await _new_checkpoint(aws, platform, job_id, None)
+    # The archive is uploaded before the job's row records it: kill only once the row does,
+    # or the next run rightly starts over (same model, but no resume to prove).
+    deadline = time.monotonic() + 60
+    while not (await store.checkpoint_of(job_id) or {}).get("step"):
+        assert time.monotonic() < deadline, "the job never recorded its checkpoint"
+        await asyncio.sleep(0.05)
     assert not (await store.get(job_id)).terminal, "training ended before it could be killed"
     spares = [TrainingWorker(platform, tmp_path, name, env=PAUSE) for name in ("b", "c")]
     training_workers.extend(spares)

@@ -144,7 +144,7 @@ async def test_a_late_event_revises_its_closed_window_and_one_past_retention_is_
     alice, bob = platform.bearer("alice"), platform.bearer("bob")
     t0 = minute_ago(20)
     async with analytics_api(
-        monkeypatch, platform, ANALYTICS_RETENTION_S="300", ANALYTICS_STREAM_LIFETIME_S="20"
+        monkeypatch, platform, ANALYTICS_RETENTION_S="300", ANALYTICS_STREAM_LIFETIME_S="40"
     ) as (_, api):
         await api.put("/metrics/orders", json=ORDERS, headers=alice)
         sent = await api.post(
@@ -156,15 +156,6 @@ async def test_a_late_event_revises_its_closed_window_and_one_past_retention_is_
 
         # The newest event moves the watermark 19 minutes on: t0 is now 14 past retention.
         now = datetime.now(UTC)
-        stream = asyncio.ensure_future(
-            api.get(
-                "/aggregates/stream",
-                params={"metric": "orders", "window": "1m"},
-                headers=alice,
-                timeout=60,
-            )
-        )
-        await asyncio.sleep(0.5)
         newest = [order("a2", now - timedelta(seconds=30), 1, "u2")]
         report = (await api.post("/events", json={"events": newest}, headers=alice)).json()
         assert report["accepted"] == ["a2"]
@@ -176,7 +167,18 @@ async def test_a_late_event_revises_its_closed_window_and_one_past_retention_is_
         assert [e["id"] for e in late] == ["a3"]
         assert "retention" in late[0]["reason"]
 
-        # Within retention (the watermark is now - 35 s; retention 300 s): a revision.
+        # Within retention (the watermark is now - 35 s; retention 300 s): a revision, which
+        # a subscriber connected before it sees. (The in-process client reads a stream whole,
+        # so the stream runs its lifetime, long enough for the revision on a loaded machine.)
+        stream = asyncio.ensure_future(
+            api.get(
+                "/aggregates/stream",
+                params={"metric": "orders", "window": "1m"},
+                headers=alice,
+                timeout=90,
+            )
+        )
+        await asyncio.sleep(0.5)
         inside = minute_ago(3)
         await api.post("/events", json={"events": [order("a4", inside, 7, "u4")]}, headers=alice)
         await final_windows(api, alice, "orders", "1m", inside)
