@@ -8,14 +8,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from longhaul.aws.objects import download, object_size, safe_filename, scratch
 
 __all__ = [
     "delete_prefix",
@@ -55,43 +52,9 @@ def output_prefix(job_id: str) -> str:
     return f"outputs/{job_id}/"
 
 
-def safe_filename(name: str) -> str:
-    """A file name reduced to letters, digits, dot, dash and underscore."""
-    base = Path(name.replace("\\", "/")).name
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "upload"
-    return cleaned[-128:]
-
-
 def content_type(path: Path | str) -> str:
     """The Content-Type an output is served with."""
     return CONTENT_TYPES.get(Path(path).suffix.lower(), "application/octet-stream")
-
-
-@contextlib.contextmanager
-def scratch(root: str | None, prefix: str) -> Iterator[Path]:
-    """A temporary folder, removed on every path out of the block."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-async def object_size(s3: Any, bucket: str, key: str) -> int | None:
-    """The object's size, or None if it does not exist."""
-    try:
-        head = await s3.head_object(Bucket=bucket, Key=key)
-    except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-    return int(head["ContentLength"])
-
-
-async def download(s3: Any, bucket: str, key: str, path: Path) -> Path:
-    """Stream an object to `path`."""
-    await s3.download_file(bucket, key, str(path))
-    return path
 
 
 async def upload(s3: Any, bucket: str, key: str, path: Path) -> int:

@@ -16,19 +16,16 @@ Table (the service's job table, beside the jobs' own rows; no index attribute is
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import shutil
 import tarfile
-import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from longhaul.aws.objects import download, object_size, safe_filename, scratch
 from longhaul.jobs.store.items import deserialize, serialize
 
 __all__ = [
@@ -96,40 +93,6 @@ def predictions_key(owner: str, job_id: str) -> str:
 def work_prefix(job_id: str) -> str:
     """A job's intermediates (checkpoints, a sweep's trial models)."""
     return f"work/{job_id}/"
-
-
-def safe_filename(name: str) -> str:
-    """A file name reduced to letters, digits, dot, dash and underscore."""
-    base = Path(name.replace("\\", "/")).name
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "upload"
-    return cleaned[-128:]
-
-
-@contextlib.contextmanager
-def scratch(root: str | None, prefix: str) -> Iterator[Path]:
-    """A temporary folder, removed on every path out of the block."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-async def object_size(s3: Any, bucket: str, key: str) -> int | None:
-    """The object's size, or None if it does not exist."""
-    try:
-        head = await s3.head_object(Bucket=bucket, Key=key)
-    except s3.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
-    return int(head["ContentLength"])
-
-
-async def download(s3: Any, bucket: str, key: str, path: Path) -> Path:
-    """Stream an object to `path`."""
-    await s3.download_file(bucket, key, str(path))
-    return path
 
 
 async def upload(s3: Any, bucket: str, key: str, path: Path, content_type: str = "") -> int:
