@@ -11,21 +11,24 @@ For a batch, in order:
 5. cardinality: an event that would give a metric more groups than max_groups is refused
    (a group's registration is a conditional transaction on the metric's group count);
 6. the lake: every new event's row is flushed (`lake.write_flush`) before anything counts;
-7. the count: each event's value in each of its metrics is put as one item keyed by
-   (metric, pane, group, event id), with the pane's index item; then its marker. A late
-   event's late-table item is put (and any value items of an earlier delivery that found
-   it on time are deleted), then its marker;
+7. the count: the batch's values in each (metric, pane, group) are put as one pack item
+   keyed by the digest of its contents, with the hour's index item; then the markers. A
+   late event's late-table item is put, then its marker (a value an earlier delivery
+   packed while the event was on time is left out by every read, which skips the ids the
+   late-events table holds);
 8. after the markers, each counted (or duplicate) event's windows are marked open for the
    closer, and each source's watermark advances.
 
-Exactness rests on the keys: an event's value in a metric is one item whatever the number
-of deliveries, retries or workers, so no window can count it twice; nothing reads and
-modifies a counter. A crash anywhere redelivers the batch (or the client retries): steps
-1-5 decide the same, the flush rewrites the same rows, the value items are rewritten as they
-were, counted events are found as duplicates, and step 8 runs again for them, so no event
-is counted twice or left out of a window's close. The marker's only role is to tell a
-duplicate from an id reused with another body (checked before anything is written; two
-different bodies of one id racing in flight at once leave one body's values, once).
+Exactness rests on the event ids: every stored value carries its event's id and every
+read keeps one value per id (`AnalyticsStore.values`), whatever the number of deliveries,
+retries or workers, so no window can count an event twice; nothing reads and modifies a
+counter. A crash anywhere redelivers the batch (or the client retries): steps 1-5 decide
+the same, the flush rewrites the same rows, the packs are rewritten (the same items, or
+new ones whose ids the reads already know), counted events are found as duplicates, and
+step 8 runs again for them, so no event is counted twice or left out of a window's close.
+The marker's role is to tell a duplicate from an id reused with another body (checked
+before anything is written; two different bodies of one id racing in flight at once leave
+one body's values, once per hour) and to answer which events a batch took.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from longhaul_analytics.analytics.model import (
     numeric,
 )
 from longhaul_analytics.analytics.store import AnalyticsStore
-from longhaul_analytics.analytics.windows import WINDOWS
+from longhaul_analytics.analytics.windows import PANE_MS, WINDOWS
 from longhaul_analytics.config import AnalyticsSettings
 
 __all__ = ["Engine", "IngestResult", "Rejection"]
@@ -243,12 +246,11 @@ class Engine:
     async def _count(
         self, on_time: list[Record], late: list[Record], metrics: dict[str, list[Metric]]
     ) -> None:
-        """Put the values (and the late items), then the markers."""
-        puts: dict[tuple[str, str], dict[str, Any]] = {}
-        deletes: list[dict[str, Any]] = []
-        for record in on_time:
-            for item in _values_of(record, metrics[record.owner]):
-                puts[(item["PK"]["S"], item["SK"]["S"])] = item
+        """Put the value packs and hours (and the late items), then the markers."""
+        puts: list[dict[str, Any]] = []
+        for (owner, metric, pane, ghash), (group, values) in _packs(on_time, metrics).items():
+            puts += AnalyticsStore.pack_items(owner, metric, pane, ghash, group, values)
+            puts.append(AnalyticsStore.hour_item(owner, metric, pane))
         for record in late:
             body = {
                 "id": record.id,
@@ -259,27 +261,26 @@ class Engine:
                 "properties": record.properties,
                 "reason": "older than its source's watermark minus the retention",
             }
-            item = AnalyticsStore.late_item(record.owner, record.time_ms, record.id, body)
-            puts[(item["PK"]["S"], item["SK"]["S"])] = item
-            deletes += [
-                {"PK": i["PK"], "SK": i["SK"]}
-                for i in _values_of(record, metrics[record.owner])
-                if i["PK"]["S"].startswith("AN#V#")
-            ]
-        await self.store.write(list(puts.values()), deletes)
+            puts.append(AnalyticsStore.late_item(record.owner, record.time_ms, record.id, body))
+        unique = {(i["PK"]["S"], i["SK"]["S"]): i for i in puts}
+        await self.store.write(list(unique.values()))
         await self.store.write(
             [AnalyticsStore.marker(r.owner, r.id, r.digest) for r in [*on_time, *late]]
         )
 
     async def _mark(self, records: list[Record], metrics: dict[str, list[Metric]]) -> None:
-        windows: list[tuple[str, str, str, int]] = []
+        panes: set[tuple[str, str, int]] = set()  # every window holding a time holds its pane
         for record in records:
+            pane = record.time_ms - record.time_ms % PANE_MS
             for metric in metrics[record.owner]:
-                if not metric.takes(record.name):
-                    continue
-                for spec in WINDOWS.values():
-                    for start in spec.starts_of(record.time_ms):
-                        windows.append((record.owner, metric.name, spec.name, start))
+                if metric.takes(record.name):
+                    panes.add((record.owner, metric.name, pane))
+        windows = [
+            (owner, metric, spec.name, start)
+            for owner, metric, pane in sorted(panes)
+            for spec in WINDOWS.values()
+            for start in spec.starts_of(pane)
+        ]
         if windows:
             await self.store.mark_open(windows)
 
@@ -296,23 +297,29 @@ class Engine:
 REUSED = "this id was sent before with a different body"
 
 
-def _values_of(record: Record, metrics: list[Metric]) -> list[dict[str, Any]]:
-    """The value items (and hour index items) of a record in each metric that takes it."""
-    items: list[dict[str, Any]] = []
-    for metric in metrics:
-        if not metric.takes(record.name):
-            continue
-        group = group_key(dimension_values(metric, record))
-        ghash = group_hash(group)
-        amount = numeric(record.properties.get(metric.value)) if metric.value else None
-        distinct = record.properties.get(metric.distinct) if metric.distinct else None
-        value = Value(
-            group=group,
-            id=record.id,
-            time_ms=record.time_ms,
-            value=amount,
-            distinct=None if distinct is None else str(distinct),
-        )
-        items.append(AnalyticsStore.value_item(record.owner, metric.name, ghash, value))
-        items.append(AnalyticsStore.hour_item(record.owner, metric.name, record.time_ms))
-    return items
+PackKey = tuple[str, str, int, str]  # owner, metric, pane, group hash
+
+
+def _packs(
+    records: list[Record], metrics: dict[str, list[Metric]]
+) -> dict[PackKey, tuple[str, list[Value]]]:
+    """The records' values in each (owner, metric, pane, group), with the group's key."""
+    packs: dict[PackKey, tuple[str, list[Value]]] = {}
+    for record in records:
+        pane = record.time_ms - record.time_ms % PANE_MS
+        for metric in metrics[record.owner]:
+            if not metric.takes(record.name):
+                continue
+            group = group_key(dimension_values(metric, record))
+            amount = numeric(record.properties.get(metric.value)) if metric.value else None
+            distinct = record.properties.get(metric.distinct) if metric.distinct else None
+            value = Value(
+                group=group,
+                id=record.id,
+                time_ms=record.time_ms,
+                value=amount,
+                distinct=None if distinct is None else str(distinct),
+            )
+            key = (record.owner, metric.name, pane, group_hash(group))
+            packs.setdefault(key, (group, []))[1].append(value)
+    return packs

@@ -4,7 +4,7 @@ the ingest, the closer and the routes make.
 | item              | PK                                   | SK                        |
 |-------------------|--------------------------------------|---------------------------|
 | event marker      | `AN#E#<owner>#<id>`                  | `E`                       |
-| stored value      | `AN#V#<owner>#<metric>#<hour>`       | `<pane>#<group hash>#<id>`|
+| value pack        | `AN#V#<owner>#<metric>#<hour>`       | `<pane>#<group hash>#<pack digest>` |
 | hour (has values) | `AN#H#<owner>#<metric>`              | `<hour>`                  |
 | window result     | `AN#R#<owner>#<metric>#<window>`     | `<start>#<group hash>`    |
 | open window       | `AN#O`                               | `<owner>|<metric>|<window>|<start>` |
@@ -15,8 +15,14 @@ the ingest, the closer and the routes make.
 
 Times in keys are milliseconds, zero-padded to 14 digits so they sort.
 
-Every write of an event is keyed by its id, so writing it again writes the same item: a
-stored value is one item per (metric, pane, group, event id), whatever the deliveries.
+A value pack holds the values one ingest counted in one (metric, pane, group): each
+event's id, time, value and distinct key, as compact JSON. Its key ends in the digest of
+its contents, so a redelivered batch rewrites the same item. An event may sit in two packs
+(a client's retry that regrouped a batch after a crash before the markers were written),
+so `values` keeps each event id once per hour, and leaves out the ids the late-events table
+holds: a value is exact because it is read by event id, not because it was written once.
+One pack item per (metric, pane, group) of a batch, rather than one item per event, is what
+makes an ingest cost about one write per event (its marker) whatever the number of metrics.
 Values are partitioned by hour: a window reads one query per hour it spans (1 for a 1m,
 5m or 1h window, at most 24 for a day, only the hours that hold values).
 """
@@ -24,6 +30,7 @@ Values are partitioned by hour: a window reads one query per hour it spans (1 fo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 from collections.abc import Sequence
@@ -34,12 +41,13 @@ from botocore.exceptions import ClientError
 
 from longhaul_analytics.analytics.aggregates import Summary, Value
 from longhaul_analytics.analytics.model import BUILTIN, Metric, MetricSpec
-from longhaul_analytics.analytics.windows import HOUR_MS, PANE_MS
+from longhaul_analytics.analytics.windows import HOUR_MS
 
 __all__ = ["AnalyticsStore", "OpenWindow", "StoredResult", "ms_key"]
 
 OPEN_PK = "AN#O"
 SEP = "|"
+PACK_BYTES = 200_000  # a pack's values at most (DynamoDB's item limit is 400 KB)
 
 
 def ms_key(ms: int) -> str:
@@ -110,21 +118,19 @@ class AnalyticsStore:
     async def markers(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """The digest recorded for each (owner, id) already counted."""
         found: dict[tuple[str, str], str] = {}
-        unique = list(dict.fromkeys(keys))
+        by_pk = {f"AN#E#{owner}#{id_}": (owner, id_) for owner, id_ in keys}
+        unique = list(by_pk)
         for i in range(0, len(unique), 100):
             request: dict[str, Any] = {
                 self.table: {
-                    "Keys": [
-                        {"PK": _s(f"AN#E#{owner}#{id_}"), "SK": _s("E")}
-                        for owner, id_ in unique[i : i + 100]
-                    ],
+                    "Keys": [{"PK": _s(pk), "SK": _s("E")} for pk in unique[i : i + 100]],
                     "ConsistentRead": True,
                 }
             }
             for attempt in range(20):
                 response = await self.client.batch_get_item(RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table, []):
-                    found[(item["o"]["S"], item["i"]["S"])] = item["h"]["S"]
+                    found[by_pk[item["PK"]["S"]]] = item["h"]["S"]
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
@@ -134,29 +140,40 @@ class AnalyticsStore:
     @staticmethod
     def marker(owner: str, id_: str, digest: str) -> dict[str, Any]:
         """The item that records (owner, id) as taken, with its body's digest."""
-        return {
-            "PK": _s(f"AN#E#{owner}#{id_}"),
-            "SK": _s("E"),
-            "o": _s(owner),
-            "i": _s(id_),
-            "h": _s(digest),
-        }
+        return {"PK": _s(f"AN#E#{owner}#{id_}"), "SK": _s("E"), "h": _s(digest)}
 
     @staticmethod
-    def value_item(owner: str, metric: str, ghash: str, value: Value) -> dict[str, Any]:
-        """The item of one event's value in one metric (in its hour's partition)."""
-        pane = value.time_ms - value.time_ms % PANE_MS
-        item: dict[str, Any] = {
-            "PK": _s(f"AN#V#{owner}#{metric}#{ms_key(pane - pane % HOUR_MS)}"),
-            "SK": _s(f"{ms_key(pane)}#{ghash}#{value.id}"),
-            "g": _s(value.group),
-            "t": _n(value.time_ms),
-        }
-        if value.value is not None:
-            item["v"] = _n(value.value)
-        if value.distinct is not None:
-            item["d"] = _s(value.distinct)
-        return item
+    def pack_items(
+        owner: str, metric: str, pane: int, ghash: str, group: str, values: Sequence[Value]
+    ) -> list[dict[str, Any]]:
+        """The items of one ingest's values in one (metric, pane, group): as few packs as
+        fit DynamoDB's item size, each keyed by the digest of what it holds."""
+        entries = sorted(
+            json.dumps([v.id, v.time_ms, v.value, v.distinct], separators=(",", ":"))
+            for v in values
+        )
+        chunks: list[list[str]] = [[]]
+        size = 0
+        for entry in entries:
+            if size + len(entry) > PACK_BYTES and chunks[-1]:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(entry)
+            size += len(entry) + 1
+        pk = f"AN#V#{owner}#{metric}#{ms_key(pane - pane % HOUR_MS)}"
+        items = []
+        for chunk in chunks:
+            body = "[" + ",".join(chunk) + "]"
+            digest = hashlib.sha256(body.encode()).hexdigest()[:32]
+            items.append(
+                {
+                    "PK": _s(pk),
+                    "SK": _s(f"{ms_key(pane)}#{ghash}#{digest}"),
+                    "g": _s(group),
+                    "e": _s(body),
+                }
+            )
+        return items
 
     @staticmethod
     def hour_item(owner: str, metric: str, time_ms: int) -> dict[str, Any]:
@@ -356,18 +373,23 @@ class AnalyticsStore:
         return [int(i["SK"]["S"]) for i in items]
 
     async def values(self, owner: str, metric: str, hour: int) -> list[Value]:
-        """Every value stored in one hour of a metric, each event once."""
-        items = await self._query(f"AN#V#{owner}#{metric}#{ms_key(hour)}")
-        return [
-            Value(
-                group=i["g"]["S"],
-                id=i["SK"]["S"].split("#", 2)[2],
-                time_ms=int(i["t"]["N"]),
-                value=float(i["v"]["N"]) if "v" in i else None,
-                distinct=i["d"]["S"] if "d" in i else None,
-            )
-            for i in items
-        ]
+        """Every value stored in one hour of a metric: each event once, none of the events
+        the late-events table holds."""
+        items, late = await asyncio.gather(
+            self._query(f"AN#V#{owner}#{metric}#{ms_key(hour)}"),
+            self._query(f"AN#L#{owner}", between=(ms_key(hour), ms_key(hour + HOUR_MS - 1) + "#~")),
+        )
+        seen = {i["SK"]["S"].split("#", 1)[1] for i in late}
+        values = []
+        for item in items:
+            group = item["g"]["S"]
+            for id_, time_ms, value, distinct in json.loads(item["e"]["S"]):
+                if id_ in seen:
+                    continue
+                seen.add(id_)
+                number = None if value is None else float(value)
+                values.append(Value(group, id_, time_ms, number, distinct))
+        return values
 
     # Results ------------------------------------------------------------------------------
 
