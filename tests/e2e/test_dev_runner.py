@@ -1,5 +1,6 @@
 """`longhaul dev` (what `make dev` runs) as a user meets it: a real process tree, real HTTP,
-a real token, and Ctrl-C that leaves nothing behind."""
+a real token, and Ctrl-C that leaves nothing behind. The runner is shared: the tests that
+leave it running (test_smoke) run on it first, and this one ends it (tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
@@ -57,12 +58,12 @@ def test_dev_runs_the_platform_and_ctrl_c_stops_everything(runner: Runner) -> No
     posted = httpx.post(f"{api}/messages", json={"text": "over the bus"}, headers=headers)
     assert posted.status_code == 202
 
-    def consumed() -> bool:
-        for line in runner.lines:
-            if line.lstrip().startswith("echo/worker |") and "echo received" in line:
-                record = json.loads(line.split("|", 1)[1])
-                return bool(record["correlation_id"] == correlation)
-        return False
+    def consumed() -> bool:  # the runner may have served other tests' events before
+        return any(
+            json.loads(line.split("|", 1)[1])["correlation_id"] == correlation
+            for line in list(runner.lines)
+            if line.lstrip().startswith("echo/worker |") and "echo received" in line
+        )
 
     runner.wait_for(consumed, "the worker to log the event with the request's correlation id")
     assert any(line.lstrip().startswith("echo/api |") for line in runner.lines), "prefixed logs"

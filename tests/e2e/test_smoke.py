@@ -1,10 +1,10 @@
 """`longhaul smoke` with its local defaults passes against `longhaul dev` (what `make dev`
 runs), through every check it makes after a deployment, and fails naming the check when the
-token is not one the services accept."""
+token is not one the services accept. The runner is the one test_dev_runner's Ctrl-C test
+then stops (tests/e2e/conftest.py): the platform starts once for both."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 
 import pytest
@@ -24,7 +24,10 @@ def smoke(runner: Runner, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=180)
 
 
-def test_smoke_passes_against_the_local_platform_and_names_what_fails(runner: Runner) -> None:
+def test_smoke_passes_against_the_local_platform_and_names_what_fails(
+    shared_runner: Runner,
+) -> None:
+    runner = shared_runner
     runner.wait_for(lambda: runner.printed("press Ctrl-C to stop everything"), "the banner")
     urls = [f"http://127.0.0.1:{p}/readyz" for s in (ECHO, MEDIA) for p in (s.port, s.worker_port)]
     runner.wait_for(lambda: all(answers(url) for url in urls), "every role's readiness")
@@ -44,6 +47,3 @@ def test_smoke_passes_against_the_local_platform_and_names_what_fails(runner: Ru
         refused.stdout
     )
     assert "smoke FAILED for echo" in refused.stdout
-
-    runner.process.send_signal(signal.SIGINT)
-    assert runner.process.wait(timeout=60) == 0
