@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -269,3 +270,43 @@ async def test_envelope_sent_straight_to_sqs_carries_its_context_as_attributes(
     [line] = [r for r in json_logs.records if r["message"] == "echo received"]
     assert line["correlation_id"] == "direct-7"
     assert line["trace_id"] == f"{span.get_span_context().trace_id:032x}"
+
+
+async def test_a_gathering_router_gets_many_receives_in_one_call_and_every_message_settles(
+    aws: AwsClients, platform: Platform
+) -> None:
+    """A router that gathers (analytics' ingest costs per call) gets 35 messages in one
+    handler call although SQS gives 10 a receive; the remainder under the limit is handed
+    on after the wait; all are deleted past SQS's 10-entry batch calls, and the failed one
+    alone comes back."""
+    publisher = await _publisher(aws, platform)
+    await publisher.publish(*(MessageSent(text=f"m{i}") for i in range(45)))
+    calls: list[list[str]] = []
+    router = EventRouter(gather=30, gather_wait_s=0.5)
+
+    @router.on_batch(MessageSent)
+    async def batch(deliveries: list[Delivery[MessageSent]]) -> BatchResult:
+        calls.append([d.event.text for d in deliveries])
+        return BatchResult(failed={d.message_id for d in deliveries if d.event.text == "m7"})
+
+    sqs, url = await _queue(aws, platform)
+    consumer = SqsConsumer(sqs, url, router, retry_base_s=60, retry_max_s=60)
+    received = await _receive(sqs, url, want=45)
+    assert len(received) == 45
+    for i in range(0, 40, 10):
+        await consumer.feed(received[i : i + 10])
+    assert [len(c) for c in calls] == [30], "three receives in one call, the fourth waiting"
+    await consumer.feed(received[40:])
+    for _ in range(300):  # the wait, then the handler's call, on a machine as slow as it is
+        if len(calls) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert [len(c) for c in calls] == [30, 15], "the rest handed on after the wait"
+    await consumer.close()
+
+    assert sorted(t for c in calls for t in c) == sorted(f"m{i}" for i in range(45))
+    assert await _receive(sqs, url, want=1, wait_s=2) == [], "all deleted, m7 hidden a minute"
+    attributes = await sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"

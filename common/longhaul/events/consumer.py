@@ -142,7 +142,15 @@ class _Route:
 class EventRouter:
     """Maps each registered event model to its handler."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, gather: int = 10, gather_wait_s: float = 0.2) -> None:
+        """`gather`: how many received messages the consumer may hand the handlers at once
+        (SQS gives at most 10 a receive; more are gathered over receives, for at most
+        `gather_wait_s` after the first): a batch handler whose cost is per call, such as
+        analytics' ingest, sees hundreds of events a call instead of ten."""
+        if not 1 <= gather <= 1000:
+            raise ValueError("gather must be between 1 and 1000 messages")
+        self.gather = gather
+        self.gather_wait_s = gather_wait_s
         self._routes: dict[tuple[str, int], _Route] = {}
         self._every: BatchHandler | None = None
         self.resources: Any = None  # set by the app: handed to handlers with each delivery
@@ -339,6 +347,9 @@ class SqsConsumer:
         self._concurrency = concurrency
         self._retry_base = retry_base_s
         self._retry_max = retry_max_s
+        self._pending: list[dict[str, Any]] = []  # gathered, not yet handed on
+        self._timer: asyncio.Task[None] | None = None  # hands them on after the wait
+        self._timers: set[asyncio.Task[None]] = set()
 
     def backoff_s(self, receive_count: int) -> int:
         """Visibility delay before attempt `receive_count + 1`: exponential, full jitter."""
@@ -347,7 +358,48 @@ class SqsConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll with `concurrency` loops until `stop` is set."""
-        await asyncio.gather(*(self._poll(stop) for _ in range(self._concurrency)))
+        try:
+            await asyncio.gather(*(self._poll(stop) for _ in range(self._concurrency)))
+        finally:
+            await self.close()
+
+    async def feed(self, messages: list[dict[str, Any]]) -> None:
+        """Hand received messages on to the router: at once, or, when the router gathers
+        more than a receive gives, once `gather` wait or `gather_wait_s` after the first.
+        Waits while a full batch is handled, so receiving never outruns handling."""
+        if self._router.gather <= 10:
+            await self.handle(messages)
+            return
+        self._pending.extend(messages)
+        if len(self._pending) >= self._router.gather:
+            await self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.create_task(self._flush_later())
+            self._timers.add(self._timer)
+            self._timer.add_done_callback(self._timers.discard)
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self._router.gather_wait_s)
+        self._timer = None  # from here on a flush does not cancel this task
+        try:
+            await self.flush()
+        except Exception:  # unsettled messages reappear by their visibility timeout
+            log.exception("settling gathered messages failed")
+
+    async def flush(self) -> None:
+        """Hand on every gathered message now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        messages, self._pending = self._pending, []
+        if messages:
+            await self.handle(messages)
+
+    async def close(self) -> None:
+        """Hand on what is gathered and wait for hand-ons in flight (before shutting down)."""
+        await self.flush()
+        if self._timers:
+            await asyncio.gather(*self._timers, return_exceptions=True)
 
     async def _poll(self, stop: asyncio.Event) -> None:
         failures = 0
@@ -370,7 +422,7 @@ class SqsConsumer:
             failures = 0
             if messages:
                 try:
-                    await self.handle(messages)
+                    await self.feed(messages)
                 except Exception:  # settling failed; unsettled messages reappear by timeout
                     log.exception("settling a receive failed", extra={"messages": len(messages)})
 
@@ -388,24 +440,27 @@ class SqsConsumer:
     async def handle(self, messages: list[dict[str, Any]]) -> Outcome:
         """Dispatch one receive and settle every message: delete or back off."""
         outcome = await self._router.dispatch(messages)
-        if outcome.delete:
-            deleted = await self._sqs.delete_message_batch(
-                QueueUrl=self._queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(outcome.delete)],
+        deletes = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(outcome.delete)]
+        retries = [
+            {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": self.backoff_s(n)}
+            for i, (r, n) in enumerate(outcome.retry)
+        ]
+        calls = [  # SQS takes at most 10 entries a batch call
+            self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=deletes[i : i + 10])
+            for i in range(0, len(deletes), 10)
+        ]
+        calls += [
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self._queue_url, Entries=retries[i : i + 10]
             )
-            if deleted.get("Failed"):
+            for i in range(0, len(retries), 10)
+        ]
+        for answer in await asyncio.gather(*calls):
+            if answer.get("Failed"):
                 log.warning(
-                    "messages not deleted; they will be redelivered",
-                    extra={"failed": deleted["Failed"]},
+                    "messages not settled; they will be redelivered",
+                    extra={"failed": answer["Failed"]},
                 )
-        if outcome.retry:
-            await self._sqs.change_message_visibility_batch(
-                QueueUrl=self._queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": self.backoff_s(n)}
-                    for i, (r, n) in enumerate(outcome.retry)
-                ],
-            )
         return outcome
 
     async def send(self, envelope: Envelope, *, delay_s: int = 0) -> str:

@@ -197,7 +197,7 @@ class JobWorker:
                     self._background(self._run_job(message, job.job_id, received_at))
             if others:
                 try:
-                    await self.events.handle(others)
+                    await self.events.feed(others)
                 except Exception:
                     log.exception("settling event messages failed")
 
@@ -264,6 +264,10 @@ class JobWorker:
     async def shutdown(self) -> None:
         """Ask running jobs to checkpoint, wait for them until the deadline nears, then stop
         the rest and make their messages visible at once."""
+        try:
+            await self.events.close()  # the event messages gathered and not yet handled
+        except Exception:  # they reappear after their visibility timeout
+            log.exception("settling gathered event messages failed")
         runs = self.runner.runs
         if not runs and not self._tasks:
             return

@@ -17,6 +17,7 @@ import struct
 import sys
 from typing import Any
 
+from longhaul.local.emulator import speedups
 from longhaul.local.emulator.app import DropConnection, Emulator
 from longhaul.local.emulator.visibility import DEFAULT_CAP_S
 
@@ -29,6 +30,7 @@ def build(*, visibility_cap_s: float | None = None) -> Emulator:
     """moto's application (as moto.server builds it) inside the emulator's middleware."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    speedups.install()
     return Emulator(
         DomainDispatcherApplication(create_backend_app), visibility_cap_s=visibility_cap_s
     )
