@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -51,6 +52,25 @@ FAST = {
     "TRAINING_SWEEP_POLL_S": "1",
     "TRAINING_METRICS_BATCH_S": "1",
 }
+
+# Where the suite's training processes keep the bytecode they compile, when the environment
+# has them write none (PYTHONDONTWRITEBYTECODE, no cache prefix): each would otherwise
+# compile scikit-learn, skops, LightGBM or PyTorch from source again, seconds of CPU a
+# process. Shared by every session of this user; the interpreter checks each entry against
+# its source, as it does its own __pycache__.
+BYTECODE = Path(tempfile.gettempdir()) / f"longhaul-tests-pycache-{os.getuid()}"
+
+
+def with_bytecode_cache(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a child interpreter that reads and writes compiled bytecode under
+    `BYTECODE` where `env` has it write none and names no cache prefix; else `env`. The code
+    it runs is the same."""
+    if not env.get("PYTHONDONTWRITEBYTECODE") or env.get("PYTHONPYCACHEPREFIX"):
+        return env
+    return {
+        **{k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"},
+        "PYTHONPYCACHEPREFIX": str(BYTECODE),
+    }
 
 
 def classification_csv(rows: int = 400, features: int = 6, seed: int = 0) -> bytes:
@@ -125,6 +145,10 @@ async def training_app(
     running, and a client speaking to it."""
     for key, value in platform.environment(role, **extra).items():
         monkeypatch.setenv(key, value)
+    children = with_bytecode_cache(dict(os.environ))  # what the worker's trainers inherit
+    if "PYTHONPYCACHEPREFIX" not in os.environ and "PYTHONPYCACHEPREFIX" in children:
+        monkeypatch.delenv("PYTHONDONTWRITEBYTECODE")
+        monkeypatch.setenv("PYTHONPYCACHEPREFIX", children["PYTHONPYCACHEPREFIX"])
     app = SERVICE.app(role, load_settings(TrainingSettings))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -149,7 +173,9 @@ class TrainingWorker:
         """`cpu` pins the worker and its trainers to one core, as a 1-vCPU task would be."""
         self.name = name
         self.log_path = logs / f"training-worker-{name}-{time.time_ns()}.log"
-        variables = {**os.environ, **platform.environment("worker", **(env or {}))}
+        variables = with_bytecode_cache(
+            {**os.environ, **platform.environment("worker", **(env or {}))}
+        )
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [

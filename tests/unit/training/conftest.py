@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
 
+from tests.support.training import with_bytecode_cache
+
 ROWS = int(os.environ.get("LONGHAUL_TEST_TRAINING_ROWS", "400"))
 FEATURES = 8
 
@@ -57,29 +59,6 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-# Where the trainer processes share compiled bytecode, when this environment writes none
-# (PYTHONDONTWRITEBYTECODE with no cache prefix): set by `bytecode_cache`.
-_BYTECODE: dict[str, str] = {}
-
-
-@pytest.fixture(scope="session", autouse=True)
-def bytecode_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Trainer processes read the bytecode the first of them compiled, under this session's
-    temporary folder, where the environment would have each compile scikit-learn, skops,
-    LightGBM and PyTorch from source again (seconds of CPU a process). The code they run is
-    the same; elsewhere the interpreter's own cache is left as it is."""
-    if os.environ.get("PYTHONDONTWRITEBYTECODE") and sys.pycache_prefix is None:
-        _BYTECODE["PYTHONPYCACHEPREFIX"] = str(tmp_path_factory.mktemp("pycache"))
-
-
-def _child_env(pause_s: float) -> dict[str, str]:
-    env = {**os.environ, "LONGHAUL_TRAINING_STEP_PAUSE_S": str(pause_s)}
-    if _BYTECODE:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env.update(_BYTECODE)
-    return env
-
-
 CONCURRENT_FAMILIES = int(os.environ.get("LONGHAUL_TEST_TRAINING_CONCURRENCY", "2"))
 RESUME_TEST = "test_killed_and_terminated_run_resumed_elsewhere_ends_with_the_uninterrupted_model"
 
@@ -87,7 +66,6 @@ RESUME_TEST = "test_killed_and_terminated_run_resumed_elsewhere_ends_with_the_un
 @pytest.fixture(scope="session", autouse=True)
 def resume_chains(
     request: pytest.FixtureRequest,
-    bytecode_cache: None,
     datasets: dict[str, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Future[Any]]]:
@@ -142,7 +120,8 @@ def start_trainer(spec: dict[str, Any], data: Path, workdir: Path, pause_s: floa
     workdir.mkdir(parents=True, exist_ok=True)
     spec_path = workdir.parent / f"{workdir.name}.spec.json"
     spec_path.write_text(json.dumps(spec))
-    env = _child_env(pause_s)
+    # The trainers share the bytecode the first of them compiled (see with_bytecode_cache).
+    env = with_bytecode_cache({**os.environ, "LONGHAUL_TRAINING_STEP_PAUSE_S": str(pause_s)})
     stderr = workdir.parent / f"{workdir.name}.{len(list(workdir.parent.glob('*.stderr')))}.stderr"
     with stderr.open("w") as errors:
         process = subprocess.Popen(
