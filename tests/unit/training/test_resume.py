@@ -73,9 +73,11 @@ def _spec(family: str) -> dict[str, Any]:
     return {"target": target, "family": family, "seed": 7, **case}
 
 
-def _signal_after_checkpoint(trainer: Trainer, signum: int, rng: random.Random) -> None:
+def _signal_after_checkpoint(
+    trainer: Trainer, signum: int, rng: random.Random, within_s: float
+) -> None:
     trainer.until("checkpoint")
-    delay = rng.uniform(0, 1.5 * PAUSE_S)
+    delay = rng.uniform(0, within_s)
     with contextlib.suppress(subprocess.TimeoutExpired):  # still running: the normal case
         trainer.process.wait(timeout=delay)
     assert trainer.process.poll() is None, "the trainer finished before the signal; slow it"
@@ -113,13 +115,16 @@ def _interrupted_chain(family: str, data: Path, root: Path) -> Chain:
     try:
         first = start_trainer(spec, data, root / "worker-a", PAUSE_S)
         started.append(first)
-        _signal_after_checkpoint(first, signal.SIGKILL, rng)
+        _signal_after_checkpoint(first, signal.SIGKILL, rng, 1.5 * PAUSE_S)
         assert first.finish() == -signal.SIGKILL
         assert find_checkpoint(root / "worker-a") is not None
 
         second = start_trainer(spec, data, root / "worker-a", PAUSE_S)
         started.append(second)
-        _signal_after_checkpoint(second, signal.SIGTERM, rng)
+        # Within one step of the checkpoint line: a step and its stop check are still ahead
+        # even where that line was the one before the last fold's (the final all-rows fit
+        # and the export check no stop: a SIGTERM there lets the run finish, exit 0).
+        _signal_after_checkpoint(second, signal.SIGTERM, rng, PAUSE_S)
         assert second.finish() == EXIT_STOPPED, second.errors()
         last = second.lines[-1]
         assert last["kind"] == "checkpoint", "SIGTERM must end with a checkpoint line"
