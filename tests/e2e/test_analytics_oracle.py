@@ -1,5 +1,4 @@
-"""The analytics engine's correctness oracle: generated events (default 400 so that it fits
-the suite's time on a shared 2-core machine; ANALYTICS_ORACLE_EVENTS=3000 for thousands),
+"""The analytics engine's correctness oracle: 3,000 generated events (ANALYTICS_ORACLE_EVENTS),
 20% sent twice, shuffled, some hours late, half through
 POST /events and half through the queue to real worker processes killed -9 while they
 work and replaced. Every aggregate of every window kind and group equals DuckDB's
@@ -39,7 +38,7 @@ from tests.support.moto import MotoServer
 
 pytestmark = pytest.mark.e2e
 
-EVENTS = int(os.environ.get("ANALYTICS_ORACLE_EVENTS", "400"))
+EVENTS = int(os.environ.get("ANALYTICS_ORACLE_EVENTS", "3000"))
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 GAP_MS = 300_000

@@ -17,9 +17,9 @@ __all__ = ["events", "record_of"]
 
 log = logging.getLogger(__name__)
 
-# up to 500 messages a call (gathered over receives for at most 0.2 s): an ingest's cost is
+# up to 500 messages a call (gathered over receives for at most 0.5 s): an ingest's cost is
 # mostly per call, not per event (docs/analytics.md "Throughput")
-events = EventRouter(gather=500, gather_wait_s=0.2)
+events = EventRouter(gather=500, gather_wait_s=0.5)
 
 _engines: dict[int, Engine] = {}  # one per worker's resources (one per process)
 
