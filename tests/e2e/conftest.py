@@ -8,6 +8,7 @@ starts its own runners: it kills one with -9 and needs another's port taken."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from tests.support.workers import Worker
 
 SHARING = "shared_runner"  # tests that leave the shared runner running
 ENDING = "runner"  # the test that ends it
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -40,15 +42,16 @@ def media_workers() -> Iterator[list[MediaWorker]]:
 
 
 def _on_shared_runner(item: pytest.Item) -> bool:
+    """A test of this folder that takes the shared runner (the hook sees every test)."""
     names = getattr(item, "fixturenames", ())
-    return SHARING in names or ENDING in names
+    return HERE in item.path.parents and (SHARING in names or ENDING in names)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests on the shared runner run one after the other where the ending test was
     collected, those that leave it running first."""
     users = [item for item in items if _on_shared_runner(item)]
-    ending = [item for item in users if ENDING in getattr(item, "fixturenames", ())]
+    ending = [item for item in users if ENDING in item.fixturenames]  # type: ignore[attr-defined]
     if not ending:
         return
     anchor = items.index(ending[0])
