@@ -144,7 +144,7 @@ async def test_a_late_event_revises_its_closed_window_and_one_past_retention_is_
     alice, bob = platform.bearer("alice"), platform.bearer("bob")
     t0 = minute_ago(20)
     async with analytics_api(
-        monkeypatch, platform, ANALYTICS_RETENTION_S="300", ANALYTICS_STREAM_LIFETIME_S="40"
+        monkeypatch, platform, ANALYTICS_RETENTION_S="300", ANALYTICS_STREAM_LIFETIME_S="20"
     ) as (_, api):
         await api.put("/metrics/orders", json=ORDERS, headers=alice)
         sent = await api.post(
