@@ -38,7 +38,11 @@ class AnalyticsSettings(KitSettings):
         default=True, description="run the window closer in this process (every role does)"
     )
     close_every_s: float = Field(
-        default=0.5, gt=0, le=60, description="how often the worker's closer looks for windows"
+        default=0.25,
+        gt=0,
+        le=60,
+        description="how often the closer looks for windows (an idle source's window closes "
+        "within its idle timeout plus this plus a pass)",
     )
     session_gap_s: int = Field(default=300, ge=1, le=86_400)
     # Edge limits on client events.
