@@ -29,7 +29,10 @@ $(UV):
 
 $(VENV)/.synced: $(UV) $(PINS) pyproject.toml common/pyproject.toml deploy/pyproject.toml $(wildcard services/*/pyproject.toml)
 	[ -x $(BIN)/python ] || $(UV) venv --quiet --python $(PYTHON) $(VENV)
-	$(UV) pip sync --quiet --python $(BIN)/python $(PINS)
+	@# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (these machines), nothing
+	@# caches compiled modules, and every service, worker and trainer process the suite and
+	@# `make dev` start would compile its libraries again (3.1 s -> 1.4 s a service process).
+	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python $(PINS)
 	@# PyTorch, CPU build, beside the pins (sync removed it): uv would resolve a CUDA build of
 	@# several GB, so it installs from the CPU wheel with its dependencies already pinned.
 	@# Where the folder lacks the wheel and PYTORCH_CPU_INDEX names PyTorch's CPU index (CI's
@@ -37,7 +40,7 @@ $(VENV)/.synced: $(UV) $(PINS) pyproject.toml common/pyproject.toml deploy/pypro
 	@if ! ls $(TORCH_WHEELS)/torch-$(TORCH_VERSION)+cpu-*.whl >/dev/null 2>&1 && [ -n "$$PYTORCH_CPU_INDEX" ]; then \
 	  mkdir -p $(TORCH_WHEELS) && $(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: \
 	    --dest $(TORCH_WHEELS) --index-url "$$PYTORCH_CPU_INDEX" torch==$(TORCH_VERSION); fi
-	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-index \
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python --no-deps --no-index \
 	  --find-links $(TORCH_WHEELS) torch==$(TORCH_VERSION) || { echo "make: the PyTorch $(TORCH_VERSION) CPU wheel is not in $(TORCH_WHEELS) (TORCH_WHEELS=<folder> names another; docs/training.md)"; exit 1; }
 	touch $@
 
