@@ -1,5 +1,6 @@
 """What a service is watched by: the API's alarms (which also roll back its canary), the
-queue's alarms, and one dashboard."""
+queue's alarms, the jobs' alarms (from the metrics the tasks publish in CloudWatch's
+Embedded Metric Format, `longhaul.observability.emf`), and one dashboard."""
 
 from __future__ import annotations
 
@@ -14,18 +15,30 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from longhaul.jobs.worker.metrics import WATCHED
+from longhaul.observability.emf import NAMESPACE
+
 __all__ = [
     "FIVE_XX_EXPRESSION",
     "FIVE_XX_PERCENT",
+    "JOB_FAILURE_PERCENT",
+    "JOB_METRICS",
     "LATENCY_EXPRESSION",
+    "LEASES_LOST",
+    "MIN_JOBS",
     "MIN_LATENCY_SAMPLES",
     "MIN_REQUESTS",
     "OLDEST_MESSAGE_S",
     "P99_LATENCY_S",
+    "QUEUE_WAIT_P95_S",
+    "TAKEOVERS",
     "ApiAlarms",
+    "JobAlarms",
     "QueueAlarms",
     "ServiceDashboard",
     "container_insights",
+    "job_metric",
+    "job_widgets",
     "notify",
 ]
 
@@ -47,6 +60,25 @@ LATENCY_EXPRESSION = f"IF(FILL(samples, 0) >= {MIN_LATENCY_SAMPLES}, p99, 0)"
 # A message waiting this long means work has stalled: a parked parent waits on a fresh
 # message and a running job's chunk lasts minutes, so no healthy message gets this old.
 OLDEST_MESSAGE_S = 30 * 60
+# The jobs' own metrics (EMF, namespace Longhaul, dimension `service`; `state` beside it for
+# finishes). A failure rate over 10% in three five-minute periods of five or more finished
+# jobs: one failed job of a quiet hour is the user's input, not an incident.
+EMF_NAMESPACE = NAMESPACE
+FIVE_MINUTES = Duration.minutes(5)
+JOB_FAILURE_PERCENT = 10
+MIN_JOBS = 5
+JOB_FAILURE_EXPRESSION = f"IF(FILL(finished, 0) >= {MIN_JOBS}, 100 * FILL(failed, 0) / finished, 0)"
+# Work waiting this long to start, at the 95th percentile over 15 minutes, means the
+# workers do not keep up (scaling at its ceiling, or tasks failing to start).
+QUEUE_WAIT_P95_S = 600
+# Takeovers are runs restarted after their worker died (Spot, OOM, a crash); lost leases
+# are runs stopped because a worker could not renew in time (a stalled loop, throttling).
+# A few are the platform working; this many in 15 minutes is a pattern to look at.
+TAKEOVERS = 5
+LEASES_LOST = 3
+# (metric name, dimension keys beyond `service`) the alarms and the dashboard read: the
+# kit's list of what operators watch, which the worker publishes (tests/e2e/test_emf_metrics.py).
+JOB_METRICS = WATCHED
 
 
 def _alarm(
@@ -193,6 +225,125 @@ class QueueAlarms(Construct):
         self.alarms = [self.dead_letters, self.oldest_message]
 
 
+def job_metric(
+    service: str,
+    name: str,
+    *,
+    statistic: str = "Sum",
+    period: Duration = FIVE_MINUTES,
+    label: str | None = None,
+    **dimensions: str,
+) -> cloudwatch.Metric:
+    """One of the jobs' EMF metrics of `service` (JOB_METRICS names those published)."""
+    return cloudwatch.Metric(
+        namespace=EMF_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": service, **dimensions},
+        statistic=statistic,
+        period=period,
+        label=label,
+    )
+
+
+class JobAlarms(Construct):
+    """The jobs' failure rate, queue wait p95, takeovers and lost leases of one service."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, service: str) -> None:
+        super().__init__(scope, construct_id)
+        self.failure_rate = _alarm(
+            self,
+            "JobFailureRate",
+            metric=cloudwatch.MathExpression(
+                expression=JOB_FAILURE_EXPRESSION,
+                using_metrics={
+                    "finished": job_metric(service, "jobs.finished"),
+                    "failed": job_metric(service, "jobs.finished", state="failed"),
+                },
+                period=FIVE_MINUTES,
+                label=f"{service} jobs failed %",
+            ),
+            threshold=JOB_FAILURE_PERCENT,
+            description=(
+                f"More than {JOB_FAILURE_PERCENT}% of {service}'s jobs failed in five minutes "
+                f"of {MIN_JOBS} or more (GET /jobs?state=failed says why)"
+            ),
+        )
+        self.queue_wait = _alarm(
+            self,
+            "QueueWaitP95",
+            metric=job_metric(service, "jobs.queue_wait", statistic="p95"),
+            threshold=QUEUE_WAIT_P95_S,
+            description=(
+                f"{service}'s jobs waited over {QUEUE_WAIT_P95_S // 60} minutes to start at the "
+                "95th percentile for 15 minutes: the workers do not keep up"
+            ),
+        )
+        self.takeovers = _alarm(
+            self,
+            "Takeovers",
+            metric=job_metric(service, "jobs.takeovers", period=Duration.minutes(15)),
+            threshold=TAKEOVERS,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            periods=1,
+            datapoints=1,
+            description=(
+                f"{TAKEOVERS} or more of {service}'s runs were taken over from dead workers in "
+                "15 minutes (Spot, out of memory, crashes: see the workers' stopped reasons)"
+            ),
+        )
+        self.leases_lost = _alarm(
+            self,
+            "LeasesLost",
+            metric=job_metric(service, "jobs.leases_lost", period=Duration.minutes(15)),
+            threshold=LEASES_LOST,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            periods=1,
+            datapoints=1,
+            description=(
+                f"{LEASES_LOST} or more of {service}'s runs lost their lease in 15 minutes "
+                "(a worker that could not renew in time: a stalled loop or throttling)"
+            ),
+        )
+        self.alarms = [self.failure_rate, self.queue_wait, self.takeovers, self.leases_lost]
+
+
+def job_widgets(service: str) -> list[cloudwatch.IWidget]:
+    """The dashboard's row of jobs: throughput and failures, waits, restarts."""
+    minute = Duration.minutes(1)
+    return [
+        cloudwatch.GraphWidget(
+            title="Jobs",
+            left=[
+                job_metric(service, "jobs.started", period=minute, label="started"),
+                job_metric(service, "jobs.finished", period=minute, label="finished"),
+                job_metric(service, "jobs.finished", period=minute, label="failed", state="failed"),
+                job_metric(service, "jobs.dlq_arrivals", period=minute, label="dead-lettered"),
+            ],
+        ),
+        cloudwatch.GraphWidget(
+            title="Queue wait and duration (s)",
+            left=[
+                job_metric(
+                    service, "jobs.queue_wait", statistic=s, period=minute, label=f"wait {s}"
+                )
+                for s in ("p50", "p95")
+            ],
+            right=[
+                job_metric(
+                    service, "jobs.duration", statistic="p95", period=minute, label="duration p95"
+                )
+            ],
+        ),
+        cloudwatch.GraphWidget(
+            title="Takeovers, lost leases, retries",
+            left=[
+                job_metric(service, name, period=minute, label=name.removeprefix("jobs."))
+                for name in ("jobs.takeovers", "jobs.leases_lost", "jobs.retries")
+            ],
+        ),
+    ]
+
+
 def notify(topic: sns.ITopic, alarms: Iterable[cloudwatch.Alarm]) -> None:
     """Send each alarm's state changes (into alarm and back to OK) to the topic."""
     action = actions.SnsAction(topic)
@@ -219,7 +370,9 @@ class ServiceDashboard(Construct):
         dead_letter_queue: sqs.IQueue | None,
         backlog_per_task: cloudwatch.IMetric | None,
         alarms: list[cloudwatch.Alarm],
+        jobs_of: str | None = None,
     ) -> None:
+        """`jobs_of`: the service whose jobs' metrics get a row (a service with a queue)."""
         super().__init__(scope, construct_id)
         groups = list(target_groups.items())
         services: list[tuple[str, ecs.BaseService]] = [("api", api)]
@@ -292,6 +445,8 @@ class ServiceDashboard(Construct):
                     cloudwatch.GraphWidget(title="Backlog per task", left=[backlog_per_task])
                 )
             dashboard.add_widgets(*queue_widgets)
+        if jobs_of is not None:
+            dashboard.add_widgets(*job_widgets(jobs_of))
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="CPU %",

@@ -20,7 +20,7 @@ from longhaul_deploy.gpu_worker import DEVICE_VARIABLE, GpuWorker, gpu_cluster_n
 from longhaul_deploy.image import service_image
 from longhaul_deploy.job_queue import JobQueue
 from longhaul_deploy.lake import LakeTable
-from longhaul_deploy.observability import QueueAlarms, ServiceDashboard, notify
+from longhaul_deploy.observability import JobAlarms, QueueAlarms, ServiceDashboard, notify
 from longhaul_deploy.platform import ACCESS_LOG_PREFIX, PlatformStack
 from longhaul_deploy.service_api import ServiceApi
 from longhaul_deploy.service_secrets import ServiceSecrets
@@ -168,6 +168,7 @@ class ServiceStack(Stack):
                 queue=self.queue.queue,
                 dead_letter_queue=self.queue.dead_letter_queue,
             ).alarms
+            alarms += JobAlarms(self, "JobAlarms", service=spec.name).alarms
         notify(platform.alarm_topic, alarms)
         ServiceDashboard(
             self,
@@ -184,6 +185,7 @@ class ServiceStack(Stack):
             dead_letter_queue=self.queue.dead_letter_queue if self.queue else None,
             backlog_per_task=self.worker.backlog_per_task if self.worker else None,
             alarms=alarms,
+            jobs_of=spec.name if self.queue is not None else None,
         )
 
     def _gpu_worker(self, gpu: GpuWorkerSpec) -> GpuWorker:
@@ -268,6 +270,8 @@ class ServiceStack(Stack):
             "LONGHAUL_PORT": str(CONTAINER_PORT),
             "OTEL_SERVICE_NAME": f"longhaul-{self.spec.name}",
             "OTEL_RESOURCE_ATTRIBUTES": f"deployment.environment={target.settings.name}",
+            # metrics leave the task as EMF lines in its logs (docs/operations.md)
+            "LONGHAUL_METRICS_EMF": "true",
             # A reference: the tasks depend on the parameter (docs/flags.md).
             "LONGHAUL_FLAGS_PARAMETER": self.flags.parameter.parameter_name,
         }

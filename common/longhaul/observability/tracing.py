@@ -2,8 +2,9 @@
 
 Spans are always recorded in-process so that log lines carry trace and span ids and trace
 context travels in every envelope; they are exported over OTLP only when an endpoint is set
-(`OTEL_EXPORTER_OTLP_ENDPOINT` or its per-signal form). `OTEL_SDK_DISABLED=true` turns the
-SDK off entirely.
+(`OTEL_EXPORTER_OTLP_ENDPOINT` or its per-signal form). Metrics are exported over OTLP
+likewise, and as CloudWatch EMF lines on stdout once a minute when `LONGHAUL_METRICS_EMF`
+is true (on AWS; `emf.py`). `OTEL_SDK_DISABLED=true` turns the SDK off entirely.
 """
 
 from __future__ import annotations
@@ -47,11 +48,20 @@ def configure_telemetry(service: str, role: str) -> None:
 
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(provider)
-    if not isinstance(metrics.get_meter_provider(), MeterProvider) and _endpoint_for("metrics"):
+    if isinstance(metrics.get_meter_provider(), MeterProvider):
+        return
+    readers: list[PeriodicExportingMetricReader] = []
+    if _endpoint_for("metrics"):
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-        reader = PeriodicExportingMetricReader(OTLPMetricExporter())
-        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    if os.environ.get("LONGHAUL_METRICS_EMF", "").lower() == "true":
+        from longhaul.observability.emf import EmfExporter
+
+        # every minute (OTEL_METRIC_EXPORT_INTERVAL, in ms, sets another period)
+        readers.append(PeriodicExportingMetricReader(EmfExporter(service)))
+    if readers:
+        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
 
 
 def tracer() -> trace.Tracer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from longhaul.observability.tracing import meter
 
 __all__ = [
+    "WATCHED",
     "dead_lettered",
     "duration",
     "effects_failed",
@@ -40,4 +41,19 @@ effects_failed = meter().create_counter(
 duration = meter().create_histogram("longhaul.jobs.duration", unit="s", description="Submit to end")
 queue_wait = meter().create_histogram(
     "longhaul.jobs.queue_wait", unit="s", description="Submit to first start"
+)
+
+# What operators watch, as CloudWatch names it (longhaul.observability.emf): each metric's
+# name without `longhaul.` and the breakdowns beside `service`. The CDK app's job alarms
+# and dashboard read exactly these (deploy/longhaul_deploy/observability.py).
+WATCHED: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("jobs.started", ()),
+    ("jobs.finished", ()),
+    ("jobs.finished", ("state",)),
+    ("jobs.queue_wait", ()),
+    ("jobs.duration", ()),
+    ("jobs.takeovers", ()),
+    ("jobs.leases_lost", ()),
+    ("jobs.retries", ()),
+    ("jobs.dlq_arrivals", ()),
 )
