@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -13,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 from longhaul.api import health
 from longhaul.api.auth import JwtVerifier
 from longhaul.api.middleware import RequestContextMiddleware
+from longhaul.api.openapi import install_openapi
 from longhaul.api.problems import install_problem_handlers
 from longhaul.aws.clients import AwsClients, client_config
 from longhaul.aws.secrets import Secrets, load_secrets
@@ -25,7 +27,7 @@ from longhaul.jobs.events import register_job_facts
 from longhaul.jobs.protection import TaskProtection
 from longhaul.jobs.queue import dlq_url_of, max_receives_of
 from longhaul.jobs.registry import JobTypes
-from longhaul.jobs.routes import job_routes
+from longhaul.jobs.routes import document_jobs, job_routes
 from longhaul.jobs.store import JobStore
 from longhaul.jobs.submit import JobResources
 from longhaul.jobs.worker import JobWorker, WorkerConfig
@@ -141,6 +143,7 @@ def create_app(
         openapi_url="/openapi.json" if serves_api else None,
         docs_url="/docs" if serves_api else None,
         redoc_url=None,
+        version=service_version(spec),
     )
     app.state.settings = settings
     app.state.spec = spec
@@ -153,7 +156,19 @@ def create_app(
             app.include_router(job_routes(spec.name, jobs))
         for router in routers:
             app.include_router(router)
+        install_openapi(app, patches=(document_jobs(jobs),) if jobs is not None else ())
     return app
+
+
+def service_version(spec: ServiceSpec) -> str:
+    """The service's package version (the kit's for a service not installed as a
+    package), the OpenAPI document's `info.version`."""
+    for distribution in (f"longhaul-{spec.name}", "longhaul"):
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "0.0.0"
 
 
 async def _background(

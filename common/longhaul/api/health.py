@@ -26,6 +26,15 @@ Check = Callable[[], Awaitable[Any]]
 
 router = APIRouter(tags=["health"])
 
+READY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "checks"],
+    "properties": {
+        "status": {"const": "ready"},
+        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+
 
 def readiness_checks(spec: ServiceSpec, settings: KitSettings, aws: AwsClients) -> dict[str, Check]:
     """One cheap read per declared resource, by name."""
@@ -86,7 +95,17 @@ class Readiness:
         return "ok"
 
 
-@router.get("/readyz", summary="Readiness: the service's own resources answer")
+@router.get(
+    "/readyz",
+    summary="Readiness: the service's own resources answer",
+    responses={
+        200: {
+            "description": "Every check passed",
+            "content": {"application/json": {"schema": READY_SCHEMA}},
+        },
+        503: {"description": "Not ready: the problem's `checks` name each check's outcome"},
+    },
+)
 async def readyz(request: Request) -> JSONResponse:
     """200 when every check passed in its last run, 503 problem+json naming the failures."""
     readiness: Readiness = request.app.state.readiness

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel
 
@@ -34,6 +34,16 @@ class JobType:
     internal: bool = False  # spawned by other jobs only: not accepted by POST /jobs
     on_end: EndHook | None = None
     admit: Callable[[Any, str], bool] | None = None
+    output: type[BaseModel] | None = None  # the result's model, documented in the OpenAPI
+
+
+def _returned_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
+    """The pydantic model `fn` is annotated to return, if it is one."""
+    try:
+        returned = get_type_hints(fn).get("return")
+    except Exception:  # an annotation that cannot be resolved here documents nothing
+        return None
+    return returned if isinstance(returned, type) and issubclass(returned, BaseModel) else None
 
 
 class JobTypes:
@@ -52,6 +62,7 @@ class JobTypes:
         internal: bool = False,
         on_end: EndHook | None = None,
         admit: Callable[[P, str], bool] | None = None,
+        output: type[BaseModel] | None = None,
     ) -> Callable[
         [Callable[[P, JobContext], Coroutine[Any, Any, Any]]],
         Callable[[P, JobContext], Coroutine[Any, Any, Any]],
@@ -64,6 +75,8 @@ class JobTypes:
         `on_end` runs when a job of the type is terminal, however it got there (publish a
         domain fact, clean up); it must be idempotent. `admit(payload, caller_sub)` is
         asked by POST /jobs: False answers 404, as for anything not the caller's.
+        `output` is the model of the job's result, documented in the service's OpenAPI
+        (by default the model the handler is annotated to return, if any).
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -74,7 +87,15 @@ class JobTypes:
             if name in self._types:
                 raise ValueError(f"job type {name!r} is registered twice")
             self._types[name] = JobType(
-                name, payload, fn, max_attempts, timeout_s, internal, on_end, admit
+                name,
+                payload,
+                fn,
+                max_attempts,
+                timeout_s,
+                internal,
+                on_end,
+                admit,
+                output or _returned_model(fn),
             )
             return fn
 

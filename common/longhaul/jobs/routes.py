@@ -7,16 +7,17 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from botocore.exceptions import ClientError
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from sse_starlette.sse import EventSourceResponse
 
 from longhaul.api.deps import CallerDep, PublisherDep, QuotasDep
+from longhaul.api.openapi import json_body, problems
 from longhaul.api.problems import Problem
 from longhaul.jobs.exceptions import IdempotencyConflict, JobNotFound
 from longhaul.jobs.registry import JobTypes
@@ -25,7 +26,7 @@ from longhaul.jobs.submit import publish_fact, submit_job
 from longhaul.jobs.types import TERMINAL, Job, JobState
 from longhaul.quotas import QuotaStore, StreamSlot
 
-__all__ = ["JobList", "SubmitJob", "job_routes"]
+__all__ = ["JobList", "SubmitJob", "document_jobs", "job_routes", "submit_schema"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,92 @@ class JobList(BaseModel):
     next_cursor: str | None
 
 
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
+
+
+def submit_schema(types: JobTypes) -> Any:
+    """The body POST /jobs takes, as the OpenAPI documents it: one object per public job
+    type, told apart by `type`, whose `payload` is that type's payload model (optional when
+    the model's every field has a default). The route checks exactly this, in two steps:
+    the type (422 naming the known types), then the payload (422 naming its fields)."""
+    variants: list[Any] = []
+    for name in types.public_names:
+        job_type = types.public(name)
+        assert job_type is not None
+        try:
+            job_type.payload.model_validate({})
+            payload: Any = (job_type.payload, Field(default_factory=dict))
+        except ValidationError:
+            payload = (job_type.payload, ...)
+        tag: Any = Literal[name]
+        variants.append(
+            create_model(
+                f"Submit{_camel(name)}",
+                __config__=ConfigDict(extra="ignore"),
+                __doc__=f"Submit a {name!r} job.",
+                type=(tag, ...),
+                payload=payload,
+            )
+        )
+    if not variants:
+        return SubmitJob
+    if len(variants) == 1:
+        return variants[0]
+    return Annotated[_union(variants), Field(discriminator="type")]
+
+
+def _union(variants: list[Any]) -> Any:
+    union = variants[0]
+    for variant in variants[1:]:
+        union = union | variant
+    return union
+
+
+def document_jobs(types: JobTypes) -> Any:
+    """A patch of the service's OpenAPI document: a job's `payload` and `result` name the
+    payload models of the public job types and the output models they declare."""
+
+    def patch(schema: dict[str, Any]) -> None:
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        job = components.get("Job")
+        if job is None:
+            return
+        payloads: list[Any] = []
+        outputs: list[Any] = []
+        for name in types.public_names:
+            job_type = types.public(name)
+            assert job_type is not None
+            payloads.append(job_type.payload)
+            if job_type.output is not None:
+                outputs.append(job_type.output)
+        refs = _component_refs(components, payloads)
+        job["properties"]["payload"] = {
+            "description": "the payload, as the job type's payload model took it",
+            "anyOf": [*refs, {"type": "object"}],
+        }
+        result_refs = _component_refs(components, outputs)
+        job["properties"]["result"] = {
+            "description": "the result: the job type's output model when it declares one",
+            "anyOf": [*result_refs, {"type": "object"}, {"type": "null"}],
+        }
+
+    return patch
+
+
+def _component_refs(components: dict[str, Any], models: list[Any]) -> list[dict[str, str]]:
+    refs = []
+    for model in models:
+        document = TypeAdapter(model).json_schema(
+            ref_template="#/components/schemas/{model}", mode="serialization"
+        )
+        for name, definition in document.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components.setdefault(model.__name__, document)
+        refs.append({"$ref": f"#/components/schemas/{model.__name__}"})
+    return refs
+
+
 def _store(request: Request) -> JobStore:
     store: JobStore = request.app.state.job_store
     return store
@@ -62,8 +149,18 @@ IdempotencyKey = Annotated[
 def job_routes(service: str, types: JobTypes) -> APIRouter:
     """The /jobs routes for `service`'s job types."""
     router = APIRouter(prefix="/jobs", tags=["jobs"])
+    submit_body = json_body(submit_schema(types))
+    submit_body["requestBody"]["content"]["application/json"]["schema"]["description"] = (
+        "a job of one of the service's types, its payload that type's"
+    )
 
-    @router.post("", status_code=202, response_model=Job)
+    @router.post(
+        "",
+        status_code=202,
+        response_model=Job,
+        responses=problems(404, 409, 503),
+        openapi_extra=submit_body,
+    )
     async def submit(
         body: SubmitJob,
         caller: CallerDep,
@@ -127,7 +224,7 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
             response.headers["Idempotent-Replayed"] = "true"
         return job
 
-    @router.get("", response_model=JobList)
+    @router.get("", response_model=JobList, responses=problems(400))
     async def list_jobs(
         caller: CallerDep,
         store: StoreDep,
@@ -167,7 +264,16 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
             await store.cancel_children(job.id)  # its child processes stop with it
         return job
 
-    @router.get("/{job_id}/events")
+    @router.get(
+        "/{job_id}/events",
+        response_class=EventSourceResponse,
+        responses={
+            200: {
+                "description": "`state` and `progress` events, each a JobEvent as JSON",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def job_events(
         job_id: str,
         caller: CallerDep,

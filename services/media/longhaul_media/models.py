@@ -11,9 +11,11 @@ __all__ = [
     "ChunkResult",
     "MediaInfo",
     "Output",
+    "TranscodeOutputs",
     "TranscodePayload",
     "TranscodeResult",
     "UploadCompleted",
+    "UploadDone",
     "UploadRequest",
     "UploadTicket",
 ]
@@ -147,6 +149,14 @@ class TranscodeResult(BaseModel):
     bytes: int
 
 
+class TranscodeOutputs(TranscodeResult):
+    """`GET /jobs/{id}/outputs`: a finished transcode's result, with presigned GET URLs of
+    its outputs (by key) when asked for."""
+
+    urls: dict[str, str] | None = Field(default=None, description="output key -> GET URL")
+    urls_expire_in_s: int | None = None
+
+
 class UploadRequest(BaseModel):
     """What the caller is about to upload."""
 
@@ -198,3 +208,10 @@ class UploadCompleted(BaseModel):
     key: str = Field(pattern=UPLOAD_KEY)
     multipart_upload_id: str = Field(min_length=1, max_length=1024)
     parts: list[CompletedPart] = Field(min_length=1, max_length=10_000)
+
+
+class UploadDone(BaseModel):
+    """A multipart upload, complete: its object is in the bucket."""
+
+    upload_id: str
+    key: str

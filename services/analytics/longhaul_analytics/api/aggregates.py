@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel
 from sse_starlette.sse import EventSourceResponse
 
 from longhaul.api import CallerDep, Problem
+from longhaul.api.openapi import problems
 from longhaul_analytics.analytics.aggregates import Summary
 from longhaul_analytics.analytics.closer import PaneReader, compute, owner_watermark
 from longhaul_analytics.analytics.model import BUILTIN, Metric, MetricSpec, to_ms
@@ -90,7 +91,7 @@ def _row(row: WindowRow) -> dict[str, Any]:
 MetricName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
-@router.put("/metrics/{name}", response_model=MetricOut)
+@router.put("/metrics/{name}", response_model=MetricOut, responses=problems(409))
 async def declare_metric(
     name: MetricName,
     spec: MetricSpec,
@@ -149,7 +150,7 @@ def _window_name(window: str) -> str:
     return window
 
 
-@router.get("/aggregates", response_model=Aggregates)
+@router.get("/aggregates", response_model=Aggregates, responses=problems(404))
 async def aggregates(
     caller: CallerDep,
     store: StoreDep,
@@ -216,7 +217,17 @@ async def late_events(
     return LateEvents(events=events, next_cursor=next_cursor)
 
 
-@router.get("/aggregates/stream")
+@router.get(
+    "/aggregates/stream",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "`live` and `window` events, each a window's row as JSON",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **problems(404),
+    },
+)
 async def stream(
     caller: CallerDep,
     store: StoreDep,

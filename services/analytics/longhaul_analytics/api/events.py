@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 from longhaul.api import CallerDep, Problem
+from longhaul.api.openapi import json_body, problems
 from longhaul_analytics.analytics.model import (
     MAX_BATCH_EVENTS,
     ClientEvent,
@@ -63,7 +64,11 @@ def record_of(event: ClientEvent, owner: str, received_ms: int) -> Record:
 @router.post(
     "/events",
     response_model=IngestReport,
-    responses={207: {"model": IngestReport, "description": "some events were rejected"}},
+    responses={
+        207: {"model": IngestReport, "description": "some events were rejected"},
+        **problems(413, 422),
+    },
+    openapi_extra=json_body(EventBatch),
 )
 async def post_events(
     request: Request, caller: CallerDep, engine: EngineDep, response: Response

@@ -18,6 +18,7 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import AwareDatetime, BaseModel, Field
 
 from longhaul.api import CallerDep, Problem
+from longhaul.api.openapi import problems
 from longhaul_analytics.analytics.lake import read_rows
 from longhaul_analytics.analytics.sql import QueryRefused, check_sql, run_query
 from longhaul_analytics.config import AnalyticsSettings
@@ -92,7 +93,7 @@ SettingsDep = Annotated[AnalyticsSettings, Depends(_settings)]
 S3Dep = Annotated[Any, Depends(_s3)]
 
 
-@router.post("/query", response_model=QueryResponse)
+@router.post("/query", response_model=QueryResponse, responses=problems(400))
 async def query(
     body: QueryRequest, caller: CallerDep, settings: SettingsDep, s3: S3Dep
 ) -> QueryResponse:

@@ -10,11 +10,19 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 
 from longhaul.api import CallerDep, FlagsDep, Problem, QuotasDep
+from longhaul.api.openapi import problems
 from longhaul.jobs import Job, JobNotFound, JobState, JobStore
 from longhaul_media.api.deps import BucketDep, MediaSettingsDep, S3Dep, StoreDep
 from longhaul_media.api.quotas import upload_quotas
 from longhaul_media.config import MediaSettings
-from longhaul_media.models import UploadCompleted, UploadPart, UploadRequest, UploadTicket
+from longhaul_media.models import (
+    TranscodeOutputs,
+    UploadCompleted,
+    UploadDone,
+    UploadPart,
+    UploadRequest,
+    UploadTicket,
+)
 from longhaul_media.presets import (
     Preset,
     PresetUnavailable,
@@ -29,6 +37,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["media"])
 
 MAX_PARTS = 10_000  # S3's limit on the parts of one multipart upload
+HLS_PLAYLIST = "application/vnd.apple.mpegurl"
 DECLARED_BYTES = "longhaul-declared-bytes"  # a multipart upload's declared size, as metadata
 
 
@@ -39,7 +48,7 @@ async def presets(flags: FlagsDep) -> dict[str, Preset]:
     return await available_presets(flags)
 
 
-@router.post("/uploads", status_code=201, response_model=UploadTicket)
+@router.post("/uploads", status_code=201, response_model=UploadTicket, responses=problems(415))
 async def create_upload(
     body: UploadRequest,
     caller: CallerDep,
@@ -150,14 +159,14 @@ async def _ticket(
     )
 
 
-@router.post("/uploads/{upload_id}/complete")
+@router.post("/uploads/{upload_id}/complete", response_model=UploadDone)
 async def complete_upload(
     upload_id: str,
     body: UploadCompleted,
     caller: CallerDep,
     s3: S3Dep,
     bucket: BucketDep,
-) -> dict[str, str]:
+) -> UploadDone:
     """Finish a multipart upload once every part is in; an object larger than the upload
     declared is deleted and refused (413)."""
     if not body.key.startswith(upload_prefix(caller.sub, upload_id)):
@@ -182,7 +191,7 @@ async def complete_upload(
             raise Problem(422, f"the parts do not complete the upload ({code})") from None
         raise
     await _refuse_oversized(s3, bucket, body.key)
-    return {"upload_id": upload_id, "key": body.key}
+    return UploadDone(upload_id=upload_id, key=body.key)
 
 
 async def _refuse_oversized(s3: Any, bucket: str, key: str) -> None:
@@ -215,7 +224,12 @@ async def _finished(store: JobStore, job_id: str, owner: str) -> Job:
     return job
 
 
-@router.get("/jobs/{job_id}/outputs")
+@router.get(
+    "/jobs/{job_id}/outputs",
+    response_model=TranscodeOutputs,
+    response_model_exclude_unset=True,
+    responses=problems(409),
+)
 async def outputs(
     job_id: str,
     caller: CallerDep,
@@ -224,7 +238,7 @@ async def outputs(
     s3: S3Dep,
     bucket: BucketDep,
     urls: bool = Query(default=False, description="add short-lived presigned GET URLs"),
-) -> dict[str, Any]:
+) -> TranscodeOutputs:
     """A finished transcode's outputs, with presigned GET URLs on request."""
     job = await _finished(store, job_id, caller.sub)
     result = dict(job.result or {})
@@ -239,10 +253,20 @@ async def outputs(
 
         result["urls"] = {o["key"]: await sign(o["key"]) for o in result["outputs"]}
         result["urls_expire_in_s"] = ttl
-    return result
+    return TranscodeOutputs.model_validate(result)
 
 
-@router.get("/jobs/{job_id}/hls/{path:path}")
+@router.get(
+    "/jobs/{job_id}/hls/{path:path}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The playlist (a rendition's segments as presigned URLs)",
+            "content": {HLS_PLAYLIST: {"schema": {"type": "string"}}},
+        },
+        **problems(409),
+    },
+)
 async def playlist(
     job_id: str,
     path: str,
@@ -276,6 +300,6 @@ async def playlist(
         lines.append(line)
     return Response(
         "\n".join(lines) + "\n",
-        media_type="application/vnd.apple.mpegurl",
+        media_type=HLS_PLAYLIST,
         headers={"Cache-Control": "private, max-age=60"},
     )

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from longhaul.api import CallerDep, Problem
+from longhaul.api.openapi import problems
 from longhaul.jobs import JobNotFound
 from longhaul_training.api.deps import (
     BucketDep,
@@ -117,7 +118,7 @@ async def get_model(model_id: str, caller: CallerDep, records: RecordsDep) -> di
     return await _model(records, caller.sub, model_id)
 
 
-@router.get("/models/{model_id}/download")
+@router.get("/models/{model_id}/download", responses=problems(409))
 async def download_model(
     model_id: str,
     caller: CallerDep,
