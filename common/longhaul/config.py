@@ -79,6 +79,12 @@ class KitSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias=_kit("LONGHAUL_LOG_LEVEL")
     )
+    metrics_emf: bool = Field(
+        default=False,
+        validation_alias=_kit("LONGHAUL_METRICS_EMF"),
+        description="export the metrics as CloudWatch EMF lines on stdout every minute "
+        "(set by the CDK app; docs/operations.md 'Telemetry on AWS')",
+    )
     host: str = Field(default="127.0.0.1", validation_alias=_kit("LONGHAUL_HOST"))
     port: int | None = Field(default=None, ge=1, le=65_535, validation_alias=_kit("LONGHAUL_PORT"))
     max_body_bytes: int = Field(

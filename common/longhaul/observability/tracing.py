@@ -3,8 +3,9 @@
 Spans are always recorded in-process so that log lines carry trace and span ids and trace
 context travels in every envelope; they are exported over OTLP only when an endpoint is set
 (`OTEL_EXPORTER_OTLP_ENDPOINT` or its per-signal form). Metrics are exported over OTLP
-likewise, and as CloudWatch EMF lines on stdout once a minute when `LONGHAUL_METRICS_EMF`
-is true (on AWS; `emf.py`). `OTEL_SDK_DISABLED=true` turns the SDK off entirely.
+likewise, and as CloudWatch EMF lines on stdout once a minute when asked
+(`LONGHAUL_METRICS_EMF=true`, on AWS; `emf.py`). `OTEL_SDK_DISABLED=true` turns the SDK
+off entirely.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ def _endpoint_for(signal: str) -> bool:
     )
 
 
-def configure_telemetry(service: str, role: str) -> None:
-    """Install the SDK's tracer and meter providers once per process."""
+def configure_telemetry(service: str, role: str, *, emf: bool = False) -> None:
+    """Install the SDK's tracer and meter providers once per process; `emf`: also export
+    the metrics as CloudWatch EMF lines (`KitSettings.metrics_emf`)."""
     global _configured
     if _configured or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return
@@ -55,7 +57,7 @@ def configure_telemetry(service: str, role: str) -> None:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-    if os.environ.get("LONGHAUL_METRICS_EMF", "").lower() == "true":
+    if emf:
         from longhaul.observability.emf import EmfExporter
 
         # every minute (OTEL_METRIC_EXPORT_INTERVAL, in ms, sets another period)

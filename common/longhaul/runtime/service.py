@@ -67,7 +67,7 @@ class Service:
             print(f"{self.spec.name}: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         configure_logging(self.spec.name, role, settings.log_level)
-        configure_telemetry(self.spec.name, role)
+        configure_telemetry(self.spec.name, role, emf=settings.metrics_emf)
         default_port = self.spec.worker_port if role == "worker" else self.spec.port
         # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to
         # the handler that was there before it; make that handler end the process with 0,

@@ -98,8 +98,9 @@ def test_dead_letters_and_old_messages_alarm_to_the_platform_topic(dev: Synthesi
         assert by_metric["ApproximateAgeOfOldestMessage"]["Threshold"] == 30 * 60
         topic = "longhaul-dev-platform:ExportsOutputRefAlarms"
         notified = [a for a in alarms.values() if topic in str(a["Properties"].get("AlarmActions"))]
-        # the API's six, the DLQ and the oldest message (the from-zero alarms scale, not page)
-        assert len(notified) == 8, name
+        # the API's six, the DLQ, the oldest message and the jobs' four (the from-zero
+        # alarms scale, not page)
+        assert len(notified) == 12, name
 
 
 def test_table_is_on_demand_with_pitr_the_service_key_and_the_spec_keys(
@@ -233,11 +234,11 @@ def test_each_service_stack_outputs_the_names_the_operators_commands_take(
         assert outputs == expected, name
 
 
-def test_media_alarms_bill_fourteen_alarm_metrics(dev: Synthesized) -> None:
+def test_media_alarms_bill_nineteen_alarm_metrics(dev: Synthesized) -> None:
     # docs/deploy.md's cost table: CloudWatch bills each metric an alarm reads (metric math
     # included); the target tracking policies' own alarms (six) come on top.
     metrics = 0
     for alarm in dev.resources("media", "AWS::CloudWatch::Alarm").values():
         queries = alarm["Properties"].get("Metrics")
         metrics += sum("MetricStat" in q for q in queries) if queries else 1
-    assert metrics == 14
+    assert metrics == 19
