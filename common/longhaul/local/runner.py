@@ -1,6 +1,6 @@
-"""`make dev`: moto, the provisioner and every service's roles as child processes, with
-their logs in one terminal (and each in .longhaul/logs/, where `longhaul jobs logs` reads
-them), until Ctrl-C; then everything it started is stopped.
+"""`make dev`: moto, the provisioner, every service's roles and the web console as child
+processes, with their logs in one terminal (and each in .longhaul/logs/, where
+`longhaul jobs logs` reads them), until Ctrl-C; then everything it started is stopped.
 
 It refuses to start, with one line, when a port it needs is taken, says the platform is up
 only once every service answers its health check, and stops everything, with a non-zero
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -26,13 +27,14 @@ from longhaul.local import platform
 from longhaul.local.provision import provision
 from longhaul.spec import ServiceSpec
 
-__all__ = ["LOG_DIR", "DevRunner", "PortTaken", "log_file", "required_ports"]
+__all__ = ["CONSOLE_PORT", "LOG_DIR", "DevRunner", "PortTaken", "log_file", "required_ports"]
 
 STOP_GRACE_S = 15.0
 READY_TIMEOUT_S = 90.0
 PIPE_LIMIT = 1024 * 1024  # longest log line read whole
 LOG_DIR = Path(".longhaul/logs")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+CONSOLE_PORT = 8100  # the web console (docs/console.md), below the services' 8110, 8120, ...
 
 
 class PortTaken(RuntimeError):
@@ -44,9 +46,11 @@ def log_file(name: str, root: Path = LOG_DIR) -> Path:
     return root / f"{name.replace('/', '-')}.log"
 
 
-def required_ports(specs: list[ServiceSpec], moto_port: int) -> list[tuple[int, str]]:
+def required_ports(
+    specs: list[ServiceSpec], moto_port: int, console_port: int = CONSOLE_PORT
+) -> list[tuple[int, str]]:
     """Every port `make dev` listens on, with what listens there."""
-    ports = [(moto_port, "moto")]
+    ports = [(moto_port, "moto"), (console_port, "console")]
     for spec in specs:
         ports += [(spec.port, f"{spec.name} api"), (spec.worker_port, f"{spec.name} worker")]
     return ports
@@ -73,8 +77,10 @@ class DevRunner:
         host: str = "127.0.0.1",
         out: TextIO = sys.stdout,
         log_dir: Path = LOG_DIR,
+        console_port: int = CONSOLE_PORT,
     ) -> None:
         self.specs = specs
+        self.console_port = console_port
         self.env = env
         self.region = region
         self.host = host
@@ -144,7 +150,7 @@ class DevRunner:
             loop.add_signal_handler(signum, self._stop.set)
         base = {**os.environ, **platform.DUMMY_CREDENTIALS, "PYTHONUNBUFFERED": "1"}
         try:
-            _require_free_ports(self.host, required_ports(self.specs, self.port))
+            _require_free_ports(self.host, required_ports(self.specs, self.port, self.console_port))
             # moto, inside the emulator that makes it atomic (docs/local-platform.md)
             emulator = ["-m", "longhaul.local.emulator", "-H", self.host, "-p", str(self.port)]
             moto = await self._start(
@@ -176,6 +182,7 @@ class DevRunner:
                         {**base, **variables},
                         health=f"http://{self.host}:{port}/healthz",
                     )
+            await self._start_console(base)
             await self._wait_until_ready()
             self._banner()
             return await self._watch()
@@ -184,6 +191,25 @@ class DevRunner:
             return 1
         finally:
             await self.shutdown()
+
+    async def _start_console(self, base: dict[str, str]) -> None:
+        """The web console, forwarding /api/<service>/ to each service's API; under the dev
+        runner only, it offers the dev user's token (docs/console.md)."""
+        apis = {spec.name: f"http://{self.host}:{spec.port}" for spec in self.specs}
+        await self._start(
+            "console",
+            [sys.executable, "-m", "longhaul.console", "--host", self.host],
+            {
+                **base,
+                "LONGHAUL_PORT": str(self.console_port),
+                "LONGHAUL_CONSOLE_SERVICES": json.dumps(apis),
+                "LONGHAUL_CONSOLE_DEV_TOKEN": "1",
+                "AWS_ENDPOINT_URL": self.endpoint,
+                "AWS_REGION": self.region,
+                "LONGHAUL_ENV": self.env,
+            },
+            health=f"http://{self.host}:{self.console_port}/healthz",
+        )
 
     async def _wait_until_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Return once every service answers its health check; raise if one exits first
@@ -219,6 +245,7 @@ class DevRunner:
     def _banner(self) -> None:
         self.say("the local platform is up")
         self.say(f"  AWS endpoint  {self.endpoint}   (AWS_ENDPOINT_URL)")
+        self.say(f"  console       http://{self.host}:{self.console_port}/   (your jobs, live)")
         if not self.specs:
             self.say("  no services yet: add one under services/ and run `make dev` again")
         for spec in self.specs:

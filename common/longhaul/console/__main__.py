@@ -1,0 +1,75 @@
+"""`python -m longhaul.console [--host H] [--port N]`: the console, with its service map
+from LONGHAUL_CONSOLE_SERVICES (JSON, name -> API base URL) and, only when the dev runner
+sets LONGHAUL_CONSOLE_DEV_TOKEN=1, the dev user's token route."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+import uvicorn
+
+from longhaul.console.app import ConsoleConfig, DevToken, create_app, services_from_env
+from longhaul.local import platform
+
+DEFAULT_PORT = 8100
+
+
+def local_dev_token(endpoint: str, region: str, env: str) -> DevToken:
+    """Fetch the local dev user's token from moto's Cognito, as `longhaul token` does."""
+    from longhaul.local.token import dev_token
+
+    async def fetch() -> str:
+        aws = platform.local_clients(endpoint, region)
+        try:
+            return await dev_token(aws, env)
+        except SystemExit as exc:  # "no local user pool": not this server's end
+            raise RuntimeError(str(exc)) from None
+        finally:
+            await aws.close()
+
+    return fetch
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve the console until SIGTERM or Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m longhaul.console")
+    parser.add_argument("--host", default=os.environ.get("LONGHAUL_HOST", "127.0.0.1"))
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("LONGHAUL_PORT", DEFAULT_PORT))
+    )
+    args = parser.parse_args(argv)
+    try:
+        services = services_from_env(os.environ.get("LONGHAUL_CONSOLE_SERVICES", ""))
+    except ValueError as exc:
+        print(f"console: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    dev = None
+    if os.environ.get("LONGHAUL_CONSOLE_DEV_TOKEN") == "1":
+        dev = local_dev_token(
+            platform.assert_local(os.environ.get("AWS_ENDPOINT_URL", platform.DEFAULT_ENDPOINT)),
+            os.environ.get("AWS_REGION", platform.DEFAULT_REGION),
+            os.environ.get("LONGHAUL_ENV", platform.DEFAULT_ENV),
+        )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
+    uvicorn.run(
+        create_app(ConsoleConfig(services=services, dev_token=dev)),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,  # open event streams end with the console
+    )
+
+
+if __name__ == "__main__":
+    main()

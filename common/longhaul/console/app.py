@@ -1,0 +1,155 @@
+"""The console's server: the static page, and `/api/<service>/<path>` forwarded to that
+service's API with the caller's Authorization header passed through unchanged.
+
+The console holds no secret and checks no token: each service checks the token it is sent,
+so a caller sees through the console exactly what the API would show them. Same origin for
+the page and the APIs means no CORS. Under the dev runner only, `/dev-token` hands out the
+local dev user's token (docs/console.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.background import BackgroundTask
+
+__all__ = ["ConsoleConfig", "create_app", "problem"]
+
+STATIC = Path(__file__).parent / "static"
+PROBLEM_JSON = "application/problem+json"
+# What the browser may send on to a service, and what of a service's answer comes back.
+FORWARDED_REQUEST = ("authorization", "content-type", "accept", "last-event-id", "idempotency-key")
+FORWARDED_RESPONSE = (
+    "content-type",
+    "content-encoding",
+    "cache-control",
+    "location",
+    "retry-after",
+    "idempotent-replayed",
+    "x-correlation-id",
+)
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+# No read timeout: an event stream is quiet for as long as its job is.
+UPSTREAM_TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=5.0)
+
+DevToken = Callable[[], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """Where each service's API answers (name -> base URL), and, under the dev runner only,
+    how to fetch the local dev user's token."""
+
+    services: dict[str, str]
+    dev_token: DevToken | None = field(default=None)
+
+
+def problem(status: int, title: str, detail: str) -> JSONResponse:
+    """A problem+json answer of the console's own (RFC 9457)."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def create_app(
+    config: ConsoleConfig, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """The console app for `config`; `transport` replaces the network in tests."""
+    client = httpx.AsyncClient(timeout=UPSTREAM_TIMEOUT, transport=transport)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = FastAPI(
+        title="Longhaul console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The console is serving."""
+        return {"status": "ok"}
+
+    @app.get("/console/config")
+    async def console_config() -> dict[str, Any]:
+        """What the page needs to start: the services it can ask, and whether a dev token is
+        on offer (only under the dev runner)."""
+        return {"services": sorted(config.services), "dev_token": config.dev_token is not None}
+
+    if config.dev_token is not None:
+        fetch_dev_token = config.dev_token
+
+        @app.get("/dev-token")
+        async def dev_token() -> Response:
+            """LOCAL DEV RUNNER ONLY: the local dev user's access token, from moto's Cognito.
+            Never served elsewhere: the route exists only when the dev runner asks for it."""
+            try:
+                token = await fetch_dev_token()
+            except Exception:  # the platform is not up (yet): say so, no traceback
+                return problem(503, "Service Unavailable", "the local user pool is not ready")
+            return JSONResponse(
+                {"token": token, "user": "dev", "local_only": True},
+                headers={"Cache-Control": "no-store"},
+            )
+
+    @app.api_route("/api/{service}/{path:path}", methods=METHODS, include_in_schema=False)
+    async def forward(service: str, path: str, request: Request) -> Response:
+        base = config.services.get(service)
+        if base is None:
+            return problem(404, "Not Found", f"no service named {service!r}")
+        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_REQUEST}
+        upstream = client.build_request(
+            request.method,
+            f"{base.rstrip('/')}/{path}",
+            params=request.url.query,
+            headers=headers,
+            content=await request.body(),
+        )
+        try:
+            answer = await client.send(upstream, stream=True)
+        except httpx.TransportError:
+            return problem(502, "Bad Gateway", f"the {service} service is not answering")
+        kept = {k: v for k, v in answer.headers.items() if k.lower() in FORWARDED_RESPONSE}
+        return StreamingResponse(
+            _relay(answer),
+            status_code=answer.status_code,
+            headers=kept,
+            background=BackgroundTask(answer.aclose),
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+async def _relay(answer: httpx.Response) -> AsyncIterator[bytes]:
+    """The service's body as it arrives (an event stream, chunk by chunk); the upstream
+    connection is closed however the browser's side ends."""
+    try:
+        async for chunk in answer.aiter_raw():
+            yield chunk
+    except httpx.TransportError:
+        return  # the service went mid-body: end ours
+    finally:
+        await answer.aclose()
+
+
+def services_from_env(text: str) -> dict[str, str]:
+    """The service map from LONGHAUL_CONSOLE_SERVICES: a JSON object of name -> base URL."""
+    value = json.loads(text or "{}")
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError("LONGHAUL_CONSOLE_SERVICES must be a JSON object of name -> URL")
+    return dict(value)

@@ -1,0 +1,69 @@
+// The console's calls: every one to a service goes through the console's own origin
+// (/api/<service>/...) with `Authorization: Bearer <token>`; the token lives in
+// sessionStorage (this tab only, gone when it closes).
+
+const TOKEN_KEY = "longhaul.token";
+
+export function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function setToken(value) {
+  const trimmed = String(value || "").trim().replace(/^Bearer\s+/i, "");
+  if (trimmed) sessionStorage.setItem(TOKEN_KEY, trimmed);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+/** The token's claims, for display only (the services verify it; the page never does). */
+export function claims() {
+  const value = token();
+  if (!value) return null;
+  try {
+    const part = value.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
+  } catch {
+    return {};
+  }
+}
+
+export function authHeaders(extra = {}) {
+  const value = token();
+  return value ? { ...extra, Authorization: `Bearer ${value}` } : { ...extra };
+}
+
+/** The console's own settings: the services it forwards to, whether a dev token is offered. */
+export async function consoleConfig() {
+  const answer = await fetch("/console/config");
+  return answer.json();
+}
+
+/** The local dev user's token (only under the dev runner). */
+export async function devToken() {
+  const answer = await fetch("/dev-token", { cache: "no-store" });
+  const body = await answer.json().catch(() => ({}));
+  if (!answer.ok) throw new Error(body.detail || `HTTP ${answer.status}`);
+  return body.token;
+}
+
+/** Call `service`'s API: { ok, status, body } where body is the parsed JSON (or null). */
+export async function call(service, path, { method = "GET", params = null, body = null } = {}) {
+  const query = params ? `?${new URLSearchParams(params)}` : "";
+  const url = `/api/${encodeURIComponent(service)}${path}${query}`;
+  const headers = authHeaders({ Accept: "application/json" });
+  if (body !== null) headers["Content-Type"] = "application/json";
+  let answer;
+  try {
+    answer = await fetch(url, { method, headers, body: body === null ? null : JSON.stringify(body) });
+  } catch (error) {
+    return { ok: false, status: 0, body: { detail: `the console did not answer (${error})` } };
+  }
+  const parsed = await answer.json().catch(() => null);
+  return { ok: answer.ok, status: answer.status, body: parsed };
+}
+
+/** What went wrong, in one line, from a problem+json body. */
+export function describe(result) {
+  const body = result.body || {};
+  const detail = typeof body.detail === "string" ? body.detail : body.title || "";
+  return `HTTP ${result.status}${detail ? `: ${detail}` : ""}`;
+}

@@ -1,0 +1,188 @@
+"""The console's browser tests: Debian's headless Chromium driven by selenium, against the
+echo service's API and a worker as real processes on moto, and the console as a real
+process pointed at that API. Skipped, with the reason, only when Chromium or its driver is
+not installed (`apt-get install chromium chromium-driver`; .ci/run installs them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as ChromeService
+
+from longhaul.aws.clients import AwsClients
+from tests.conftest import REGION, Platform, new_platform
+from tests.support.app import echo_environment, forge
+from tests.support.moto import MotoServer, free_port
+from tests.support.processes import kill_tree
+from tests.support.workers import FAST, ROOT, Worker
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+START_TIMEOUT_S = 60.0
+
+
+def _missing_browser() -> str | None:
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if missing:
+        return f"{' and '.join(missing)} not installed (apt-get install chromium chromium-driver)"
+    return None
+
+
+class Server:
+    """A real server process (the echo API, the console) with its log kept in a file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logs: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = logs / f"{name}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, *argv, "--port", str(self.port)],
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            kill_tree(self.process.pid)
+        self.process.wait()
+
+
+@dataclass
+class Stack:
+    """The echo API and the console in front of it, on one provisioned platform."""
+
+    platform: Platform
+    api: Server
+    console: Server
+    logs: Path
+    workers: list[Worker] = field(default_factory=list)
+
+    def token(self, sub: str, username: str) -> str:
+        """An access token for `sub`, signed as the local pool signs them."""
+        return forge(self.platform.auth, sub=sub, username=username)
+
+    def user(self, name: str) -> tuple[str, str]:
+        """A new user of this run: (sub, token)."""
+        sub = f"{name}-{uuid.uuid4().hex[:8]}"
+        return sub, self.token(sub, name)
+
+    def call(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+        """Call the echo API directly, as `token`'s user."""
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.request(method, f"{self.api.url}{path}", headers=headers, timeout=30, **kwargs)
+
+    def submit(self, token: str, job_type: str = "work", **payload: Any) -> str:
+        """Submit a job as `token`'s user; its id."""
+        answer = self.call("POST", "/jobs", token, json={"type": job_type, "payload": payload})
+        assert answer.status_code == 202, answer.text
+        return str(answer.json()["id"])
+
+    def start_worker(self) -> None:
+        """One echo worker process (only the first call starts it)."""
+        if not self.workers:
+            self.workers.append(Worker(self.platform, self.logs, name="console"))
+
+
+@pytest.fixture(scope="module")
+async def stack(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """A platform of its own, the echo API and the console as real processes; a worker
+    once a test asks for it. Everything is killed at the end, whatever happened."""
+    aws = AwsClients(REGION)
+    try:
+        platform = await new_platform(aws, moto.endpoint)
+    finally:
+        await aws.close()
+    logs = tmp_path_factory.mktemp("console")
+    api_env = {
+        **echo_environment(platform.env, platform.endpoint, platform.auth, role="api"),
+        **FAST,
+    }
+    api = Server("echo-api", ["-m", "tests.support.echo", "--role", "api"], api_env, logs)
+    console = Server(
+        "console",
+        ["-m", "longhaul.console"],
+        {"LONGHAUL_CONSOLE_SERVICES": json.dumps({"echo": api.url})},
+        logs,
+    )
+    running = Stack(platform=platform, api=api, console=console, logs=logs)
+    try:
+        api.wait_healthy()
+        console.wait_healthy()
+        yield running
+    finally:
+        for worker in running.workers:
+            worker.stop()
+        console.stop()
+        api.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    """Debian's Chromium, headless, with a profile of its own; quit at the end."""
+    reason = _missing_browser()
+    if reason is not None:
+        pytest.skip(reason)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1200,820",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=ChromeService(str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Callable[[webdriver.Chrome, str], Path]:
+    """Save a PNG of the page: into $LONGHAUL_CONSOLE_SCREENSHOTS (docs/console/ when the
+    docs' pictures are renewed) or else the test's temporary folder."""
+    folder = Path(os.environ.get("LONGHAUL_CONSOLE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def take(driver: webdriver.Chrome, name: str) -> Path:
+        path = folder / f"{name}.png"
+        assert driver.save_screenshot(str(path)), f"no screenshot saved at {path}"
+        return path
+
+    return take
