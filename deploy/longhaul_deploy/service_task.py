@@ -8,6 +8,12 @@ task's ephemeral storage, sized from the role's spec (`ComputeSpec.ephemeral_sto
 A GPU worker (`GpuWorkerSpec`) is the worker's container on EC2: the same image, command,
 hardening and scratch, with the GPU requirement, its CPU and memory on the container, and
 its scratch a task-scoped Docker volume on the instance's root volume.
+
+Beside the service, every task runs the AWS Distro for OpenTelemetry collector (`otel`), as
+hardened, which takes the service's spans over OTLP on the task's loopback and sends them
+to X-Ray (metrics leave through the logs instead, as EMF: docs/operations.md "Telemetry on
+AWS"). It is not essential (the service runs on without it) and the service's container
+starts after it and stops before it, so the last spans of a stopping task still leave.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Literal
 
 from aws_cdk import Duration, Size
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -24,17 +31,45 @@ from longhaul_deploy._utils import acknowledge
 from longhaul_deploy.config import CONTAINER_PORT
 
 __all__ = [
+    "COLLECTOR_CONFIG",
+    "COLLECTOR_IMAGE",
+    "COLLECTOR_NAME",
     "CONTAINER_NAME",
     "HEALTH_COMMAND",
     "HEALTH_PATH",
     "SCRATCH_PATH",
     "SCRATCH_VOLUME",
+    "TRACES_ENDPOINT",
     "Role",
     "ServiceTask",
 ]
 
 Role = Literal["api", "worker"]
 CONTAINER_NAME = "app"
+COLLECTOR_NAME = "otel"
+# The collector's release, pinned (public ECR, pulled through the NAT gateways).
+COLLECTOR_IMAGE = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3"
+TRACES_ENDPOINT = "http://127.0.0.1:4318/v1/traces"
+# OTLP over HTTP on the task's loopback only, batched to X-Ray.
+COLLECTOR_CONFIG = """\
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:4318
+processors:
+  batch:
+    timeout: 5s
+exporters:
+  awsxray:
+    index_all_attributes: false
+service:
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [awsxray]
+"""
 # A bind mount with no host: on Fargate, a directory on the task's ephemeral storage, gone
 # with the task. The kit's and the services' temporary files go there through TMPDIR
 # (Python's tempfile; media's MEDIA_SCRATCH_DIR defaults to it).
@@ -93,7 +128,11 @@ class ServiceTask(Construct):
             CONTAINER_NAME,
             image=image,
             command=["--role", role],
-            environment={**environment, "TMPDIR": SCRATCH_PATH},
+            environment={
+                **environment,
+                "TMPDIR": SCRATCH_PATH,
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": TRACES_ENDPOINT,
+            },
             secrets=secrets,
             cpu=gpu.cpu if gpu else None,
             memory_limit_mib=gpu.memory_mib if gpu else None,
@@ -117,6 +156,12 @@ class ServiceTask(Construct):
             # Nothing in the image changes at run time; a write outside /scratch fails.
             readonly_root_filesystem=True,
             stop_timeout=stop_timeout,
+        )
+        self.collector = self._collector(log_group, "gpu-worker-otel" if gpu else f"{role}-otel")
+        self.container.add_container_dependencies(
+            ecs.ContainerDependency(
+                container=self.collector, condition=ecs.ContainerDependencyCondition.START
+            )
         )
         if gpu is None:
             self.definition.add_volume(name=SCRATCH_VOLUME)
@@ -143,11 +188,43 @@ class ServiceTask(Construct):
             "resource-level permissions; every other action of this role names its resource.",
             findings=("Resource::*",),
         )
+        self.definition.add_to_task_role_policy(
+            iam.PolicyStatement(
+                actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]
+            )
+        )
+        acknowledge(
+            self.definition,
+            "AwsSolutions-IAM5",
+            "X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level "
+            "permissions; the collector sidecar sends the task's spans with them.",
+            findings=("Resource::*",),
+        )
         acknowledge(
             self.definition,
             "AwsSolutions-ECS2",
             "The environment carries resource names, ARNs and settings only; secret values "
             "reach the container through `secrets` (Secrets Manager), never through it.",
+        )
+
+    def _collector(self, log_group: logs.ILogGroup, stream_prefix: str) -> ecs.ContainerDefinition:
+        """The OpenTelemetry collector beside the service: OTLP in on loopback, X-Ray out."""
+        parameters = ecs.LinuxParameters(self, "CollectorLinux")
+        parameters.drop_capabilities(ecs.Capability.ALL)
+        return self.definition.add_container(
+            COLLECTOR_NAME,
+            image=ecs.ContainerImage.from_registry(COLLECTOR_IMAGE),
+            essential=False,
+            environment={"AOT_CONFIG_CONTENT": COLLECTOR_CONFIG},
+            memory_reservation_mib=64,
+            logging=ecs.LogDrivers.aws_logs(
+                stream_prefix=stream_prefix,
+                log_group=log_group,
+                mode=ecs.AwsLogDriverMode.NON_BLOCKING,
+                max_buffer_size=Size.mebibytes(4),
+            ),
+            linux_parameters=parameters,
+            readonly_root_filesystem=True,
         )
 
     def _linux_parameters(self) -> ecs.LinuxParameters:

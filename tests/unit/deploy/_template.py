@@ -27,9 +27,12 @@ def ref(logical_id: str) -> dict[str, str]:
     return {"Ref": logical_id}
 
 
-def container(task_definition: dict[str, Any]) -> dict[str, Any]:
-    """The task definition's only container."""
-    (definition,) = task_definition["Properties"]["ContainerDefinitions"]
+def container(task_definition: dict[str, Any], name: str = "app") -> dict[str, Any]:
+    """The task definition's container `name` (the service's, by default; the
+    OpenTelemetry collector beside it is `otel`)."""
+    (definition,) = [
+        c for c in task_definition["Properties"]["ContainerDefinitions"] if c["Name"] == name
+    ]
     found: dict[str, Any] = definition
     return found
 

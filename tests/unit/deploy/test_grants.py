@@ -45,6 +45,8 @@ def _expected(app: Synthesized, spec: ServiceSpec, role: str) -> dict[str, set[s
             expected.setdefault(action, set()).update(resources)
 
     allow({BUS.replace("dev", app.env)}, "events:PutEvents", "events:DescribeEventBus")
+    # the collector sidecar's spans to X-Ray (no resource-level permissions exist for these)
+    allow({"*"}, "xray:PutTraceSegments", "xray:PutTelemetryRecords")
     # the GPU worker is the worker in a cluster of its own
     worker = role in ("worker", "gpu-worker")
     cluster = f"longhaul-{app.env}-{name}-gpu" if role == "gpu-worker" else f"longhaul-{app.env}"
@@ -280,7 +282,13 @@ def test_task_environment_is_what_the_kit_reads_and_is_complete(
 ) -> None:
     # and what the runtime reads: OpenTelemetry's resource, Python's tempfile (the scratch);
     # the GPU worker's code puts its tensors on LONGHAUL_DEVICE
-    known = _kit_variables() | {"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "TMPDIR"}
+    # and where the SDK sends spans: the collector beside the service
+    known = _kit_variables() | {
+        "OTEL_SERVICE_NAME",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "TMPDIR",
+    }
     if role == "gpu-worker":
         known |= set(DEVICE_VARIABLE)
     for name, spec in any_app.specs.items():

@@ -1,13 +1,15 @@
-"""Telemetry on AWS in the synthesized templates: every task publishes its metrics as EMF,
-and each service with jobs alarms on its jobs' failure rate, queue wait p95, takeovers and
-lost leases (notifying the alarm topic), with a dashboard row of them, all reading the
-metric names and dimensions the tasks publish (tests/e2e/test_emf_metrics.py proves the
-worker writes exactly those)."""
+"""Telemetry on AWS in the synthesized templates: every task publishes its metrics as EMF
+and sends its spans to X-Ray through a hardened collector beside it; each service with jobs
+alarms on its jobs' failure rate, queue wait p95, takeovers and lost leases (notifying the
+alarm topic), with a dashboard row of them, all reading the metric names and dimensions the
+tasks publish (tests/e2e/test_emf_metrics.py proves the worker writes exactly those)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+import yaml
 
 from longhaul_deploy.observability import (
     EMF_NAMESPACE,
@@ -18,7 +20,8 @@ from longhaul_deploy.observability import (
     QUEUE_WAIT_P95_S,
     TAKEOVERS,
 )
-from tests.unit.deploy._template import environment, stand_in
+from longhaul_deploy.service_task import COLLECTOR_IMAGE, COLLECTOR_NAME, TRACES_ENDPOINT
+from tests.unit.deploy._template import container, environment, stand_in
 from tests.unit.deploy.conftest import Synthesized
 
 
@@ -123,3 +126,28 @@ def test_the_dashboard_graphs_every_published_job_metric(any_app: Synthesized) -
             for metric, keys in JOB_METRICS
         }
         assert graphed == expected
+
+
+def test_every_task_sends_its_spans_to_x_ray_through_a_hardened_collector(
+    any_app: Synthesized,
+) -> None:
+    for name in any_app.specs:
+        for logical_id, task in any_app.resources(name, "AWS::ECS::TaskDefinition").items():
+            app, otel = container(task), container(task, COLLECTOR_NAME)
+            assert environment(task)["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == TRACES_ENDPOINT
+            assert otel["Image"] == COLLECTOR_IMAGE
+            assert otel["Essential"] is False, "the service runs on without its collector"
+            assert otel["ReadonlyRootFilesystem"] is True, logical_id
+            assert otel["LinuxParameters"]["Capabilities"] == {"Drop": ["ALL"]}
+            assert "PortMappings" not in otel, "nothing outside the task reaches it"
+            # starts first and, so, stops last: a stopping service's last spans still leave
+            assert app["DependsOn"] == [{"ContainerName": COLLECTOR_NAME, "Condition": "START"}]
+            [config] = [
+                e["Value"] for e in otel["Environment"] if e["Name"] == "AOT_CONFIG_CONTENT"
+            ]
+            pipeline = yaml.safe_load(config)
+            assert pipeline["receivers"]["otlp"]["protocols"]["http"]["endpoint"] == (
+                "127.0.0.1:4318"
+            ), "loopback only"
+            assert pipeline["service"]["pipelines"]["traces"]["exporters"] == ["awsxray"]
+            assert TRACES_ENDPOINT.startswith("http://127.0.0.1:4318/")
