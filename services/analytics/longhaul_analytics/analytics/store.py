@@ -15,16 +15,9 @@ the ingest, the closer and the routes make.
 
 Times in keys are milliseconds, zero-padded to 14 digits so they sort.
 
-A value pack holds the values one ingest counted in one (metric, pane, group): each
-event's id, time, value and distinct key, as compact JSON. Its key ends in the digest of
-its contents, so a redelivered batch rewrites the same item. An event may sit in two packs
-(a client's retry that regrouped a batch after a crash before the markers were written),
-so `values` keeps each event id once per hour, and leaves out the ids the late-events table
-holds: a value is exact because it is read by event id, not because it was written once.
-One pack item per (metric, pane, group) of a batch, rather than one item per event, is what
-makes an ingest cost about one write per event (its marker) whatever the number of metrics.
-Values are partitioned by hour: a window reads one query per hour it spans (1 for a 1m,
-5m or 1h window, at most 24 for a day, only the hours that hold values).
+A value pack holds one ingest's values in one (metric, pane, group), keyed by its digest;
+`values` keeps each event id once, none the late table holds (docs/analytics.md
+"Exactness"). A window reads one query per hour it spans that holds values.
 """
 
 from __future__ import annotations
