@@ -278,31 +278,33 @@ class JobAlarms(Construct):
                 "95th percentile for 15 minutes: the workers do not keep up"
             ),
         )
-        self.takeovers = _alarm(
-            self,
-            "Takeovers",
-            metric=job_metric(service, "jobs.takeovers", period=Duration.minutes(15)),
-            threshold=TAKEOVERS,
-            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            periods=1,
-            datapoints=1,
-            description=(
-                f"{TAKEOVERS} or more of {service}'s runs were taken over from dead workers in "
-                "15 minutes (Spot, out of memory, crashes: see the workers' stopped reasons)"
-            ),
-        )
-        self.leases_lost = _alarm(
-            self,
-            "LeasesLost",
-            metric=job_metric(service, "jobs.leases_lost", period=Duration.minutes(15)),
-            threshold=LEASES_LOST,
-            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            periods=1,
-            datapoints=1,
-            description=(
-                f"{LEASES_LOST} or more of {service}'s runs lost their lease in 15 minutes "
-                "(a worker that could not renew in time: a stalled loop or throttling)"
-            ),
+        self.takeovers, self.leases_lost = (
+            _alarm(
+                self,
+                construct_id,
+                metric=job_metric(service, metric, period=Duration.minutes(15)),
+                threshold=threshold,
+                comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                periods=1,
+                datapoints=1,
+                description=f"{threshold} or more of {service}'s runs {what} in 15 minutes",
+            )
+            for construct_id, metric, threshold, what in (
+                (
+                    "Takeovers",
+                    "jobs.takeovers",
+                    TAKEOVERS,
+                    "were taken over from dead workers (Spot, out of memory, crashes: see "
+                    "the workers' stopped reasons)",
+                ),
+                (
+                    "LeasesLost",
+                    "jobs.leases_lost",
+                    LEASES_LOST,
+                    "lost their lease (a worker that could not renew in time: a stalled loop "
+                    "or throttling)",
+                ),
+            )
         )
         self.alarms = [self.failure_rate, self.queue_wait, self.takeovers, self.leases_lost]
 
