@@ -4,13 +4,15 @@ Schemathesis generates requests from the document each service serves (valid one
 invalid ones: wrong types, missing fields, values out of range) and sends them to the
 service's API running in-process, its lifespan and clients live, against the real moto
 server. Most carry a valid bearer token so that they reach the handlers (and their
-DynamoDB, SQS and S3 calls); every fifth carries none, so the 401 is checked as well.
+DynamoDB, SQS and S3 calls); every fifth carries the token schemathesis made up, or none,
+so the 401 is checked as well.
 
 What this proves, for each response: the service did not fail (no 5xx), its status is one
 the document lists for the operation, its content type is the one documented for that
 status, and its body matches the documented schema (problem+json for every error, 422
 included). `LONGHAUL_API_CASES` sets the cases per service (default 1000): the test fails
-unless at least that many were sent.
+unless at least that many were sent. The cases are the same every run unless
+`LONGHAUL_API_EXPLORE=1` asks for new ones.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from tests.support.moto import MotoServer
 pytestmark = pytest.mark.integration
 
 CASES = int(os.environ.get("LONGHAUL_API_CASES", "1000"))
+# The same cases every run by default; LONGHAUL_API_EXPLORE=1 draws new ones each run.
+EXPLORE = os.environ.get("LONGHAUL_API_EXPLORE", "") not in ("", "0")
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -55,6 +59,7 @@ CHECKS = [
 ]
 # Routes whose documented behaviour is a failure: the echo service's /boom is its 500.
 EXCLUDED = {("echo", "GET", "/boom")}
+EXAMPLES = 5  # cases drawn from each of the document's examples
 CALL_TIMEOUT_S = 10  # an event stream is cut here, keeping the events it sent
 
 
@@ -92,35 +97,42 @@ def exercise(service: str, schema: Any, token: str) -> Run:
         for op in operations
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
     ]
-    # An operation with few distinct inputs (no parameters at all) ends early: the rest
-    # share what it left over.
-    remaining = CASES
+    # The document's own examples first (they reach the handlers' success paths), then
+    # generated cases: an operation with few distinct inputs (no parameters at all) ends
+    # early, and the rest share what it left over.
+    for operation in operations:
+        for strategy in operation.get_strategies_from_examples():
+            _examples(run, operation, strategy, GenerationMode.POSITIVE, token, EXAMPLES)()
+    remaining = CASES - run.sent
     for index, (operation, mode) in enumerate(strategies):
         budget = math.ceil(remaining / (len(strategies) - index))
         before = run.sent
         # Unsatisfiable: nothing invalid to send, for an operation without inputs.
         with contextlib.suppress(Unsatisfiable):
-            _examples(run, operation, mode, token, budget)()
+            strategy = operation.as_strategy(generation_mode=mode)
+            _examples(run, operation, strategy, mode, token, budget)()
         remaining = max(0, remaining - (run.sent - before))
     return run
 
 
 def _examples(
-    run: Run, operation: Any, mode: GenerationMode, token: str, budget: int
+    run: Run, operation: Any, strategy: Any, mode: GenerationMode, token: str, budget: int
 ) -> Callable[[], None]:
     @settings(
         max_examples=budget,
         deadline=None,
         database=None,
-        derandomize=True,
+        derandomize=not EXPLORE,
         phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=operation.as_strategy(generation_mode=mode))
+    @given(case=strategy)
     def check(case: Any) -> None:
         run.sent += 1
-        headers = {} if run.sent % 5 == 0 else {"Authorization": f"Bearer {token}"}
-        response = case.call(headers=headers, timeout=CALL_TIMEOUT_S)
+        if run.sent % 5:  # else the token schemathesis made up, or none
+            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
+        headers = dict(case.headers or {})
+        response = case.call(timeout=CALL_TIMEOUT_S)
         run.statuses[response.status_code] = run.statuses.get(response.status_code, 0) + 1
         try:
             case.validate_response(response, checks=CHECKS, headers=headers)

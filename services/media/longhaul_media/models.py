@@ -37,7 +37,14 @@ PresetName = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$"), AfterValidator(
 class TranscodePayload(BaseModel):
     """Transcode one of the caller's uploads with a named preset."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"key": "uploads/alice/0123456789abcdef0123456789abcdef/clip.mp4", "preset": "fast"}
+            ]
+        },
+    )
 
     key: str = Field(pattern=UPLOAD_KEY, description="the upload's object key")
     preset: PresetName = "default"
@@ -160,7 +167,15 @@ class TranscodeOutputs(TranscodeResult):
 class UploadRequest(BaseModel):
     """What the caller is about to upload."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"filename": "clip.mp4", "content_type": "video/mp4", "size": 1048576},
+                {"filename": "raw.mov", "content_type": "video/quicktime", "size": 2048},
+            ]
+        },
+    )
 
     filename: str = Field(min_length=1, max_length=255)
     content_type: str = Field(min_length=3, max_length=100)

@@ -11,9 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from longhaul_training.training.spec import TrainSpec
 
 __all__ = [
+    "DatasetList",
     "DatasetTicket",
     "DatasetUpload",
     "ImportModelPayload",
+    "MetricSeries",
+    "ModelDownload",
+    "ModelList",
     "ModelTicket",
     "ModelUpload",
     "PredictPayload",
@@ -220,7 +224,9 @@ class ImportModelPayload(BaseModel):
 class DatasetUpload(BaseModel):
     """A dataset the caller is about to upload."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"filename": "iris.csv", "size": 4096}]}
+    )
 
     filename: str = Field(min_length=1, max_length=255, description="ends .csv or .parquet")
     size: int = Field(gt=0, description="bytes")
@@ -239,7 +245,9 @@ class Ticket(BaseModel):
 class ModelUpload(BaseModel):
     """A model file the caller is about to upload (skops, safetensors or ONNX)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"filename": "model.onnx", "size": 4096}]}
+    )
 
     filename: str = Field(min_length=1, max_length=255)
     size: int = Field(gt=0, description="bytes")
@@ -256,3 +264,35 @@ class ModelTicket(Ticket):
 
     model_id: str
     then: dict[str, Any]
+
+
+class DatasetList(BaseModel):
+    """`GET /datasets`: the caller's datasets, newest first."""
+
+    datasets: list[dict[str, Any]] = Field(
+        description="each dataset's record: id, status (registered or rejected), profile"
+    )
+
+
+class ModelList(BaseModel):
+    """`GET /models`: the caller's models, newest first, their cards left out."""
+
+    models: list[dict[str, Any]] = Field(description="each model's record: id, status, name")
+
+
+class ModelDownload(BaseModel):
+    """`GET /models/{id}/download`: short-lived presigned GET URLs of the model's files."""
+
+    model_id: str
+    urls: dict[str, str] = Field(description="file name -> GET URL")
+    expires_in_s: int
+
+
+class MetricSeries(BaseModel):
+    """`GET /jobs/{id}/metrics`: a training job's metric points, in step order."""
+
+    job_id: str
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    points: list[dict[str, Any]] = Field(
+        description="one per round, epoch or fold: `step` and the train and validation metrics"
+    )

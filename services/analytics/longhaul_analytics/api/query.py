@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from longhaul.api import CallerDep, Problem
 from longhaul.api.openapi import problems
@@ -61,6 +61,18 @@ _gate = asyncio.Semaphore(CONCURRENT_QUERIES)
 
 class QueryRequest(BaseModel):
     """SQL over the table `events` holding the caller's events with start <= time < end."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "sql": "SELECT name, count(*) AS n FROM events GROUP BY name",
+                    "start": "2026-01-01T00:00:00Z",
+                    "end": "2026-01-01T01:00:00Z",
+                }
+            ]
+        }
+    )
 
     sql: str = Field(min_length=1, max_length=20_000)
     start: AwareDatetime

@@ -19,8 +19,12 @@ from longhaul_training.api.deps import (
 )
 from longhaul_training.models import (
     MODEL_SUFFIXES,
+    DatasetList,
     DatasetTicket,
     DatasetUpload,
+    MetricSeries,
+    ModelDownload,
+    ModelList,
     ModelTicket,
     ModelUpload,
     dataset_format,
@@ -79,10 +83,10 @@ async def create_dataset(
     return DatasetTicket(dataset_id=dataset_id, key=key, url=url, headers=headers, expires_in_s=ttl)
 
 
-@router.get("/datasets")
-async def list_datasets(caller: CallerDep, records: RecordsDep) -> dict[str, Any]:
+@router.get("/datasets", response_model=DatasetList)
+async def list_datasets(caller: CallerDep, records: RecordsDep) -> DatasetList:
     """The caller's datasets (registered and rejected), newest first."""
-    return {"datasets": await records.datasets(caller.sub)}
+    return DatasetList(datasets=await records.datasets(caller.sub))
 
 
 @router.get("/datasets/{dataset_id}")
@@ -97,11 +101,11 @@ async def get_dataset(dataset_id: str, caller: CallerDep, records: RecordsDep) -
     return record
 
 
-@router.get("/models")
-async def list_models(caller: CallerDep, records: RecordsDep) -> dict[str, Any]:
+@router.get("/models", response_model=ModelList)
+async def list_models(caller: CallerDep, records: RecordsDep) -> ModelList:
     """The caller's models, newest first (their cards left out: GET /models/{id})."""
     found = await records.models(caller.sub)
-    return {"models": [{k: v for k, v in m.items() if k != "card"} for m in found]}
+    return ModelList(models=[{k: v for k, v in m.items() if k != "card"} for m in found])
 
 
 async def _model(records: Any, owner: str, model_id: str) -> dict[str, Any]:
@@ -118,7 +122,7 @@ async def get_model(model_id: str, caller: CallerDep, records: RecordsDep) -> di
     return await _model(records, caller.sub, model_id)
 
 
-@router.get("/models/{model_id}/download", responses=problems(409))
+@router.get("/models/{model_id}/download", response_model=ModelDownload, responses=problems(409))
 async def download_model(
     model_id: str,
     caller: CallerDep,
@@ -126,7 +130,7 @@ async def download_model(
     settings: TrainingSettingsDep,
     s3: S3Dep,
     bucket: BucketDep,
-) -> dict[str, Any]:
+) -> ModelDownload:
     """Short-lived presigned GET URLs of the model's files (model, card.json, card.md)."""
     record = await _model(records, caller.sub, model_id)
     if record.get("status") != "ready":
@@ -137,7 +141,7 @@ async def download_model(
         urls[name] = await s3.generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": record["prefix"] + name}, ExpiresIn=ttl
         )
-    return {"model_id": model_id, "urls": urls, "expires_in_s": ttl}
+    return ModelDownload(model_id=model_id, urls=urls, expires_in_s=ttl)
 
 
 @router.post("/models", status_code=201, response_model=ModelTicket)
@@ -185,14 +189,14 @@ async def create_model_upload(
     )
 
 
-@router.get("/jobs/{job_id}/metrics")
+@router.get("/jobs/{job_id}/metrics", response_model=MetricSeries)
 async def job_metrics(
     job_id: str, caller: CallerDep, store: StoreDep, records: RecordsDep
-) -> dict[str, Any]:
+) -> MetricSeries:
     """A training job's metric series: one point per round, epoch or fold, with its train
     and validation metrics, in step order."""
     try:
         job = await store.get(job_id, caller.sub)
     except JobNotFound:
         raise Problem(404, "no such job") from None
-    return {"job_id": job.id, "state": job.state.value, "points": await records.metrics(job.id)}
+    return MetricSeries(job_id=job.id, state=job.state.value, points=await records.metrics(job.id))
