@@ -182,7 +182,13 @@ def screenshots(tmp_path: Path) -> Callable[[webdriver.Chrome, str], Path]:
 
     def take(driver: webdriver.Chrome, name: str) -> Path:
         path = folder / f"{name}.png"
-        assert driver.save_screenshot(str(path)), f"no screenshot saved at {path}"
+        size = driver.get_window_size()
+        height = driver.execute_script("return document.documentElement.scrollHeight;")
+        driver.set_window_size(size["width"], min(max(int(height) + 120, 500), 1600))
+        try:
+            assert driver.save_screenshot(str(path)), f"no screenshot saved at {path}"
+        finally:
+            driver.set_window_size(size["width"], size["height"])
         return path
 
     return take

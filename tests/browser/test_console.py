@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -23,11 +24,17 @@ Shot = Callable[[webdriver.Chrome, str], Path]
 
 
 def wait(driver: webdriver.Chrome) -> WebDriverWait[webdriver.Chrome]:
-    return WebDriverWait(driver, WAIT_S, poll_frequency=0.2)
+    """Wait for the page; an element redrawn while it is read is read again."""
+    return WebDriverWait(
+        driver, WAIT_S, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+    )
 
 
 def text_of(driver: webdriver.Chrome, css: str) -> str:
-    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    """The element's text, read again if the page redrew it meanwhile."""
+    return str(
+        wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, css).text or " ")
+    ).strip()
 
 
 def sign_in(driver: webdriver.Chrome, stack: Stack, token: str, username: str) -> None:
@@ -85,7 +92,9 @@ def test_a_new_job_is_listed_and_its_progress_reaches_100_without_a_reload(
     assert text_of(browser, "#job-progress-text") == "100%"
     assert browser.execute_script("return window.__sameDocument;") == "not reloaded"
     # The history, as the stream told it (progress entries between may be coalesced).
-    history = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "tr.history-row")]
+    history: list[str] = wait(browser).until(
+        lambda d: [row.text for row in d.find_elements(By.CSS_SELECTOR, "tr.history-row")]
+    )
     states = [line.split()[4] for line in history if " state " in line]
     assert states == ["queued", "running", "succeeded"], history
     assert any("step 4 of 4" in line for line in history), history
@@ -164,3 +173,18 @@ def test_a_second_user_sees_nothing_of_the_first_users_jobs(
     wait(browser).until(ec.presence_of_element_located((By.ID, "job-problem")))
     assert "No such job" in text_of(browser, "#job-problem")
     assert theirs not in str(browser.find_element(By.ID, "view").text)
+
+
+def test_markup_in_a_job_is_shown_as_text_never_run(
+    browser: webdriver.Chrome, stack: Stack
+) -> None:
+    """A payload holding HTML is printed as its characters: no element is made from it and
+    no script in it runs, on the list or the job page."""
+    _, token = stack.user("mallory")
+    markup = "<img src=x onerror=window.__injected=1>"
+    job_id = stack.submit(token, steps=1, step_s=0, fail_while=f"/nonexistent/{markup}")
+    sign_in(browser, stack, token, "mallory")
+    browser.get(f"{stack.console.url}/#/jobs/echo/{job_id}")
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "job-payload"), markup))
+    assert browser.find_elements(By.CSS_SELECTOR, "#view img") == []
+    assert browser.execute_script("return window.__injected;") is None

@@ -1,6 +1,7 @@
 """`python -m longhaul.console [--host H] [--port N]`: the console, with its service map
-from LONGHAUL_CONSOLE_SERVICES (JSON, name -> API base URL) and, only when the dev runner
-sets LONGHAUL_CONSOLE_DEV_TOKEN=1, the dev user's token route."""
+from LONGHAUL_CONSOLE_SERVICES (JSON, name -> API base URL), the page's API base from
+LONGHAUL_CONSOLE_API_BASE ("api/", its own forwarding, unless set) and, only when the dev
+runner sets LONGHAUL_CONSOLE_DEV_TOKEN=1, the dev user's token route."""
 
 from __future__ import annotations
 
@@ -62,7 +63,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
     uvicorn.run(
-        create_app(ConsoleConfig(services=services, dev_token=dev)),
+        create_app(
+            ConsoleConfig(
+                services=services,
+                dev_token=dev,
+                api_base=os.environ.get("LONGHAUL_CONSOLE_API_BASE", "api/"),
+            )
+        ),
         host=args.host,
         port=args.port,
         log_level="warning",

@@ -45,11 +45,12 @@ DevToken = Callable[[], Awaitable[str]]
 
 @dataclass(frozen=True)
 class ConsoleConfig:
-    """Where each service's API answers (name -> base URL), and, under the dev runner only,
-    how to fetch the local dev user's token."""
+    """Where each service's API answers (name -> base URL), where the page sends its calls,
+    and, under the dev runner only, how to fetch the local dev user's token."""
 
     services: dict[str, str]
     dev_token: DevToken | None = field(default=None)
+    api_base: str = "api/"  # where the page calls the APIs: here, or "/" behind the ALB
 
 
 def problem(status: int, title: str, detail: str) -> JSONResponse:
@@ -86,7 +87,11 @@ def create_app(
     async def console_config() -> dict[str, Any]:
         """What the page needs to start: the services it can ask, and whether a dev token is
         on offer (only under the dev runner)."""
-        return {"services": sorted(config.services), "dev_token": config.dev_token is not None}
+        return {
+            "services": sorted(config.services),
+            "api_base": config.api_base,
+            "dev_token": config.dev_token is not None,
+        }
 
     if config.dev_token is not None:
         fetch_dev_token = config.dev_token

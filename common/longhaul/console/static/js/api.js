@@ -1,8 +1,16 @@
-// The console's calls: every one to a service goes through the console's own origin
-// (/api/<service>/...) with `Authorization: Bearer <token>`; the token lives in
+// The console's calls: every one to a service goes to the page's own origin
+// (api/<service>/... locally) with `Authorization: Bearer <token>`; the token lives in
 // sessionStorage (this tab only, gone when it closes).
 
 const TOKEN_KEY = "longhaul.token";
+// Where the services' APIs are, relative to the page: "api/" (the console's own forwarding,
+// locally) unless the console's settings say otherwise ("/" behind the platform's ALB).
+let apiBase = "api/";
+
+/** `path` of `service`'s API. */
+export function apiUrl(service, path) {
+  return `${apiBase}${encodeURIComponent(service)}${path}`;
+}
 
 export function token() {
   return sessionStorage.getItem(TOKEN_KEY);
@@ -33,13 +41,15 @@ export function authHeaders(extra = {}) {
 
 /** The console's own settings: the services it forwards to, whether a dev token is offered. */
 export async function consoleConfig() {
-  const answer = await fetch("/console/config");
-  return answer.json();
+  const answer = await fetch("console/config");
+  const config = await answer.json();
+  if (typeof config.api_base === "string") apiBase = config.api_base;
+  return config;
 }
 
 /** The local dev user's token (only under the dev runner). */
 export async function devToken() {
-  const answer = await fetch("/dev-token", { cache: "no-store" });
+  const answer = await fetch("dev-token", { cache: "no-store" });
   const body = await answer.json().catch(() => ({}));
   if (!answer.ok) throw new Error(body.detail || `HTTP ${answer.status}`);
   return body.token;
@@ -48,7 +58,7 @@ export async function devToken() {
 /** Call `service`'s API: { ok, status, body } where body is the parsed JSON (or null). */
 export async function call(service, path, { method = "GET", params = null, body = null } = {}) {
   const query = params ? `?${new URLSearchParams(params)}` : "";
-  const url = `/api/${encodeURIComponent(service)}${path}${query}`;
+  const url = `${apiUrl(service, path)}${query}`;
   const headers = authHeaders({ Accept: "application/json" });
   if (body !== null) headers["Content-Type"] = "application/json";
   let answer;

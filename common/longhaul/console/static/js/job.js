@@ -53,7 +53,7 @@ export async function renderJob(view, service, jobId, signal) {
     fill(parts.state, stateBadge(job.state, "job-state"));
     const [track, percent] = bar(job.progress, true);
     fill(parts.progress, track, el("span", { id: "job-progress-text" }, percent));
-    fill(parts.message, job.message || "");
+    fill(parts.message, job.message || el("span", { class: "muted" }, "—"));
     fill(parts.facts,
       fact("Owner", job.owner), fact("Created", when(job.created_at)), fact("Started", when(job.started_at)),
       fact("Finished", when(job.finished_at)), fact("Attempts failed", job.attempts), fact("Runs", job.runs),
@@ -76,10 +76,10 @@ export async function renderJob(view, service, jobId, signal) {
     el("p", {}, el("span", { class: "muted" }, "Message: "), parts.message),
     parts.live, parts.error, parts.result, parts.outputs,
     parts.facts,
-    el("h2", {}, "Payload"), el("pre", { id: "job-payload" }, JSON.stringify(job.payload, null, 2)),
     el("h2", {}, "History"),
     el("table", {}, el("thead", {}, el("tr", {}, ["At", "Kind", "State", "Progress", "Message"].map((h) => el("th", {}, h)))),
-      parts.history));
+      parts.history),
+    el("h2", {}, "Payload"), el("pre", { id: "job-payload" }, JSON.stringify(job.payload, null, 2)));
   draw();
 
   await followJob(service, jobId, {

@@ -2,7 +2,7 @@
 // header). The stream ends when the job does; when it ends early (the stream's lifetime, a
 // dropped connection) it is opened again with Last-Event-ID, so nothing is missed or repeated.
 
-import { authHeaders } from "./api.js";
+import { apiUrl, authHeaders } from "./api.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 
@@ -11,7 +11,7 @@ const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 export async function followJob(service, jobId, { onEvent, onTrouble, signal }) {
   let lastId = null;
   let pause = 500;
-  const url = `/api/${encodeURIComponent(service)}/jobs/${encodeURIComponent(jobId)}/events`;
+  const url = apiUrl(service, `/jobs/${encodeURIComponent(jobId)}/events`);
   while (!signal.aborted) {
     let ended = false;
     try {
