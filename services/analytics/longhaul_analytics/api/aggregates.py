@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
 from longhaul.api import CallerDep, Problem
@@ -50,6 +50,25 @@ class MetricOut(BaseModel):
     builtin: bool
 
 
+class WindowOut(BaseModel):
+    """One group's aggregates over one window (also the data of a stream's events)."""
+
+    start: str = Field(description="the window's start, ISO 8601 UTC")
+    end: str = Field(description="the window's end (exclusive), ISO 8601 UTC")
+    group: dict[str, str | None] = Field(description="dimension -> value")
+    count: int
+    sum: float | None = Field(description="of the metric's value property; None without one")
+    min: float | None
+    max: float | None
+    distinct: int | None = Field(description="distinct values of the metric's distinct key")
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    final: bool = Field(description="closed at this content: exact")
+    approximate: bool = Field(description="still open, or being revised: counted so far")
+    revision: int = Field(description="how often the window closed (a late event revises it)")
+
+
 class Aggregates(BaseModel):
     """One metric's windows of one kind, per group."""
 
@@ -57,7 +76,7 @@ class Aggregates(BaseModel):
     window: str
     dimensions: list[str]
     watermark: datetime
-    windows: list[dict[str, Any]]
+    windows: list[WindowOut]
 
 
 class LateEvents(BaseModel):
@@ -197,7 +216,7 @@ async def aggregates(
         window=name,
         dimensions=list(chosen.dimensions),
         watermark=datetime.fromtimestamp(watermark / 1000, UTC),
-        windows=[_row(r) for r in rows],
+        windows=[WindowOut.model_validate(_row(r)) for r in rows],
     )
 
 
