@@ -10,9 +10,11 @@ so the 401 is checked as well.
 What this proves, for each response: the service did not fail (no 5xx), its status is one
 the document lists for the operation, its content type is the one documented for that
 status, and its body matches the documented schema (problem+json for every error, 422
-included); and a request the document says is invalid is refused, never answered 2xx. `LONGHAUL_API_CASES` sets the cases per service (default 1000): the test fails
-unless at least that many were sent. The cases are the same every run unless
-`LONGHAUL_API_EXPLORE=1` asks for new ones.
+included); and a request the document says is invalid is refused, never answered 2xx.
+
+`LONGHAUL_API_CASES` sets the cases per service (default 1000): the test fails unless at
+least that many were sent. The cases are the same every run unless `LONGHAUL_API_EXPLORE=1`
+asks for new ones.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
-    response_headers_conformance,
     negative_data_rejection,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
