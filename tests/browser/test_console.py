@@ -37,9 +37,9 @@ def text_of(driver: webdriver.Chrome, css: str) -> str:
     ).strip()
 
 
-def sign_in(driver: webdriver.Chrome, stack: Stack, token: str, username: str) -> None:
-    """Sign in through the page: paste the token into the sign-in field."""
-    driver.get(f"{stack.console.url}/#/")
+def sign_in(driver: webdriver.Chrome, console: str, token: str, username: str) -> None:
+    """Sign in through the page at `console`: paste the token into the sign-in field."""
+    driver.get(f"{console}/#/")
     wait(driver).until(
         lambda d: d.find_elements(By.ID, "token-input") or d.find_elements(By.ID, "switch-user")
     )
@@ -75,7 +75,7 @@ def test_a_new_job_is_listed_and_its_progress_reaches_100_without_a_reload(
     the page itself is never reloaded."""
     _, token = stack.user("alice")
     job_id = stack.submit(token, steps=4, step_s=0.4)
-    sign_in(browser, stack, token, "alice")
+    sign_in(browser, stack.console.url, token, "alice")
     open_list(browser, stack)
     assert listed(browser) == [job_id]
     row = browser.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{job_id}"]')
@@ -111,7 +111,7 @@ def test_cancel_on_the_job_page_cancels_a_running_job(
     _, token = stack.user("carol")
     job_id = stack.submit(token, steps=400, step_s=0.25)  # 100 s if left alone
     stack.start_worker()
-    sign_in(browser, stack, token, "carol")
+    sign_in(browser, stack.console.url, token, "carol")
     browser.get(f"{stack.console.url}/#/jobs/echo/{job_id}")
     wait(browser).until(lambda d: text_of(d, "#job-progress-text") not in ("", "0%"))
     assert text_of(browser, "#job-state") == "running"
@@ -132,7 +132,7 @@ def test_the_state_and_type_filters_narrow_the_list(
     stack.call("POST", f"/jobs/{work}/cancel", token)
     fanout = stack.submit(token, "fanout", children=0)
     stack.start_worker()
-    sign_in(browser, stack, token, "dave")
+    sign_in(browser, stack.console.url, token, "dave")
     wait(browser).until(
         lambda _: stack.call("GET", f"/jobs/{work}", token).json()["state"] == "cancelled"
     )
@@ -155,12 +155,12 @@ def test_a_second_user_sees_nothing_of_the_first_users_jobs(
     user's job page answers "no such job": the console shows what each token may see."""
     _, first = stack.user("erin")
     theirs = stack.submit(first, steps=1, step_s=0)
-    sign_in(browser, stack, first, "erin")
+    sign_in(browser, stack.console.url, first, "erin")
     open_list(browser, stack)
     assert theirs in listed(browser)
 
     _, second = stack.user("frank")
-    sign_in(browser, stack, second, "frank")
+    sign_in(browser, stack.console.url, second, "frank")
     open_list(browser, stack)
     assert listed(browser) == []
     assert text_of(browser, "#no-jobs") == "No jobs."
@@ -183,7 +183,7 @@ def test_markup_in_a_job_is_shown_as_text_never_run(
     _, token = stack.user("mallory")
     markup = "<img src=x onerror=window.__injected=1>"
     job_id = stack.submit(token, steps=1, step_s=0, fail_while=f"/nonexistent/{markup}")
-    sign_in(browser, stack, token, "mallory")
+    sign_in(browser, stack.console.url, token, "mallory")
     browser.get(f"{stack.console.url}/#/jobs/echo/{job_id}")
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "job-payload"), markup))
     assert browser.find_elements(By.CSS_SELECTOR, "#view img") == []

@@ -75,6 +75,7 @@ async def test_the_dev_token_is_offered_only_when_the_dev_runner_asks_for_it() -
             "services": ["echo", "media"],
             "api_base": "api/",
             "dev_token": False,
+            "media_proxy": False,
         }
     dev = ConsoleConfig(services=SERVICES, dev_token=token)
     async with await console(dev, seen) as client:
@@ -82,3 +83,39 @@ async def test_the_dev_token_is_offered_only_when_the_dev_runner_asks_for_it() -
         assert (await client.get("/console/config")).json()["dev_token"] is True
     assert answer.json() == {"token": "dev-token-value", "user": "dev", "local_only": True}
     assert answer.headers["cache-control"] == "no-store"
+
+
+async def test_media_is_fetched_only_from_the_configured_store() -> None:
+    """/media fetches a presigned URL for the page (Range passed on) only when the URL is
+    of a configured S3 origin: the console is no open proxy."""
+    seen: list[httpx.Request] = []
+
+    def store(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            206,
+            stream=httpx.ByteStream(b"ts"),
+            headers={"Content-Type": "video/mp2t", "Content-Range": "bytes 0-1/9"},
+        )
+
+    config = ConsoleConfig(services=SERVICES, media_origins=("http://127.0.0.1:4566",))
+    app = create_app(config, transport=httpx.MockTransport(store))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
+        segment = "http://127.0.0.1:4566/bucket/hls/seg_00000.ts?X-Amz-Signature=abc"
+        answer = await client.get("/media", params={"u": segment}, headers={"Range": "bytes=0-1"})
+        refused = [
+            await client.get("/media", params={"u": url})
+            for url in (
+                "http://169.254.169.254/latest/meta-data/",
+                "http://127.0.0.1:4567/bucket/x",
+                "file:///etc/passwd",
+            )
+        ]
+    assert answer.status_code == 206
+    assert answer.content == b"ts"
+    assert answer.headers["content-range"] == "bytes 0-1/9"
+    [request] = seen
+    assert str(request.url) == segment
+    assert request.headers["range"] == "bytes=0-1"
+    assert [r.status_code for r in refused] == [403, 403, 403]

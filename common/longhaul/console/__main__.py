@@ -1,6 +1,8 @@
 """`python -m longhaul.console [--host H] [--port N]`: the console, with its service map
 from LONGHAUL_CONSOLE_SERVICES (JSON, name -> API base URL), the page's API base from
-LONGHAUL_CONSOLE_API_BASE ("api/", its own forwarding, unless set) and, only when the dev
+LONGHAUL_CONSOLE_API_BASE ("api/", its own forwarding, unless set), the S3 origins whose
+presigned media URLs it fetches for the player from LONGHAUL_CONSOLE_MEDIA_ORIGINS
+(comma-separated) and, only when the dev
 runner sets LONGHAUL_CONSOLE_DEV_TOKEN=1, the dev user's token route."""
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 services=services,
                 dev_token=dev,
                 api_base=os.environ.get("LONGHAUL_CONSOLE_API_BASE", "api/"),
+                media_origins=tuple(
+                    origin.strip().rstrip("/")
+                    for origin in os.environ.get("LONGHAUL_CONSOLE_MEDIA_ORIGINS", "").split(",")
+                    if origin.strip()
+                ),
             )
         ),
         host=args.host,

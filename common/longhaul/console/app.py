@@ -36,6 +36,14 @@ FORWARDED_RESPONSE = (
     "idempotent-replayed",
     "x-correlation-id",
 )
+MEDIA_RESPONSE = (
+    "content-type",
+    "content-length",
+    "content-range",
+    "accept-ranges",
+    "etag",
+    "last-modified",
+)
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 # No read timeout: an event stream is quiet for as long as its job is.
 UPSTREAM_TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=5.0)
@@ -51,6 +59,9 @@ class ConsoleConfig:
     services: dict[str, str]
     dev_token: DevToken | None = field(default=None)
     api_base: str = "api/"  # where the page calls the APIs: here, or "/" behind the ALB
+    # Origins of presigned media URLs (the S3 endpoint) that /media may fetch for the page:
+    # a browser plays an HLS ladder only from segments of its own origin.
+    media_origins: tuple[str, ...] = ()
 
 
 def problem(status: int, title: str, detail: str) -> JSONResponse:
@@ -91,6 +102,7 @@ def create_app(
             "services": sorted(config.services),
             "api_base": config.api_base,
             "dev_token": config.dev_token is not None,
+            "media_proxy": bool(config.media_origins),
         }
 
     if config.dev_token is not None:
@@ -127,6 +139,30 @@ def create_app(
         except httpx.TransportError:
             return problem(502, "Bad Gateway", f"the {service} service is not answering")
         kept = {k: v for k, v in answer.headers.items() if k.lower() in FORWARDED_RESPONSE}
+        return StreamingResponse(
+            _relay(answer),
+            status_code=answer.status_code,
+            headers=kept,
+            background=BackgroundTask(answer.aclose),
+        )
+
+    @app.get("/media", include_in_schema=False)
+    async def media(u: str, request: Request) -> Response:
+        """A presigned media URL (an HLS segment) fetched for the page, so that the browser
+        plays it from its own origin. Only URLs of the configured S3 origins: the URL's
+        signature is its authorization, the console adds none."""
+        url = httpx.URL(u)
+        origin = f"{url.scheme}://{url.netloc.decode()}"
+        if url.scheme not in ("http", "https") or origin not in config.media_origins:
+            return problem(403, "Forbidden", "not a media URL this console fetches")
+        headers = {k: v for k, v in request.headers.items() if k.lower() == "range"}
+        try:
+            answer = await client.send(
+                client.build_request("GET", url, headers=headers), stream=True
+            )
+        except httpx.TransportError:
+            return problem(502, "Bad Gateway", "the media store is not answering")
+        kept = {k: v for k, v in answer.headers.items() if k.lower() in MEDIA_RESPONSE}
         return StreamingResponse(
             _relay(answer),
             status_code=answer.status_code,

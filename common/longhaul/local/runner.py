@@ -204,6 +204,7 @@ class DevRunner:
                 "LONGHAUL_PORT": str(self.console_port),
                 "LONGHAUL_CONSOLE_SERVICES": json.dumps(apis),
                 "LONGHAUL_CONSOLE_DEV_TOKEN": "1",
+                "LONGHAUL_CONSOLE_MEDIA_ORIGINS": self.endpoint,  # moto's S3 (the HLS player)
                 "AWS_ENDPOINT_URL": self.endpoint,
                 "AWS_REGION": self.region,
                 "LONGHAUL_ENV": self.env,

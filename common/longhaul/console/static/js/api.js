@@ -6,6 +6,13 @@ const TOKEN_KEY = "longhaul.token";
 // Where the services' APIs are, relative to the page: "api/" (the console's own forwarding,
 // locally) unless the console's settings say otherwise ("/" behind the platform's ALB).
 let apiBase = "api/";
+let mediaProxy = false; // whether the console fetches presigned media URLs for the page
+
+/** A presigned media URL as the page should load it: through the console's /media when
+ * it offers that (same origin, which a browser's HLS playback needs), else as it is. */
+export function mediaUrl(url) {
+  return mediaProxy ? new URL(`media?u=${encodeURIComponent(url)}`, document.baseURI).href : url;
+}
 
 /** `path` of `service`'s API. */
 export function apiUrl(service, path) {
@@ -44,6 +51,7 @@ export async function consoleConfig() {
   const answer = await fetch("console/config");
   const config = await answer.json();
   if (typeof config.api_base === "string") apiBase = config.api_base;
+  mediaProxy = config.media_proxy === true;
   return config;
 }
 

@@ -3,6 +3,7 @@
 
 import { call, describe } from "./api.js";
 import { bar, el, fill, stateBadge, when } from "./dom.js";
+import { hasLadder, hlsPlayer } from "./player.js";
 import { followJob } from "./sse.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -44,7 +45,11 @@ export async function renderJob(view, service, jobId, signal) {
     if (latest.ok) job = latest.body;
     if (job.state === "succeeded") {
       const outputs = await call(service, `/jobs/${encodeURIComponent(jobId)}/outputs`);
-      if (outputs.ok) fill(parts.outputs, el("h2", {}, "Outputs"), outputsView(outputs.body));
+      if (outputs.ok) {
+        const player = hasLadder(outputs.body) ? await hlsPlayer(service, jobId) : null;
+        fill(parts.outputs, player ? [el("h2", {}, "Playback"), player] : null,
+          el("h2", {}, "Outputs"), outputsView(outputs.body));
+      }
     }
     draw();
   }
@@ -74,7 +79,7 @@ export async function renderJob(view, service, jobId, signal) {
     el("h1", {}, `${service} · ${job.type} · `, el("code", { id: "job-id" }, job.id)),
     el("div", { class: "filters" }, parts.state, parts.progress, parts.cancel),
     el("p", {}, el("span", { class: "muted" }, "Message: "), parts.message),
-    parts.live, parts.error, parts.result, parts.outputs,
+    parts.live, parts.error, parts.outputs, parts.result,
     parts.facts,
     el("h2", {}, "History"),
     el("table", {}, el("thead", {}, el("tr", {}, ["At", "Kind", "State", "Progress", "Message"].map((h) => el("th", {}, h)))),
@@ -99,11 +104,13 @@ function fact(name, value) {
   return [el("dt", {}, name), el("dd", {}, value === null || value === undefined ? "—" : String(value))];
 }
 
-/** A service's outputs document: links for http(s) URLs (text for anything else). */
+/** A service's outputs document, its plain values only (the result above holds the rest):
+ * http(s) URLs as links, anything else as text. */
 function outputsView(outputs) {
   const entries = outputs && typeof outputs === "object" ? Object.entries(outputs) : [];
-  const link = (value) => (typeof value === "string" && /^https?:\/\//i.test(value)
+  const plain = entries.filter(([, value]) => ["string", "number", "boolean"].includes(typeof value));
+  const show = (value) => (typeof value === "string" && /^https?:\/\//i.test(value)
     ? el("a", { href: value, rel: "noopener noreferrer", target: "_blank" }, value)
-    : el("code", {}, typeof value === "string" ? value : JSON.stringify(value)));
-  return el("dl", { id: "outputs-list" }, entries.map(([key, value]) => [el("dt", {}, key), el("dd", {}, link(value))]));
+    : el("code", {}, String(value)));
+  return el("dl", { id: "outputs-list" }, plain.map(([key, value]) => [el("dt", {}, key), el("dd", {}, show(value))]));
 }
