@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from longhaul.local.discovery import discover
-from longhaul.local.runner import log_file
+from longhaul.local.runner import CONSOLE_PORT, log_file
 from tests.support.dev import LONGHAUL, Runner, answers
 from tests.support.moto import free_port
 
@@ -53,6 +53,8 @@ def alive(pid: int) -> bool:
 def test_a_taken_service_port_stops_dev_before_it_starts_anything() -> None:
     spec = next(s for s in discover() if s.name == "training")
     with socket.socket() as holder:
+        # As servers bind: a runner stopped just before leaves the port in TIME_WAIT.
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", spec.port))
         holder.listen()
         runner = Runner(free_port())
@@ -168,13 +170,16 @@ def test_a_runner_killed_with_9_leaves_no_service_running(dev: Runner) -> None:
         assert answers(f"http://127.0.0.1:{spec.port}/healthz"), spec.name
         assert answers(f"http://127.0.0.1:{spec.worker_port}/healthz"), spec.name
     assert log_file("media/api", ROOT / ".longhaul/logs").stat().st_size > 0
+    assert answers(f"http://127.0.0.1:{CONSOLE_PORT}/healthz"), "console"
     children = children_of(runner.process.pid)
-    assert len(children) == 1 + 2 * (len(specs) + 1)  # moto, and each service's two roles
+    # moto, each service's two roles (the test spec's too), and the console
+    assert len(children) == 1 + 2 * (len(specs) + 1) + 1
     os.kill(runner.process.pid, signal.SIGKILL)
     runner.process.wait()
     deadline = time.monotonic() + 30
     while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert [pid for pid in children if alive(pid)] == []
+    assert not answers(f"http://127.0.0.1:{CONSOLE_PORT}/healthz"), "console"
     for spec in specs:
         assert not answers(f"http://127.0.0.1:{spec.port}/healthz"), spec.name
