@@ -76,7 +76,12 @@ def owns(payload: TranscodePayload, owner: str) -> bool:
 
 
 @jobs.handler(
-    "transcode", payload=TranscodePayload, max_attempts=3, on_end=transcode_ended, admit=owns
+    "transcode",
+    payload=TranscodePayload,
+    output=TranscodeResult,  # the job's result in the OpenAPI document
+    max_attempts=3,
+    on_end=transcode_ended,
+    admit=owns,
 )
 async def transcode(payload: TranscodePayload, ctx: JobContext) -> dict[str, Any]:
     """Probe, chunk, fan out, wait, stitch: an upload to an adaptive-bitrate ladder."""
