@@ -3,10 +3,12 @@
 
 import { call, describe } from "./api.js";
 import { bar, el, fill, stateBadge, when } from "./dom.js";
+import { metricCharts } from "./charts.js";
 import { hasLadder, hlsPlayer } from "./player.js";
 import { followJob } from "./sse.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+const METRICS_EVERY_MS = 2000; // at most this often while the job reports progress
 
 /** Draw `service`'s job `jobId` into `view`; the stream stops when `signal` aborts. */
 export async function renderJob(view, service, jobId, signal) {
@@ -30,6 +32,7 @@ export async function renderJob(view, service, jobId, signal) {
     error: el("div", { id: "job-error" }),
     result: el("div", { id: "job-result" }),
     outputs: el("div", { id: "job-outputs" }),
+    metrics: el("div", { id: "job-metrics" }),
     history: el("tbody", { id: "job-history" }),
   };
 
@@ -40,7 +43,25 @@ export async function renderJob(view, service, jobId, signal) {
     else { fill(parts.live, el("span", { class: "error" }, `Cancel failed: ${describe(answer)}`)); parts.cancel.disabled = false; }
   }
 
+  // A service with metric series (training) answers GET /jobs/{id}/metrics; others 404.
+  let metricsFound = true;
+  let metricsAt = 0;
+  let metricsAsked = 0;
+  async function refreshMetrics(force = false) {
+    if (!metricsFound || (!force && Date.now() - metricsAt < METRICS_EVERY_MS)) return;
+    metricsAt = Date.now();
+    const asked = ++metricsAsked;
+    const answer = await call(service, `/jobs/${encodeURIComponent(jobId)}/metrics`);
+    if (answer.status === 404 || answer.status === 405) { metricsFound = false; return; }
+    const points = answer.ok && Array.isArray(answer.body?.points) ? answer.body.points : [];
+    // Only the latest answer is drawn: an earlier one may arrive after it.
+    if (points.length && asked === metricsAsked) {
+      fill(parts.metrics, el("h2", {}, "Metrics"), metricCharts(points));
+    }
+  }
+
   async function ended() {
+    await refreshMetrics(true);
     const latest = await call(service, `/jobs/${encodeURIComponent(jobId)}`);
     if (latest.ok) job = latest.body;
     if (job.state === "succeeded") {
@@ -79,7 +100,7 @@ export async function renderJob(view, service, jobId, signal) {
     el("h1", {}, `${service} · ${job.type} · `, el("code", { id: "job-id" }, job.id)),
     el("div", { class: "filters" }, parts.state, parts.progress, parts.cancel),
     el("p", {}, el("span", { class: "muted" }, "Message: "), parts.message),
-    parts.live, parts.error, parts.outputs, parts.result,
+    parts.live, parts.error, parts.metrics, parts.outputs, parts.result,
     parts.facts,
     el("h2", {}, "History"),
     el("table", {}, el("thead", {}, el("tr", {}, ["At", "Kind", "State", "Progress", "Message"].map((h) => el("th", {}, h)))),
@@ -95,6 +116,7 @@ export async function renderJob(view, service, jobId, signal) {
       job = { ...job, state: event.state, progress: event.progress, message: event.message ?? job.message };
       draw();
       if (kind === "state" && TERMINAL.has(event.state)) ended();
+      else if (kind === "progress") refreshMetrics();
     },
   });
   if (!signal.aborted) fill(parts.live, TERMINAL.has(job.state) ? "Ended" : parts.live.textContent);
