@@ -145,9 +145,10 @@ async def stack(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> A
         api.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    """Debian's Chromium, headless, with a profile of its own; quit at the end."""
+    """Debian's Chromium, headless, with a profile of its own, for every browser test (each
+    signs in to the console it uses); quit at the end."""
     reason = _missing_browser()
     if reason is not None:
         pytest.skip(reason)
