@@ -120,16 +120,18 @@ async def test_every_hostile_upload_is_refused_with_its_reason_and_the_worker_st
 async def test_a_transcode_past_its_time_limit_fails_and_its_unfinished_chunks_are_cancelled(
     aws: AwsClients, moto: MotoServer, tmp_path: Path, media_workers: list[MediaWorker]
 ) -> None:
-    """The transcode's time limit (from the source's length: here 0.5 s + 0.1 s a second, 1 s
-    for an 8 s source) ends it once its working time passes it, preparing included, and the
-    chunks it had not seen finish are cancelled with it."""
+    """The transcode's time limit (from the source's length: here 0.01 s + 0.01 s a second,
+    0.09 s for an 8 s source, which preparing alone passes) ends it once its working time
+    passes it, preparing included, and the chunks it had not seen finish are cancelled with
+    it. (A limit that the chunks' encoding passes instead raced the last chunk's end against
+    the cancel, and every chunk could finish first.)"""
     platform = await provision_media(aws, moto.endpoint)
     media_workers.append(
         MediaWorker(
             platform,
             tmp_path,
-            MEDIA_TRANSCODE_TIMEOUT_S="0.5",
-            MEDIA_TRANSCODE_TIMEOUT_PER_S="0.1",
+            MEDIA_TRANSCODE_TIMEOUT_S="0.01",
+            MEDIA_TRANSCODE_TIMEOUT_PER_S="0.01",
         )
     )
     clip = make_clip(tmp_path / "clip.mp4", size="1280x720", seconds=8)
@@ -144,7 +146,7 @@ async def test_a_transcode_past_its_time_limit_fails_and_its_unfinished_chunks_a
     )
     assert job.state is JobState.FAILED
     assert job.error is not None
-    assert "ran past its time limit of 1 s for a source of 8 s" in job.error
+    assert "ran past its time limit of 0 s for a source of 8 s" in job.error
     chunks = await children_of(store, job.id)
     assert len(chunks) >= 3, "the transcode had spawned its chunks"
     ended = [
