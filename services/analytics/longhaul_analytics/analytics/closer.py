@@ -153,17 +153,21 @@ class Closer:
         """A pass every `close_every_s` while this process holds the closer's lease, until
         `stop` is set; a failed pass is logged. The lease lasts ten periods (at least 5 s)
         and is renewed once half of it has passed (not every pass: an idle service's
-        closer writes once every few seconds): a dead holder's passes are taken over
-        after that. Passes of two closers overlapping (clocks apart) stay exact: a
-        window's revision is a conditional write."""
+        closer writes once every few seconds); a standby asks for it every half lease, so a
+        dead holder's passes are taken over within a lease and a half. Passes of two
+        closers overlapping (clocks apart) stay exact: a window's revision is a conditional
+        write."""
         ttl_ms = int(max(5.0, 10 * self.settings.close_every_s) * 1000)
-        held_until = 0
+        held_until = next_try = 0
         while not stop.is_set():
             try:
                 now_ms = int(self.clock() * 1000)
-                if now_ms >= held_until - ttl_ms // 2:
+                if now_ms >= held_until - ttl_ms // 2 and now_ms >= next_try:
                     taken = await self.store.lease(self.holder, now_ms, ttl_ms)
                     held_until = now_ms + ttl_ms if taken else 0
+                    # a standby asks again after half a lease, not every pass: each refusal
+                    # is a conditional write that failed, billed like one that did not
+                    next_try = 0 if taken else now_ms + ttl_ms // 2
                 if now_ms < held_until:
                     await self.close_due()
             except Exception:
