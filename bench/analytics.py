@@ -233,17 +233,7 @@ async def window_latency(
         await http.post("/events", json={"events": window_event}, headers=headers)
         (await http.post("/events", json={"events": push}, headers=headers)).raise_for_status()
         passed = time.perf_counter()
-        params = {
-            "metric": "orders",
-            "window": "1m",
-            "start": datetime.fromtimestamp(start / 1000, UTC).isoformat(),
-            "end": datetime.fromtimestamp((start + 60_000) / 1000, UTC).isoformat(),
-        }
-        while True:
-            rows = (await http.get("/aggregates", params=params, headers=headers)).json()
-            if rows["windows"] and all(w["final"] for w in rows["windows"]):
-                break
-            await asyncio.sleep(0.1)
+        await until_final(http, headers, start, poll_s=0.1)
         latencies.append(time.perf_counter() - passed)
     return latencies
 
@@ -265,19 +255,26 @@ async def idle_latency(
         sent = events(1, 200 + i, start + 1000)
         began = time.perf_counter()  # the source's idle clock starts during the request
         (await http.post("/events", json={"events": sent}, headers=headers)).raise_for_status()
-        params = {
-            "metric": "orders",
-            "window": "1m",
-            "start": datetime.fromtimestamp(start / 1000, UTC).isoformat(),
-            "end": datetime.fromtimestamp((start + 60_000) / 1000, UTC).isoformat(),
-        }
-        while True:
-            rows = (await http.get("/aggregates", params=params, headers=headers)).json()
-            if rows["windows"] and all(w["final"] for w in rows["windows"]):
-                break
-            await asyncio.sleep(0.05)
+        await until_final(http, headers, start, poll_s=0.05)
         latencies.append(time.perf_counter() - began - IDLE_S)
     return latencies
+
+
+async def until_final(
+    http: httpx.AsyncClient, headers: dict[str, str], start: int, *, poll_s: float
+) -> None:
+    """Poll the `orders` 1m window starting at `start` (ms) until every group of it is final."""
+    params = {
+        "metric": "orders",
+        "window": "1m",
+        "start": datetime.fromtimestamp(start / 1000, UTC).isoformat(),
+        "end": datetime.fromtimestamp((start + 60_000) / 1000, UTC).isoformat(),
+    }
+    while True:
+        rows = (await http.get("/aggregates", params=params, headers=headers)).json()
+        if rows["windows"] and all(w["final"] for w in rows["windows"]):
+            return
+        await asyncio.sleep(poll_s)
 
 
 def _progress(line: str) -> None:
