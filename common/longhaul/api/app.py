@@ -22,6 +22,7 @@ from longhaul.config import KitSettings, Role
 from longhaul.events.consumer import EventRouter, SqsConsumer
 from longhaul.events.publisher import EventPublisher
 from longhaul.flags import Flags, FlagValue
+from longhaul.jobs.admin import admin_routes
 from longhaul.jobs.drain import METADATA_VARIABLE, DeploymentWatch
 from longhaul.jobs.events import register_job_facts
 from longhaul.jobs.protection import TaskProtection
@@ -154,6 +155,7 @@ def create_app(
     if serves_api:
         if jobs is not None:
             app.include_router(job_routes(spec.name, jobs))
+            app.include_router(admin_routes())
         for router in routers:
             app.include_router(router)
         install_openapi(app, patches=(document_jobs(jobs),) if jobs is not None else ())

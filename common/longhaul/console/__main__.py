@@ -3,7 +3,7 @@ from LONGHAUL_CONSOLE_SERVICES (JSON, name -> API base URL), the page's API base
 LONGHAUL_CONSOLE_API_BASE ("api/", its own forwarding, unless set), the S3 origins whose
 presigned media URLs it fetches for the player from LONGHAUL_CONSOLE_MEDIA_ORIGINS
 (comma-separated) and, only when the dev
-runner sets LONGHAUL_CONSOLE_DEV_TOKEN=1, the dev user's token route."""
+runner sets LONGHAUL_CONSOLE_DEV_TOKEN=1, the dev users' token route (dev and dev-admin)."""
 
 from __future__ import annotations
 
@@ -22,14 +22,16 @@ from longhaul.local import platform
 DEFAULT_PORT = 8100
 
 
-def local_dev_token(endpoint: str, region: str, env: str) -> DevToken:
-    """Fetch the local dev user's token from moto's Cognito, as `longhaul token` does."""
+def local_dev_token(
+    endpoint: str, region: str, env: str, username: str = platform.DEV_USER
+) -> DevToken:
+    """Fetch a local dev user's token from moto's Cognito, as `longhaul token` does."""
     from longhaul.local.token import dev_token
 
     async def fetch() -> str:
         aws = platform.local_clients(endpoint, region)
         try:
-            return await dev_token(aws, env)
+            return await dev_token(aws, env, username=username)
         except SystemExit as exc:  # "no local user pool": not this server's end
             raise RuntimeError(str(exc)) from None
         finally:
@@ -55,13 +57,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as exc:
         print(f"console: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    dev = None
+    dev = dev_admin = None
     if os.environ.get("LONGHAUL_CONSOLE_DEV_TOKEN") == "1":
-        dev = local_dev_token(
+        from longhaul.local.token import DEV_ADMIN_USER
+
+        local = (
             platform.assert_local(os.environ.get("AWS_ENDPOINT_URL", platform.DEFAULT_ENDPOINT)),
             os.environ.get("AWS_REGION", platform.DEFAULT_REGION),
             os.environ.get("LONGHAUL_ENV", platform.DEFAULT_ENV),
         )
+        dev = local_dev_token(*local)
+        dev_admin = local_dev_token(*local, username=DEV_ADMIN_USER)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
     uvicorn.run(
@@ -69,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             ConsoleConfig(
                 services=services,
                 dev_token=dev,
+                dev_admin_token=dev_admin,
                 api_base=os.environ.get("LONGHAUL_CONSOLE_API_BASE", "api/"),
                 media_origins=tuple(
                     origin.strip().rstrip("/")

@@ -4,7 +4,7 @@ service's API with the caller's Authorization header passed through unchanged.
 The console holds no secret and checks no token: each service checks the token it is sent,
 so a caller sees through the console exactly what the API would show them. Same origin for
 the page and the APIs means no CORS. Under the dev runner only, `/dev-token` hands out the
-local dev user's token (docs/console.md)."""
+local dev user's token, or the local dev admin's (docs/console.md)."""
 
 from __future__ import annotations
 
@@ -54,10 +54,12 @@ DevToken = Callable[[], Awaitable[str]]
 @dataclass(frozen=True)
 class ConsoleConfig:
     """Where each service's API answers (name -> base URL), where the page sends its calls,
-    and, under the dev runner only, how to fetch the local dev user's token."""
+    and, under the dev runner only, how to fetch the local dev user's token and the local
+    dev admin's (`dev-admin`, in the `admin` group)."""
 
     services: dict[str, str]
     dev_token: DevToken | None = field(default=None)
+    dev_admin_token: DevToken | None = field(default=None)
     api_base: str = "api/"  # where the page calls the APIs: here, or "/" behind the ALB
     # Origins of presigned media URLs (the S3 endpoint) that /media may fetch for the page:
     # a browser plays an HLS ladder only from segments of its own origin.
@@ -85,6 +87,12 @@ def create_app(
         title="Longhaul console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
 
+    fetchers: dict[str, DevToken] = {}
+    if config.dev_token is not None:
+        fetchers["dev"] = config.dev_token
+        if config.dev_admin_token is not None:
+            fetchers["admin"] = config.dev_admin_token
+
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -102,22 +110,26 @@ def create_app(
             "services": sorted(config.services),
             "api_base": config.api_base,
             "dev_token": config.dev_token is not None,
+            # under the dev runner: the local users on offer ("dev", and "admin" if offered)
+            **({"dev_users": sorted(fetchers, reverse=True)} if fetchers else {}),
             "media_proxy": bool(config.media_origins),
         }
 
     if config.dev_token is not None:
-        fetch_dev_token = config.dev_token
-
         @app.get("/dev-token")
-        async def dev_token() -> Response:
-            """LOCAL DEV RUNNER ONLY: the local dev user's access token, from moto's Cognito.
-            Never served elsewhere: the route exists only when the dev runner asks for it."""
+        async def dev_token(user: str = "dev") -> Response:
+            """LOCAL DEV RUNNER ONLY: a local dev user's access token, from moto's Cognito
+            (`user=admin`: the dev admin's). Never served elsewhere: the route exists only
+            when the dev runner asks for it."""
+            fetch = fetchers.get(user)
+            if fetch is None:
+                return problem(404, "Not Found", f"no local user {user!r} on offer")
             try:
-                token = await fetch_dev_token()
+                token = await fetch()
             except Exception:  # the platform is not up (yet): say so, no traceback
                 return problem(503, "Service Unavailable", "the local user pool is not ready")
             return JSONResponse(
-                {"token": token, "user": "dev", "local_only": True},
+                {"token": token, "user": user, "local_only": True},
                 headers={"Cache-Control": "no-store"},
             )
 

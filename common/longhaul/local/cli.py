@@ -65,12 +65,42 @@ def dev(
     port: Annotated[int, typer.Option(help="moto's port")] = platform.MOTO_PORT,
     env: Env = platform.DEFAULT_ENV,
     region: Region = platform.DEFAULT_REGION,
+    reload: Annotated[
+        bool,
+        typer.Option(
+            "--reload",
+            help="Restart only the services whose code changes (a change to the kit: all); "
+            "moto keeps running, with its state",
+        ),
+    ] = False,
+    only: Annotated[
+        list[str],
+        typer.Option("--only", help="Run only this service (repeatable; default: every one)"),
+    ] = [],  # noqa: B006
+    console_port: Annotated[
+        int | None, typer.Option(help="The web console's port (default 8100)")
+    ] = None,
 ) -> None:
     """Run moto, provision it, and run every service's api and worker until Ctrl-C."""
-    from longhaul.local.runner import DevRunner
+    from longhaul.local.runner import CONSOLE_PORT, DevRunner
 
     specs = discover(tuple(service))
-    raise typer.Exit(asyncio.run(DevRunner(specs, env=env, region=region, port=port).run()))
+    unknown = sorted(set(only) - {spec.name for spec in specs})
+    if unknown:
+        known = ", ".join(spec.name for spec in specs)
+        typer.echo(f"error: no service named {', '.join(unknown)} (there are: {known})", err=True)
+        raise typer.Exit(2)
+    if only:
+        specs = [spec for spec in specs if spec.name in only]
+    runner = DevRunner(
+        specs,
+        env=env,
+        region=region,
+        port=port,
+        console_port=console_port or CONSOLE_PORT,
+        reload=reload,
+    )
+    raise typer.Exit(asyncio.run(runner.run()))
 
 
 @app.command("provision")
@@ -109,11 +139,17 @@ def token(
     endpoint: Endpoint = platform.DEFAULT_ENDPOINT,
     env: Env = platform.DEFAULT_ENV,
     region: Region = platform.DEFAULT_REGION,
+    user: Annotated[
+        str, typer.Option(help="dev (a plain caller) or admin (dev-admin, in group admin)")
+    ] = "dev",
 ) -> None:
-    """Print an RS256 access token for the local dev user."""
-    from longhaul.local.token import dev_token
+    """Print an RS256 access token for a local dev user (`--user admin`: the dev admin)."""
+    from longhaul.local.token import DEV_USERS, dev_token
 
-    typer.echo(_with_aws(endpoint, region, lambda aws: dev_token(aws, env)))
+    if user not in DEV_USERS:
+        raise typer.BadParameter(f"one of {', '.join(DEV_USERS)}", param_hint="--user")
+    username = DEV_USERS[user]
+    typer.echo(_with_aws(endpoint, region, lambda aws: dev_token(aws, env, username=username)))
 
 
 @app.command()

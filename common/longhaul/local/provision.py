@@ -16,8 +16,10 @@ from botocore.exceptions import ClientError
 
 from longhaul.aws.clients import AwsClients
 from longhaul.flags import flags_parameter_name
+from longhaul.jobs.admin import ADMIN_GROUP
 from longhaul.local import platform
 from longhaul.local.platform import LocalAuth
+from longhaul.local.token import DEV_ADMIN_USER
 from longhaul.smoke.auth import SMOKE_USER, smoke_user_secret
 from longhaul.spec import ResourceNames, ServiceSpec, TableSpec, platform_bus_name
 
@@ -53,7 +55,7 @@ async def provision(
     aws: AwsClients, specs: list[ServiceSpec], *, env: str, region: str
 ) -> Provisioned:
     """Create the platform bus, every service's resources, and the user pool with the dev
-    user and the smoke user."""
+    user, the dev admin (in the `admin` group) and the smoke user."""
     report = Provisioned()
     events = await aws.get("events")
     bus = platform_bus_name(env)
@@ -256,8 +258,47 @@ async def _auth(aws: AwsClients, env: str, region: str, report: Provisioned) -> 
         await cognito.admin_set_user_password(
             UserPoolId=pool_id, Username=platform.DEV_USER, Password=password, Permanent=True
         )
+    await _dev_admin(aws, cognito, pool_id, env, report)
     await _smoke_user(aws, cognito, pool_id, env, report)
     return LocalAuth(pool_id=pool_id, client_id=client_id, region=region)
+
+
+async def _dev_admin(
+    aws: AwsClients, cognito: Any, pool_id: str, env: str, report: Provisioned
+) -> None:
+    """The Cognito group `admin` (the admin routes and the console's admin view) and the
+    local admin user in it, `dev-admin`, who signs in with the dev user's password. The
+    dev user stays out of the group: the two show what an admin sees and a caller does not."""
+    try:
+        await cognito.get_group(GroupName=ADMIN_GROUP, UserPoolId=pool_id)
+        report.note("group", ADMIN_GROUP, created=False)
+    except cognito.exceptions.ResourceNotFoundException:
+        await cognito.create_group(
+            GroupName=ADMIN_GROUP,
+            UserPoolId=pool_id,
+            Description="Sees every owner's jobs and the DLQs, and redrives them",
+        )
+        report.note("group", ADMIN_GROUP, created=True)
+    try:
+        await cognito.admin_get_user(UserPoolId=pool_id, Username=DEV_ADMIN_USER)
+        report.note("user", DEV_ADMIN_USER, created=False)
+    except cognito.exceptions.UserNotFoundException:
+        await cognito.admin_create_user(
+            UserPoolId=pool_id, Username=DEV_ADMIN_USER, MessageAction="SUPPRESS"
+        )
+        secret = await (await aws.get("secretsmanager")).get_secret_value(
+            SecretId=platform.dev_password_secret(env)
+        )
+        await cognito.admin_set_user_password(
+            UserPoolId=pool_id,
+            Username=DEV_ADMIN_USER,
+            Password=secret["SecretString"],
+            Permanent=True,
+        )
+        report.note("user", DEV_ADMIN_USER, created=True)
+    await cognito.admin_add_user_to_group(
+        UserPoolId=pool_id, Username=DEV_ADMIN_USER, GroupName=ADMIN_GROUP
+    )
 
 
 async def _smoke_user(

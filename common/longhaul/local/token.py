@@ -1,15 +1,21 @@
-"""A real access token for the local dev user, from moto's Cognito."""
+"""A real access token for a local dev user, from moto's Cognito: `dev`, a plain caller,
+or `dev-admin`, in the `admin` group (the admin routes, the console's admin view)."""
 
 from __future__ import annotations
 
 from longhaul.aws.clients import AwsClients
 from longhaul.local import platform
 
-__all__ = ["dev_token"]
+__all__ = ["DEV_ADMIN_USER", "DEV_USERS", "dev_token"]
+
+DEV_ADMIN_USER = "dev-admin"
+# The local users by the short name `longhaul token --user` and the console take.
+DEV_USERS = {"dev": platform.DEV_USER, "admin": DEV_ADMIN_USER}
 
 
 async def dev_token(aws: AwsClients, env: str, *, username: str = platform.DEV_USER) -> str:
-    """Sign the dev user in with USER_PASSWORD_AUTH and return the RS256 access token."""
+    """Sign a local dev user (`dev` or `dev-admin`, who share the generated password) in
+    with USER_PASSWORD_AUTH and return the RS256 access token."""
     cognito = await aws.get("cognito-idp")
     pool_id = await platform.find_user_pool(cognito, platform.pool_name(env))
     if pool_id is None:

@@ -1,6 +1,7 @@
 """Jobs in the service's DynamoDB table (single-table design).
 
-Items (key attributes; GSI1 lists a caller's jobs newest first, GSI2 finds jobs by state):
+Items (key attributes; GSI1 lists a caller's jobs newest first, GSI2 finds jobs by state
+and lists every owner's jobs for an administrator, `listing.py`):
 
 - job: PK `JOB#<id>`, SK `META`; GSI1 `OWNER#<sub>` / `<created>#<id>`;
   GSI2 `STATE#<state>` / `<updated>#<id>`
@@ -24,6 +25,7 @@ from longhaul.jobs.store.items import (
     timedelta_ago,
 )
 from longhaul.jobs.store.leases import JobLeases
+from longhaul.jobs.store.listing import JobListing
 from longhaul.jobs.store.submissions import JobSubmissions
 
 __all__ = [
@@ -40,5 +42,5 @@ __all__ = [
 ]
 
 
-class JobStore(JobLeases, JobSubmissions):
+class JobStore(JobLeases, JobSubmissions, JobListing):
     """Reads and conditional writes of jobs in one table."""

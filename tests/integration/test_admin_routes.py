@@ -1,0 +1,179 @@
+"""The admin routes (longhaul.jobs.admin) on the echo service, against moto: only the
+`admin` group reaches them (the provisioned dev admin does, the dev user does not, with
+real tokens from the local pool); an admin lists every owner's jobs, filtered and paged;
+a dead-lettered job is listed in the DLQ with its reason, and after a redrive it is back
+on the work queue and a real worker runs it to success."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from longhaul.aws.clients import AwsClients
+from longhaul.jobs import JobMessage, JobState, JobStore
+from longhaul.local.token import DEV_ADMIN_USER, dev_token
+from tests.conftest import Platform
+from tests.support.app import forge, running_app
+from tests.support.workers import Jobs, Worker
+
+PROBLEM = "application/problem+json"
+ROUTES = [("GET", "/admin/jobs"), ("GET", "/admin/dlq"), ("POST", "/admin/dlq/redrive")]
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _caller(platform: Platform, sub: str, *groups: str) -> dict[str, str]:
+    changes: dict[str, Any] = {"sub": sub, "username": sub}
+    if groups:
+        changes["cognito:groups"] = list(groups)
+    return _bearer(forge(platform.auth, **changes))
+
+
+async def _dead_lettered(aws: AwsClients, jobs: Jobs, owner: str) -> str:
+    """A job failed as a worker fails one, its message copied to the DLQ as the worker's
+    dead-lettering leaves it."""
+    store: JobStore = await jobs.store()
+    job, _ = await store.submit(owner=owner, job_type="work", payload={"steps": 1, "step_s": 0})
+    assert (await store.start(job.id, "worker-a", 30)).started
+    assert await store.finish(
+        job.id, "worker-a", JobState.FAILED, error="failed after 3 attempts: boom"
+    )
+    sqs = await aws.get("sqs")
+    await sqs.send_message(
+        QueueUrl=await jobs.queue_url(dlq=True),
+        MessageBody=JobMessage(job_id=job.id).model_dump_json(),
+    )
+    return job.id
+
+
+async def _visible(aws: AwsClients, url: str) -> int:
+    sqs = await aws.get("sqs")
+    attributes = (
+        await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+async def test_only_the_admin_group_reaches_the_admin_routes_with_real_local_tokens(
+    aws: AwsClients, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provisioner puts `dev-admin` in group `admin` and leaves `dev` out: the dev
+    user's real token is a 403 problem on every admin route, the admin's reaches them, and
+    no token at all is a 401."""
+    plain = _bearer(await dev_token(aws, platform.env))
+    admin = _bearer(await dev_token(aws, platform.env, username=DEV_ADMIN_USER))
+    async with running_app(monkeypatch, platform) as (_, client):
+        refused = [await client.request(m, path, headers=plain) for m, path in ROUTES]
+        anonymous = [await client.request(m, path) for m, path in ROUTES]
+        me = (await client.get("/me", headers=admin)).json()
+        listed = await client.get("/admin/jobs", headers=admin)
+        looked = await client.get("/admin/dlq", headers=admin)
+    for answer in refused:
+        assert answer.status_code == 403, answer.text
+        assert answer.headers["content-type"] == PROBLEM
+        assert "'admin'" in answer.json()["detail"]
+    assert [a.status_code for a in anonymous] == [401, 401, 401]
+    assert me["groups"] == ["admin"]
+    assert listed.status_code == 200, listed.text
+    assert looked.status_code == 200, looked.text
+    assert looked.json() == {"count": 0, "messages": [], "limited": False}
+
+
+async def test_an_admin_lists_every_owners_jobs_filtered_and_paged(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs of two owners: an owner sees their own, the admin sees both owners', by owner,
+    state and type, and a cursor walk of one job a page returns each exactly once."""
+    alice, bob = f"alice-{uuid.uuid4().hex[:6]}", f"bob-{uuid.uuid4().hex[:6]}"
+    admin = _caller(platform, "ops", "admin")
+    async with running_app(monkeypatch, platform) as (_, client):
+        submitted: dict[str, str] = {}
+        for owner, steps in ((alice, 1), (alice, 2), (bob, 3)):
+            answer = await client.post(
+                "/jobs",
+                json={"type": "work", "payload": {"steps": steps}},
+                headers=_caller(platform, owner),
+            )
+            assert answer.status_code == 202, answer.text
+            submitted[answer.json()["id"]] = owner
+        own = (await client.get("/jobs", headers=_caller(platform, bob))).json()
+        everyone = (await client.get("/admin/jobs", headers=admin)).json()
+        bobs = (await client.get("/admin/jobs", params={"owner": bob}, headers=admin)).json()
+        queued = (await client.get("/admin/jobs", params={"state": "queued"}, headers=admin)).json()
+        done = (
+            await client.get("/admin/jobs", params={"state": "succeeded"}, headers=admin)
+        ).json()
+        fanouts = (await client.get("/admin/jobs", params={"type": "fanout"}, headers=admin)).json()
+        walked: list[str] = []
+        cursors: list[str] = []
+        cursor: str | None = None
+        for _ in range(10):
+            params = {"limit": "1", **({"cursor": cursor} if cursor else {})}
+            page = (await client.get("/admin/jobs", params=params, headers=admin)).json()
+            walked += [job["id"] for job in page["jobs"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+            cursors.append(cursor)
+        crafted = await client.get("/admin/jobs", params={"cursor": "bm9wZQ=="}, headers=admin)
+        # an every-owner cursor is refused by the one-owner listing, and the other way round
+        owners_cursor = await client.get(
+            "/admin/jobs", params={"cursor": cursors[0], "owner": bob}, headers=admin
+        )
+
+    assert [job["owner"] for job in own["jobs"]] == [bob]
+    assert {job["id"]: job["owner"] for job in everyone["jobs"]} == submitted
+    assert everyone["next_cursor"] is None
+    assert [job["owner"] for job in bobs["jobs"]] == [bob]
+    assert {job["id"] for job in queued["jobs"]} == set(submitted)
+    assert done["jobs"] == []
+    assert fanouts["jobs"] == []
+    assert sorted(walked) == sorted(submitted), "each job exactly once"
+    assert crafted.status_code == 400
+    assert crafted.headers["content-type"] == PROBLEM
+    assert owners_cursor.status_code == 400
+
+
+async def test_a_dead_letter_is_listed_and_after_redrive_a_worker_runs_it(
+    aws: AwsClients, platform: Platform, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A failed job's message in the DLQ is listed with its job's type, owner, state and
+    error, left in place by the look; the redrive resets the job and moves the message to
+    the work queue (the DLQ is empty after it), and a real worker then runs the job to
+    `succeeded`."""
+    jobs = Jobs(aws, platform.env)
+    job_id = await _dead_lettered(aws, jobs, owner="carol")
+    admin = _caller(platform, "ops", "admin")
+    async with running_app(monkeypatch, platform) as (_, client):
+        first = (await client.get("/admin/dlq", headers=admin)).json()
+        second = (await client.get("/admin/dlq", headers=admin)).json()
+        redriven = await client.post("/admin/dlq/redrive", headers=admin)
+        after = (await client.get("/admin/dlq", headers=admin)).json()
+        queued = await jobs.get(job_id)
+        on_queue = await _visible(aws, await jobs.queue_url())
+
+    assert first["count"] == 1
+    (message,) = first["messages"]
+    assert message["job_id"] == job_id
+    assert (message["type"], message["owner"], message["state"]) == ("work", "carol", "failed")
+    assert message["reason"] == "failed after 3 attempts: boom"
+    assert message["receives"] >= 1
+    assert second["count"] == 1, "a look leaves the message in the DLQ"
+    assert redriven.status_code == 200, redriven.text
+    assert (redriven.json()["moved"], redriven.json()["jobs_reset"]) == (1, [job_id])
+    assert redriven.json()["left"] == 0
+    assert after == {"count": 0, "messages": [], "limited": False}
+    assert queued.state is JobState.QUEUED
+    assert on_queue == 1, "the message is back on the work queue"
+
+    worker = Worker(platform, tmp_path, name="admin")
+    try:
+        finished = await jobs.wait(job_id, JobState.SUCCEEDED, JobState.FAILED, timeout=90)
+    finally:
+        worker.stop()
+    assert finished.state is JobState.SUCCEEDED, worker.log()[-2000:]
