@@ -4,7 +4,10 @@ processes, with their logs in one terminal (and each in .longhaul/logs/, where
 
 It refuses to start, with one line, when a port it needs is taken, says the platform is up
 only once every service answers its health check, and stops everything, with a non-zero
-status, when a service dies."""
+status, when a service dies. With `reload`, it watches the services' and the kit's code
+instead and restarts only what a change touches (longhaul.local.reload); moto keeps running,
+with its state, and a service that fails to start after a change is reported in one line
+while the runner keeps watching."""
 
 from __future__ import annotations
 
@@ -22,9 +25,11 @@ from pathlib import Path
 from typing import TextIO
 
 import httpx
+from watchfiles import awatch
 
 from longhaul.local import platform
 from longhaul.local.provision import provision
+from longhaul.local.reload import CONSOLE, Reload, WatchRoots, describe, plan, watch_roots
 from longhaul.spec import ServiceSpec
 
 __all__ = ["CONSOLE_PORT", "LOG_DIR", "DevRunner", "PortTaken", "log_file", "required_ports"]
@@ -35,6 +40,9 @@ PIPE_LIMIT = 1024 * 1024  # longest log line read whole
 LOG_DIR = Path(".longhaul/logs")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 CONSOLE_PORT = 8100  # the web console (docs/console.md), below the services' 8110, 8120, ...
+# --reload: a burst of saves is one change once the files are quiet this long (at most 2 s)
+RELOAD_QUIET_MS = 400
+RELOAD_MOST_MS = 2000
 
 
 class PortTaken(RuntimeError):
@@ -56,12 +64,20 @@ def required_ports(
     return ports
 
 
-@dataclass
+@dataclass(eq=False)
 class _Child:
     name: str
     process: asyncio.subprocess.Process
-    pump: asyncio.Task[None]
     health: str | None = field(default=None)  # the URL that answers 200 once it is ready
+    last_line: str = ""  # the last line it printed (why it exited, most often)
+    reported: bool = False  # its exit was reported (under --reload, the runner goes on)
+    pump: asyncio.Task[None] = field(init=False)
+    exited: asyncio.Task[int] = field(init=False)
+
+    @property
+    def unit(self) -> str:
+        """What restarts together: a service's roles (`media/api` -> `media`), the console."""
+        return self.name.split("/", 1)[0]
 
 
 class DevRunner:
@@ -78,8 +94,10 @@ class DevRunner:
         out: TextIO = sys.stdout,
         log_dir: Path = LOG_DIR,
         console_port: int = CONSOLE_PORT,
+        reload: bool = False,
     ) -> None:
         self.specs = specs
+        self.reload = reload
         self.console_port = console_port
         self.env = env
         self.region = region
@@ -90,14 +108,17 @@ class DevRunner:
         self.log_dir = log_dir
         self.children: list[_Child] = []
         self._stop = asyncio.Event()
+        self._base: dict[str, str] = {}  # the environment every child starts with
+        self._auth: platform.LocalAuth | None = None
 
     def say(self, line: str) -> None:
         """A line of the runner's own, prefixed like every child's."""
         print(f"{'runner':>16} | {line}", file=self.out, flush=True)
 
-    async def _pump(self, name: str, stream: asyncio.StreamReader) -> None:
+    async def _pump(self, child: _Child, stream: asyncio.StreamReader, mode: str) -> None:
+        name = child.name
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        with log_file(name, self.log_dir).open("w", encoding="utf-8") as log:
+        with log_file(name, self.log_dir).open(mode, encoding="utf-8") as log:
             while True:
                 try:
                     line = await stream.readline()
@@ -106,12 +127,21 @@ class DevRunner:
                 if not line:
                     return
                 text = line.decode(errors="replace").rstrip()
+                child.last_line = text.strip() or child.last_line
                 print(f"{name:>16} | {text}", file=self.out, flush=True)
                 print(text, file=log, flush=True)
 
     async def _start(
-        self, name: str, argv: list[str], env: dict[str, str], health: str | None = None
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        health: str | None = None,
+        *,
+        again: bool = False,
     ) -> _Child:
+        """Start child `name`; `again` (a restart) appends to its log instead of rewriting
+        it, so `longhaul jobs logs` still finds the lines of jobs it ran before."""
         process = await asyncio.create_subprocess_exec(
             *argv,
             env=env,
@@ -122,8 +152,9 @@ class DevRunner:
             preexec_fn=_die_with_parent,
         )
         assert process.stdout is not None
-        pump = asyncio.create_task(self._pump(name, process.stdout))
-        child = _Child(name, process, pump, health)
+        child = _Child(name, process, health)
+        child.pump = asyncio.create_task(self._pump(child, process.stdout, "a" if again else "w"))
+        child.exited = asyncio.create_task(process.wait())
         self.children.append(child)
         return child
 
@@ -149,6 +180,7 @@ class DevRunner:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._stop.set)
         base = {**os.environ, **platform.DUMMY_CREDENTIALS, "PYTHONUNBUFFERED": "1"}
+        self._base = base
         try:
             _require_free_ports(self.host, required_ports(self.specs, self.port, self.console_port))
             # moto, inside the emulator that makes it atomic (docs/local-platform.md)
@@ -163,28 +195,15 @@ class DevRunner:
             finally:
                 await aws.close()
             assert report.auth is not None
+            self._auth = report.auth
             self.say(f"provisioned {len(report.actions)} resources ({len(report.created)} new)")
             for spec in self.specs:
-                for role in ("api", "worker"):
-                    variables = platform.role_environment(
-                        spec,
-                        role,
-                        env=self.env,
-                        region=self.region,
-                        endpoint=self.endpoint,
-                        auth=report.auth,
-                        host=self.host,
-                    )
-                    port = spec.port if role == "api" else spec.worker_port
-                    await self._start(
-                        f"{spec.name}/{role}",
-                        [sys.executable, "-m", spec.package, "--role", role],
-                        {**base, **variables},
-                        health=f"http://{self.host}:{port}/healthz",
-                    )
-            await self._start_console(base)
+                await self._start_service(spec)
+            await self._start_console()
             await self._wait_until_ready()
             self._banner()
+            if self.reload:
+                return await self._serve_reloading()
             return await self._watch()
         except RuntimeError as exc:
             self.say(f"error: {exc}")
@@ -192,12 +211,39 @@ class DevRunner:
         finally:
             await self.shutdown()
 
-    async def _start_console(self, base: dict[str, str]) -> None:
+    async def _start_service(self, spec: ServiceSpec, *, again: bool = False) -> list[_Child]:
+        """The service's api and worker, each with the environment compose gives it too."""
+        assert self._auth is not None
+        started = []
+        for role in ("api", "worker"):
+            variables = platform.role_environment(
+                spec,
+                role,
+                env=self.env,
+                region=self.region,
+                endpoint=self.endpoint,
+                auth=self._auth,
+                host=self.host,
+            )
+            port = spec.port if role == "api" else spec.worker_port
+            started.append(
+                await self._start(
+                    f"{spec.name}/{role}",
+                    [sys.executable, "-m", spec.package, "--role", role],
+                    {**self._base, **variables},
+                    health=f"http://{self.host}:{port}/healthz",
+                    again=again,
+                )
+            )
+        return started
+
+    async def _start_console(self, *, again: bool = False) -> list[_Child]:
         """The web console, forwarding /api/<service>/ to each service's API; under the dev
         runner only, it offers the dev user's token (docs/console.md)."""
         apis = {spec.name: f"http://{self.host}:{spec.port}" for spec in self.specs}
-        await self._start(
-            "console",
+        base = self._base
+        console = await self._start(
+            CONSOLE,
             [sys.executable, "-m", "longhaul.console", "--host", self.host],
             {
                 **base,
@@ -210,16 +256,24 @@ class DevRunner:
                 "LONGHAUL_ENV": self.env,
             },
             health=f"http://{self.host}:{self.console_port}/healthz",
+            again=again,
         )
+        return [console]
 
-    async def _wait_until_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Return once every service answers its health check; raise if one exits first
-        or does not answer within `timeout_s` (a stop meanwhile returns at once)."""
-        waiting = [c for c in self.children if c.health is not None]
+    async def _wait_until_ready(
+        self, children: list[_Child] | None = None, timeout_s: float = READY_TIMEOUT_S
+    ) -> None:
+        """Return once every child (default: all) answers its health check; raise if one
+        exits first or does not answer within `timeout_s` (a stop meanwhile returns at once)."""
+        children = self.children if children is None else children
+        waiting = [c for c in children if c.health is not None]
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=1) as http:
             while waiting and not self._stop.is_set():
                 for child in list(waiting):
+                    if child.process.returncode is not None:  # its last words first
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(asyncio.shield(child.pump), 1)
                     _raise_if_exited(child)
                     assert child.health is not None
                     with contextlib.suppress(httpx.TransportError):
@@ -233,15 +287,110 @@ class DevRunner:
     async def _watch(self) -> int:
         """Wait for Ctrl-C or SIGTERM (0), or for a child to exit on its own (1)."""
         stop = asyncio.create_task(self._stop.wait())
-        exits = {asyncio.create_task(c.process.wait()): c for c in self.children}
+        exits = {c.exited: c for c in self.children}
         done, _ = await asyncio.wait({stop, *exits}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (stop, *exits):
-            task.cancel()
+        stop.cancel()
         if stop in done:
             return 0
         child = exits[next(t for t in done if t is not stop)]
         self.say(f"error: {child.name} exited with {child.process.returncode}; stopping")
         return 1
+
+    async def _serve_reloading(self) -> int:
+        """Until Ctrl-C or SIGTERM (0): restart what each change touches. A child that exits
+        on its own is reported and its unit is down until a change restarts it; only moto
+        exiting (its state gone) ends everything (1)."""
+        roots = watch_roots(self.specs)
+        changes: asyncio.Queue[set[Path]] = asyncio.Queue()
+        watcher = asyncio.create_task(self._collect_changes(roots, changes))
+        folders = describe(roots.folders(), Path.cwd(), most=len(roots.folders()))
+        self.say(f"reload: watching {folders}; a change restarts only what runs it")
+        try:
+            while True:
+                stop = asyncio.create_task(self._stop.wait())
+                change = asyncio.create_task(changes.get())
+                exits = {c.exited: c for c in self.children if not c.reported}
+                waits = {stop, change, *exits, *(() if watcher.done() else (watcher,))}
+                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                stop.cancel()
+                change.cancel()
+                if self._stop.is_set():
+                    return 0
+                if watcher in done:
+                    failure = watcher.exception()
+                    self.say(f"error: watching for changes failed ({failure!r}); reload is off")
+                for task in done & exits.keys():
+                    child = exits[task]
+                    child.reported = True
+                    if child.name == "moto":
+                        self.say(f"error: moto exited with {child.process.returncode}; stopping")
+                        return 1
+                    self.say(
+                        f"error: {child.name} exited with {child.process.returncode}"
+                        f"{_said(child)}; {child.unit} is down until a change restarts it"
+                    )
+                if change in done and not change.cancelled():
+                    changed = change.result()
+                    while not changes.empty():
+                        changed |= changes.get_nowait()
+                    await self._apply(plan(changed, roots))
+        finally:
+            self._stop.set()  # ends the watcher
+            with contextlib.suppress(Exception):
+                await watcher
+
+    async def _collect_changes(self, roots: WatchRoots, changes: asyncio.Queue[set[Path]]) -> None:
+        """Queue each burst of changed paths under the watched folders (a burst ends once
+        the files are quiet for RELOAD_QUIET_MS), until the runner stops."""
+        async for batch in awatch(
+            *roots.folders(),
+            stop_event=self._stop,
+            step=RELOAD_QUIET_MS,
+            debounce=RELOAD_MOST_MS,
+        ):
+            changes.put_nowait({Path(path) for _, path in batch})
+
+    async def _apply(self, change: Reload) -> None:
+        """Restart the units `change` names: stop all of them (gracefully: SIGTERM, the
+        worker's drain), start them again, and say of each whether it is up or down."""
+        here = Path.cwd()
+        if change.emulator:
+            self.say(
+                f"{describe(change.emulator, here)} changed: moto keeps running, with its "
+                "state, the emulator it started with; restart `make dev` to run the change"
+            )
+        if not change.units:
+            return
+        units = ", ".join(change.units)
+        self.say(f"restarting {units}: {describe(change.because, here)} changed")
+        old = [c for c in self.children if c.unit in change.units]
+        await self._stop_children(old)
+        for child in old:
+            self.children.remove(child)
+        if self._stop.is_set():
+            return
+        started = {unit: await self._start_unit(unit) for unit in change.units}
+        outcomes = await asyncio.gather(
+            *(self._wait_until_ready(children) for children in started.values()),
+            return_exceptions=True,
+        )
+        for (unit, children), outcome in zip(started.items(), outcomes, strict=True):
+            if isinstance(outcome, RuntimeError):
+                await self._stop_children(children)  # a unit runs whole or not at all
+                for child in children:
+                    self.children.remove(child)
+                self.say(f"error: {unit} is down: {outcome}; watching for the next change")
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            elif not self._stop.is_set():
+                self.say(f"{unit} is up again")
+
+    async def _start_unit(self, unit: str) -> list[_Child]:
+        """Start a unit's children again, appending to their logs."""
+        if unit == CONSOLE:
+            return await self._start_console(again=True)
+        spec = next(spec for spec in self.specs if spec.name == unit)
+        return await self._start_service(spec, again=True)
 
     def _banner(self) -> None:
         self.say("the local platform is up")
@@ -260,23 +409,27 @@ class DevRunner:
         """SIGTERM each process group, services before moto; SIGKILL what outlives the grace."""
         services = [c for c in self.children if c.name != "moto"]
         for group in (services, [c for c in self.children if c.name == "moto"]):
-            for child in group:
-                _signal_group(child.process, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_GRACE_S
-            for child in group:
-                try:
-                    await asyncio.wait_for(
-                        child.process.wait(), max(0.1, deadline - time.monotonic())
-                    )
-                except TimeoutError:
-                    self.say(f"{child.name} did not stop in {STOP_GRACE_S:.0f}s; killing it")
-                _signal_group(child.process, signal.SIGKILL)  # stragglers of its group
-                await child.process.wait()
-                with contextlib.suppress(Exception):
-                    await child.pump
+            await self._stop_children(group)
         if self.children:
             self.say("stopped everything")
         self.children.clear()
+
+    async def _stop_children(self, group: list[_Child]) -> None:
+        """SIGTERM each child's process group at once (a worker drains: it takes no new
+        message and ends what it runs), wait for all of them, then SIGKILL what is left of
+        each group; they stay in `children`, the caller decides."""
+        for child in group:
+            _signal_group(child.process, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in group:
+            try:
+                await asyncio.wait_for(child.process.wait(), max(0.1, deadline - time.monotonic()))
+            except TimeoutError:
+                self.say(f"{child.name} did not stop in {STOP_GRACE_S:.0f}s; killing it")
+            _signal_group(child.process, signal.SIGKILL)  # stragglers of its group
+            await child.process.wait()
+            with contextlib.suppress(Exception):
+                await child.pump
 
 
 def _require_free_ports(host: str, ports: list[tuple[int, str]]) -> None:
@@ -304,9 +457,14 @@ def _die_with_parent() -> None:
 def _raise_if_exited(child: _Child) -> None:
     if child.process.returncode is not None:
         raise RuntimeError(
-            f"{child.name} exited with {child.process.returncode} before it was ready "
-            f"(its log: {log_file(child.name)})"
+            f"{child.name} exited with {child.process.returncode} before it was ready"
+            f"{_said(child)} (its log: {log_file(child.name)})"
         )
+
+
+def _said(child: _Child) -> str:
+    """`: <its last line>`, the reason a child that exited gives most often."""
+    return f": {child.last_line[-200:]}" if child.last_line else ""
 
 
 def _signal_group(process: asyncio.subprocess.Process, signum: int) -> None:

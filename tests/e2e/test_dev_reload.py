@@ -1,0 +1,262 @@
+"""`longhaul dev --reload` as a developer meets it: saving a service's code restarts only that
+service's api and worker, while moto (and what it holds) and every other process keep
+running; a broken save leaves the runner watching with one line that says why, and the next
+save brings the service back. Two copies of the echo test service, in a temporary folder,
+are the code edited (the repository's own files are never touched); every port is a free
+one, so this module runs beside the fixed-port dev runner tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from longhaul.local import platform
+from longhaul.local.token import dev_token
+from tests.support.dev import LONGHAUL, ROOT, Runner, answers
+from tests.support.processes import descendants, gone, kill_tree
+
+# One runner for the module's tests, in order: on one xdist worker (its own group: the
+# ports are free ones, so it need not wait for the fixed-port dev runner tests).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("dev-reload")]
+
+ECHO = ROOT / "tests/support/echo"
+SERVICES = ("alpha", "beta")
+VERSION_ROUTE = '''
+@router.get("/version")
+async def version() -> dict[str, int]:
+    """Which save of the code answers."""
+    return {{"version": {version}}}
+
+
+SERVICE = Service('''
+
+
+def _free_pair(taken: set[int]) -> int:
+    """A port that is free with the one above it (a service's api and worker), below the
+    ephemeral range: no client's connection takes it between this choice and the runner's
+    bind, as one can take a port the kernel handed out as free."""
+    ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = random.randrange(20000, min(ephemeral, 32768) - 1)
+        if {port, port + 1} & taken:
+            continue
+        try:
+            for candidate in (port, port + 1):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        taken |= {port, port + 1}
+        return port
+
+
+def copy_echo(root: Path, name: str, port: int) -> Path:
+    """The echo service as package `reload_<name>`, service `name`, on `port`."""
+    package = root / f"reload_{name}"
+    package.mkdir()
+    for source in ECHO.glob("*.py"):
+        text = source.read_text().replace("tests.support.echo", package.name)
+        text = text.replace("echo", name).replace("port=18100", f"port={port}")
+        (package / source.name).write_text(text)
+    return package
+
+
+class ReloadRunner(Runner):
+    """`longhaul dev --reload` running only the copies, every port a free one."""
+
+    def __init__(self, root: Path) -> None:
+        taken: set[int] = set()
+        self.moto_port = _free_pair(taken)
+        self.console_port = _free_pair(taken)
+        self.ports = {name: _free_pair(taken) for name in SERVICES}
+        self.packages = {name: copy_echo(root, name, self.ports[name]) for name in SERVICES}
+        self.endpoint = f"http://127.0.0.1:{self.moto_port}"
+        self.lines: list[str] = []
+        env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+        argv = [*LONGHAUL, "dev", "--reload", "--port", str(self.moto_port)]
+        argv += ["--console-port", str(self.console_port)]
+        for name in SERVICES:
+            argv += ["--service", f"reload_{name}.spec:SPEC", "--only", name]
+        self.process = subprocess.Popen(
+            argv,
+            cwd=root,
+            env={**env, "PYTHONPATH": f"{root}:{ROOT}", "LONGHAUL_POLL_WAIT_S": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def api(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def pids(self) -> dict[str, int]:
+        """The runner's live children: `moto`, `console`, `alpha/api`, `beta/worker`..."""
+        found = {}
+        for proc in descendants(self.process.pid):
+            command = proc.command()
+            if proc.ppid != self.process.pid or proc.state == "Z":
+                continue
+            if "longhaul.local.emulator" in command:
+                found["moto"] = proc.pid
+            elif "longhaul.console" in command:
+                found["console"] = proc.pid
+            elif role := re.search(r"-m reload_(\w+) --role (\w+)", command):
+                found[f"{role[1]}/{role[2]}"] = proc.pid
+        return found
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in list(self.lines))
+
+    def save(self, name: str, version: int, broken: bool = False) -> None:
+        """Save `name`'s service.py with a /version route answering `version`."""
+        service = self.packages[name] / "service.py"
+        original = (
+            (ECHO / "service.py").read_text().replace("tests.support.echo", service.parent.name)
+        )
+        text = original.replace("echo", name).replace(
+            "\n\nSERVICE = Service(", VERSION_ROUTE.format(version=version)
+        )
+        service.write_text(text + ("\ndef broken(:\n" if broken else ""))
+
+
+def version(runner: ReloadRunner, name: str) -> int | None:
+    try:
+        answer = httpx.get(f"{runner.api(name)}/version", timeout=2)
+    except httpx.HTTPError:
+        return None
+    return int(answer.json()["version"]) if answer.status_code == 200 else None
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReloadRunner]:
+    runner = ReloadRunner(tmp_path_factory.mktemp("reload"))
+    try:
+        runner.wait_for(lambda: runner.printed("press Ctrl-C to stop everything"), "banner", 90)
+        yield runner
+    finally:
+        if runner.process.poll() is None:
+            kill_tree(runner.process.pid)
+            runner.process.wait()
+        runner.reader.join(timeout=10)
+        assert runner.process.stdout is not None
+        runner.process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def token(dev: ReloadRunner) -> str:
+    """The dev user's access token (what `longhaul token` prints), fetched in-process."""
+
+    async def fetch() -> str:
+        aws = platform.local_clients(dev.endpoint, platform.DEFAULT_REGION)
+        try:
+            return await dev_token(aws, platform.DEFAULT_ENV)
+        finally:
+            await aws.close()
+
+    return asyncio.run(fetch())
+
+
+def test_saving_a_service_restarts_only_its_processes_and_keeps_moto_state(
+    dev: ReloadRunner, token: str
+) -> None:
+    assert dev.printed("reload: watching")
+    headers = {"Authorization": f"Bearer {token}"}
+    alpha = dev.api("alpha")
+    submitted = httpx.post(
+        f"{alpha}/jobs",
+        json={"type": "work", "payload": {"steps": 1, "step_s": 0}},
+        headers=headers,
+    )
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["id"]
+
+    def job_state() -> str:
+        return str(httpx.get(f"{alpha}/jobs/{job_id}", headers=headers).json()["state"])
+
+    dev.wait_for(lambda: job_state() == "succeeded", "the job to succeed before the change")
+    before = dev.pids()
+    assert set(before) == {
+        "moto",
+        "console",
+        "alpha/api",
+        "alpha/worker",
+        "beta/api",
+        "beta/worker",
+    }
+    assert version(dev, "alpha") is None  # no such route yet
+
+    dev.save("alpha", 2)
+    dev.wait_for(lambda: dev.printed("alpha is up again"), "alpha to restart", 90)
+
+    assert version(dev, "alpha") == 2  # the new code answers
+    after = dev.pids()
+    for replaced in ("alpha/api", "alpha/worker"):
+        assert after[replaced] != before[replaced], replaced
+    for kept in ("moto", "console", "beta/api", "beta/worker"):
+        assert after[kept] == before[kept], kept
+    gone([before["alpha/api"], before["alpha/worker"]])
+    assert not any(Path(f"/proc/{before[role]}").exists() for role in ("alpha/api", "alpha/worker"))
+    assert answers(f"{dev.api('beta')}/healthz")
+    restarts = [line for line in dev.lines if "restarting" in line]
+    assert len(restarts) == 1, restarts  # one save, one restart, of alpha only
+    assert "restarting alpha: " in restarts[0]
+    assert "reload_alpha/service.py changed" in restarts[0]
+    assert not dev.printed("did not stop in")  # the old roles stopped on SIGTERM
+    # moto kept its state: the job submitted before the change is read by the new code,
+    # and the worker's log still holds its lines (a restart appends to it).
+    assert job_state() == "succeeded"
+    log = (dev.packages["alpha"].parent / ".longhaul/logs/alpha-worker.log").read_text()
+    assert job_id in log
+
+
+def test_a_broken_save_leaves_the_runner_watching_and_the_next_save_brings_it_back(
+    dev: ReloadRunner,
+) -> None:
+    errors, ups = dev.count("error:"), dev.count("alpha is up again")
+    before = dev.pids()
+
+    dev.save("alpha", 3, broken=True)
+    dev.wait_for(lambda: dev.count("error:") > errors, "the runner to report the broken save", 90)
+    [reported] = [line for line in dev.lines if "error:" in line][errors:]
+    assert "error: alpha is down: alpha/" in reported
+    assert "SyntaxError" in reported
+    assert "watching for the next change" in reported
+    assert dev.process.poll() is None  # the platform is still up
+    assert dev.count("alpha is up again") == ups  # never said to be up while it is down
+    assert not answers(f"{dev.api('alpha')}/healthz")
+    now = dev.pids()
+    assert "alpha/api" not in now
+    assert "alpha/worker" not in now
+    assert {role: now[role] for role in ("moto", "beta/api", "beta/worker")} == {
+        role: before[role] for role in ("moto", "beta/api", "beta/worker")
+    }
+    assert answers(f"{dev.api('beta')}/healthz")
+
+    dev.save("alpha", 3)
+    dev.wait_for(lambda: dev.count("alpha is up again") > ups, "alpha to come back", 90)
+    assert version(dev, "alpha") == 3
+    assert dev.pids()["moto"] == before["moto"]
+    assert dev.count("error:") == errors + 1
+
+
+def test_ctrl_c_stops_everything_it_restarted_too(dev: ReloadRunner) -> None:
+    started = list(dev.pids().values())
+    dev.process.send_signal(signal.SIGINT)
+    assert dev.process.wait(timeout=60) == 0
+    assert dev.printed("stopped everything")
+    gone(started)
+    assert [pid for pid in started if Path(f"/proc/{pid}").exists()] == []
+    assert not answers(f"{dev.endpoint}/moto-api/")
