@@ -30,8 +30,9 @@ __all__ = ["ACTIONS", "Resources", "grant", "grant_worker_service"]
 
 ACTIONS: dict[str, dict[Role, tuple[str, ...]]] = {
     "queue": {
-        # submit a job: look up the queue, send its message
-        "api": ("sqs:GetQueueUrl", "sqs:SendMessage"),
+        # submit a job: look up the queue, send its message; the admin routes find the DLQ
+        # in its redrive policy and redrive into it (longhaul.jobs.admin)
+        "api": ("sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"),
         # consume, heartbeat (visibility), finish, park and fan out (send), find the DLQ
         "worker": (
             "sqs:ChangeMessageVisibility",
@@ -42,11 +43,24 @@ ACTIONS: dict[str, dict[Role, tuple[str, ...]]] = {
             "sqs:SendMessage",
         ),
     },
-    # a job out of attempts copies its own message to the DLQ; redrive is a person's command
-    "dead_letter_queue": {"api": (), "worker": ("sqs:GetQueueUrl", "sqs:SendMessage")},
-    # jobs: get, query, conditional put/update (also inside transactions); readiness: describe
+    # a job out of attempts copies its own message to the DLQ (worker); an admin looks at
+    # it (receive with a zero visibility timeout, counts) and redrives it (receive, show
+    # again what is left, delete what moved) through the API (longhaul.jobs.admin)
+    "dead_letter_queue": {
+        "api": (
+            "sqs:ChangeMessageVisibility",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:GetQueueUrl",
+            "sqs:ReceiveMessage",
+        ),
+        "worker": ("sqs:GetQueueUrl", "sqs:SendMessage"),
+    },
+    # jobs: get (one, or a listing's rows in batches), query, conditional put/update (also
+    # inside transactions); readiness: describe
     "table": {
         role: (
+            "dynamodb:BatchGetItem",
             "dynamodb:ConditionCheckItem",
             "dynamodb:DescribeTable",
             "dynamodb:GetItem",

@@ -1,5 +1,7 @@
 """Who may call the services: a Cognito user pool and the app client whose access tokens the
-kit verifies (RS256 against the pool's JWKS, `token_use == access`, `client_id`)."""
+kit verifies (RS256 against the pool's JWKS, `token_use == access`, `client_id`), and the
+group `admin` whose members reach every service's admin routes (every owner's jobs, the DLQ
+and its redrive: longhaul.jobs.admin) and the console's admin view."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ from constructs import Construct
 from longhaul_deploy._utils import acknowledge
 from longhaul_deploy.config import EnvSettings
 
-__all__ = ["Identity"]
+__all__ = ["ADMIN_GROUP", "Identity"]
+
+ADMIN_GROUP = "admin"  # longhaul.jobs.admin.ADMIN_GROUP: the token's `cognito:groups`
 
 
 class Identity(Construct):
-    """The platform's user pool and app client."""
+    """The platform's user pool, its app client and its admin group."""
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: EnvSettings) -> None:
         super().__init__(scope, construct_id)
@@ -47,6 +51,15 @@ class Identity(Construct):
                 "monthly active user; users are created by administrators only (no self "
                 "sign-up) and must use TOTP MFA.",
             )
+        # Members are added by an administrator (`aws cognito-idp admin-add-user-to-group`);
+        # their access tokens name the group in `cognito:groups`.
+        self.admin_group = cognito.CfnUserPoolGroup(
+            self,
+            "AdminGroup",
+            user_pool_id=self.user_pool.user_pool_id,
+            group_name=ADMIN_GROUP,
+            description="Sees every owner's jobs and each service's DLQ, and redrives them",
+        )
         self.client = self.user_pool.add_client(
             "App",
             # admin_user_password: the smoke test signs its user in with the admin flow and

@@ -54,6 +54,17 @@ def _expected(app: Synthesized, spec: ServiceSpec, role: str) -> dict[str, set[s
         queue = {f"<{_logical_id(app, name, 'AWS::SQS::Queue', redrive=True)}.Arn>"}
         dlq = {f"<{_logical_id(app, name, 'AWS::SQS::Queue', redrive=False)}.Arn>"}
         allow(queue, "sqs:GetQueueUrl", "sqs:SendMessage")
+        if not worker:
+            # the admin routes: find the DLQ, look at it, redrive it (test_admin_grants.py)
+            allow(queue, "sqs:GetQueueAttributes")
+            allow(
+                dlq,
+                "sqs:GetQueueUrl",
+                "sqs:GetQueueAttributes",
+                "sqs:ReceiveMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:DeleteMessage",
+            )
         if worker:
             allow(
                 queue,
@@ -68,6 +79,7 @@ def _expected(app: Synthesized, spec: ServiceSpec, role: str) -> dict[str, set[s
         allow(
             {table},
             "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
             "dynamodb:ConditionCheckItem",

@@ -41,6 +41,16 @@ export function claims() {
   }
 }
 
+/** The Cognito group whose members see the admin view (the services check it again). */
+export const ADMIN_GROUP = "admin";
+
+/** Whether the token says its user is in the admin group: it only decides what the page
+ * offers; each admin route answers 403 to anyone else whatever the page shows. */
+export function isAdmin() {
+  const groups = (claims() || {})["cognito:groups"];
+  return Array.isArray(groups) && groups.includes(ADMIN_GROUP);
+}
+
 export function authHeaders(extra = {}) {
   const value = token();
   return value ? { ...extra, Authorization: `Bearer ${value}` } : { ...extra };
@@ -55,9 +65,9 @@ export async function consoleConfig() {
   return config;
 }
 
-/** The local dev user's token (only under the dev runner). */
-export async function devToken() {
-  const answer = await fetch("dev-token", { cache: "no-store" });
+/** A local dev user's token (only under the dev runner): "dev", or "admin" (dev-admin). */
+export async function devToken(user = "dev") {
+  const answer = await fetch(`dev-token?user=${encodeURIComponent(user)}`, { cache: "no-store" });
   const body = await answer.json().catch(() => ({}));
   if (!answer.ok) throw new Error(body.detail || `HTTP ${answer.status}`);
   return body.token;

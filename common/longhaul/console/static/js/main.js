@@ -1,7 +1,9 @@
-// The console's entry: sign-in, then a hash route: #/ (the jobs list, ?state=&type=) or
-// #/jobs/<service>/<job id> (one job).
+// The console's entry: sign-in, then a hash route from ROUTES: #/ (the jobs list,
+// ?state=&type=), #/jobs/<service>/<job id> (one job), #/admin (the admin view, for the
+// admin group: ?state=&type=&owner=).
 
-import { consoleConfig, token } from "./api.js";
+import { consoleConfig, isAdmin, token } from "./api.js";
+import { renderAdmin } from "./admin.js";
 import { el, fill } from "./dom.js";
 import { renderJob } from "./job.js";
 import { renderList } from "./list.js";
@@ -10,22 +12,54 @@ import { renderSignIn } from "./signin.js";
 let config = { services: [], dev_token: false };
 let leaving = new AbortController(); // ends the open job's event stream on navigation
 
+// Each route: a pattern on the hash's path, whether it is an admin's view, and what draws it
+// into `view` (with the pattern's match, the hash's query and the navigation's abort
+// signal). The first that matches wins; the list is the fallback. A new view is one line.
+const ROUTES = [
+  {
+    path: /^\/jobs\/([^/]+)\/([^/]+)$/,
+    render: (view, match, query, signal) =>
+      renderJob(view, decodeURIComponent(match[1]), decodeURIComponent(match[2]), signal),
+  },
+  { path: /^\/admin$/, admin: true, render: (view, match, query) => renderAdmin(view, config.services, query) },
+  { path: /^\/?$/, render: (view, match, query) => renderList(view, config.services, query) },
+];
+
+/** The header's links: the jobs list, and the admin view for the admin group only. */
+function renderNav(path) {
+  const nav = document.getElementById("nav");
+  const links = token()
+    ? [
+        el("a", { href: "#/", id: "nav-jobs", class: path.startsWith("/admin") ? null : "current" }, "Jobs"),
+        isAdmin() ? el("a", { href: "#/admin", id: "nav-admin", class: path.startsWith("/admin") ? "current" : null }, "Admin") : null,
+      ]
+    : [];
+  fill(nav, links);
+}
+
 async function route() {
   leaving.abort();
   leaving = new AbortController();
   const view = document.getElementById("view");
   renderSignIn(config, { onChange: route });
+  const [path, search = ""] = location.hash.replace(/^#/, "").split("?");
+  renderNav(path);
   if (!token()) {
     fill(view, el("p", { class: "muted" }, "Sign in to see your jobs."));
     return;
   }
-  const [path, search = ""] = location.hash.replace(/^#/, "").split("?");
-  const match = path.match(/^\/jobs\/([^/]+)\/([^/]+)$/);
-  if (match) {
-    await renderJob(view, decodeURIComponent(match[1]), decodeURIComponent(match[2]), leaving.signal);
-  } else {
-    await renderList(view, config.services, new URLSearchParams(search));
+  const query = new URLSearchParams(search);
+  for (const candidate of ROUTES) {
+    const match = path.match(candidate.path);
+    if (!match) continue;
+    if (candidate.admin && !isAdmin()) {
+      fill(view, el("p", { class: "muted", id: "not-admin" }, "The admin view is for members of the admin group."));
+      return;
+    }
+    await candidate.render(view, match, query, leaving.signal);
+    return;
   }
+  await renderList(view, config.services, query);
 }
 
 async function start() {

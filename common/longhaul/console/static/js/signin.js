@@ -1,7 +1,8 @@
-// Signing in: the local dev user's token (offered only under the dev runner), or a token
-// pasted from anywhere else (a Cognito access token on AWS). Kept in sessionStorage.
+// Signing in: a local dev user's token (offered only under the dev runner: the dev user,
+// and the dev admin in the admin group), or a token pasted from anywhere else (a Cognito
+// access token on AWS). Kept in sessionStorage.
 
-import { claims, devToken, setToken, token } from "./api.js";
+import { claims, devToken, isAdmin, setToken, token } from "./api.js";
 import { el, fill } from "./dom.js";
 
 /** Draw who is signed in in the header, and the sign-in panel when nobody is (or when asked). */
@@ -16,6 +17,7 @@ export function renderSignIn(config, { open = false, onChange }) {
     signedIn
       ? [
           el("span", { id: "who-name" }, `Signed in as ${name}`), " ",
+          isAdmin() ? [el("span", { id: "who-admin", class: "badge" }, "admin"), " "] : null,
           el("button", { id: "switch-user", onclick: () => renderSignIn(config, { open: true, onChange }) }, "Switch"),
           " ",
           el("button", { id: "sign-out", onclick: () => { setToken(""); onChange(); } }, "Sign out"),
@@ -27,19 +29,24 @@ export function renderSignIn(config, { open = false, onChange }) {
   const pasted = el("textarea", { id: "token-input", placeholder: "Paste an access token (Cognito, on AWS)", spellcheck: "false" });
   const problem = el("p", { class: "error", id: "signin-error" });
   const use = (value) => { setToken(value); panel.hidden = true; onChange(); };
+  const devButton = (id, user, label) => el("button", {
+    id,
+    onclick: async () => {
+      try { use(await devToken(user)); } catch (error) { fill(problem, `No dev token: ${error.message}`); }
+    },
+  }, label);
+  const devUsers = Array.isArray(config.dev_users) ? config.dev_users : ["dev"];
   fill(
     panel,
     el("h2", {}, "Sign in"),
     config.dev_token
       ? el("div", {},
-          el("p", { class: "dev-only" }, "Local dev runner only: the dev user's token, fetched from the local user pool."),
+          el("p", { class: "dev-only" }, "Local dev runner only: a local user's token, fetched from the local user pool."),
           " ",
-          el("button", {
-            id: "use-dev-token",
-            onclick: async () => {
-              try { use(await devToken()); } catch (error) { fill(problem, `No dev token: ${error.message}`); }
-            },
-          }, "Sign in as the dev user"))
+          devButton("use-dev-token", "dev", "Sign in as the dev user"),
+          devUsers.includes("admin")
+            ? [" ", devButton("use-dev-admin-token", "admin", "Sign in as the dev admin (group admin)")]
+            : null)
       : null,
     el("label", { for: "token-input" }, "Access token"),
     pasted,
