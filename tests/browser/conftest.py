@@ -5,6 +5,7 @@ not installed (`apt-get install chromium chromium-driver`; .ci/run installs them
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -26,6 +27,12 @@ from tests.conftest import REGION, Platform, new_platform
 from tests.support.app import echo_environment, forge
 from tests.support.moto import MotoServer, free_port
 from tests.support.processes import kill_tree
+from tests.support.training import (
+    TrainingPlatform,
+    TrainingWorker,
+    provision_training,
+    with_bytecode_cache,
+)
 from tests.support.workers import FAST, ROOT, Worker
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -74,6 +81,74 @@ class Server:
         if self.process.poll() is None:
             kill_tree(self.process.pid)
         self.process.wait()
+
+
+@dataclass
+class Served:
+    """One service's API and the console in front of it, both real processes."""
+
+    api: Server
+    console: Server
+
+
+@contextlib.contextmanager
+def api_and_console(
+    service: str,
+    module: str,
+    env: dict[str, str],
+    logs: Path,
+    console_env: dict[str, str] | None = None,
+) -> Iterator[Served]:
+    """`python -m <module> --role api` with `env`, and the console forwarding `service`
+    to it (with `console_env` too), once both answer /healthz; both killed at the end,
+    whatever happened."""
+    api = Server(f"{service}-api", ["-m", module, "--role", "api"], env, logs)
+    try:
+        console = Server(
+            "console",
+            ["-m", "longhaul.console"],
+            {"LONGHAUL_CONSOLE_SERVICES": json.dumps({service: api.url}), **(console_env or {})},
+            logs,
+        )
+        try:
+            api.wait_healthy()
+            console.wait_healthy()
+            yield Served(api, console)
+        finally:
+            console.stop()
+    finally:
+        api.stop()
+
+
+@dataclass
+class TrainingStack:
+    """The training API, a training worker and the console in front of the API."""
+
+    platform: TrainingPlatform
+    api: Server
+    console: Server
+
+
+@pytest.fixture(scope="session")
+async def training(
+    moto: MotoServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[TrainingStack]:
+    """The training API, one training worker (LightGBM and the rest in its trainer
+    processes) and the console, for every browser test of a training job's page; killed at
+    the end, whatever happened."""
+    aws = AwsClients(REGION)
+    try:
+        platform = await provision_training(aws, moto.endpoint)
+    finally:
+        await aws.close()
+    logs = tmp_path_factory.mktemp("training-console")
+    worker = TrainingWorker(platform, logs)
+    try:
+        env = with_bytecode_cache(platform.environment())
+        with api_and_console("training", "longhaul_training", env, logs) as served:
+            yield TrainingStack(platform, served.api, served.console)
+    finally:
+        worker.stop()
 
 
 @dataclass

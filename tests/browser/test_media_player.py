@@ -6,7 +6,6 @@ real processes on moto."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 
 from longhaul.aws.clients import AwsClients
-from tests.browser.conftest import Server
+from tests.browser.conftest import Server, api_and_console
 from tests.browser.test_console import sign_in, wait
 from tests.conftest import REGION
 from tests.support.app import forge
@@ -49,27 +48,19 @@ async def media(
     finally:
         await aws.close()
     logs = tmp_path_factory.mktemp("media-console")
-    api = Server(
-        "media-api", ["-m", "longhaul_media", "--role", "api"], platform.environment(), logs
-    )
-    console = Server(
-        "console",
-        ["-m", "longhaul.console"],
-        {
-            "LONGHAUL_CONSOLE_SERVICES": json.dumps({"media": api.url}),
-            "LONGHAUL_CONSOLE_MEDIA_ORIGINS": platform.endpoint,  # as the dev runner sets it
-        },
-        logs,
-    )
     worker = MediaWorker(platform, logs)
     try:
-        api.wait_healthy()
-        console.wait_healthy()
-        yield MediaStack(platform, api, console, logs)
+        with api_and_console(
+            "media",
+            "longhaul_media",
+            platform.environment(),
+            logs,
+            # as the dev runner sets it
+            console_env={"LONGHAUL_CONSOLE_MEDIA_ORIGINS": platform.endpoint},
+        ) as served:
+            yield MediaStack(platform, served.api, served.console, logs)
     finally:
         worker.stop()
-        console.stop()
-        api.stop()
 
 
 async def test_a_finished_transcode_plays_on_its_job_page(

@@ -1,14 +1,12 @@
 """A training job's metrics are charted on its page: one line chart per metric, fed by
 the training API's metric series, with every point the API holds once the job ended. The
 training API, a training worker (LightGBM in its trainer process) and the console run as
-real processes on moto."""
+real processes on moto (conftest.py's `training`, shared with test_model_card.py)."""
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,66 +15,17 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 
-from longhaul.aws.clients import AwsClients
-from tests.browser.conftest import Server
+from tests.browser.conftest import TrainingStack
 from tests.browser.test_console import sign_in, wait
-from tests.conftest import REGION
 from tests.support.app import forge
-from tests.support.moto import MotoServer
 from tests.support.training import (
-    TrainingPlatform,
-    TrainingWorker,
     classification_csv,
     dataset_settled,
     lightgbm_train,
-    provision_training,
     upload_dataset,
-    with_bytecode_cache,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
-
-
-@dataclass
-class TrainingStack:
-    platform: TrainingPlatform
-    api: Server
-    console: Server
-
-
-@pytest.fixture(scope="module")
-async def training(
-    moto: MotoServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[TrainingStack]:
-    """The training API, one training worker and the console in front of the API; killed
-    at the end, whatever happened."""
-    aws = AwsClients(REGION)
-    try:
-        platform = await provision_training(aws, moto.endpoint)
-    finally:
-        await aws.close()
-    logs = tmp_path_factory.mktemp("training-console")
-    api = Server(
-        "training-api",
-        ["-m", "longhaul_training", "--role", "api"],
-        with_bytecode_cache(platform.environment()),
-        logs,
-    )
-    console = Server(
-        "console",
-        ["-m", "longhaul.console"],
-        {"LONGHAUL_CONSOLE_SERVICES": json.dumps({"training": api.url})},
-        logs,
-    )
-    worker = TrainingWorker(platform, logs)
-    try:
-        api.wait_healthy()
-        console.wait_healthy()
-        yield TrainingStack(platform, api, console)
-    finally:
-        worker.stop()
-        console.stop()
-        api.stop()
 
 
 async def test_a_training_jobs_metrics_are_charted_on_its_page(

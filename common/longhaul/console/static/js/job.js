@@ -1,17 +1,21 @@
 // One job: its state and progress kept live by the job's event stream (no reload), its
-// message, history, error, result and outputs, and a cancel button.
+// message, history, error, result and outputs, and a cancel button; a training job's metric
+// charts, and, once it succeeded, the card of the model it made (or used).
 
 import { call, describe } from "./api.js";
 import { bar, el, fill, stateBadge, when } from "./dom.js";
 import { metricCharts } from "./charts.js";
+import { modelCard, modelOf } from "./modelcard.js";
 import { hasLadder, hlsPlayer } from "./player.js";
 import { followJob } from "./sse.js";
+import { ensureStyles } from "./styles.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const METRICS_EVERY_MS = 2000; // at most this often while the job reports progress
 
 /** Draw `service`'s job `jobId` into `view`; the stream stops when `signal` aborts. */
 export async function renderJob(view, service, jobId, signal) {
+  ensureStyles();
   fill(view, el("p", { class: "muted" }, "Loading…"));
   const first = await call(service, `/jobs/${encodeURIComponent(jobId)}`);
   if (!first.ok) {
@@ -33,6 +37,7 @@ export async function renderJob(view, service, jobId, signal) {
     result: el("div", { id: "job-result" }),
     outputs: el("div", { id: "job-outputs" }),
     metrics: el("div", { id: "job-metrics" }),
+    card: el("div", { id: "job-model" }),
     history: el("tbody", { id: "job-history" }),
   };
 
@@ -64,6 +69,9 @@ export async function renderJob(view, service, jobId, signal) {
     await refreshMetrics(true);
     const latest = await call(service, `/jobs/${encodeURIComponent(jobId)}`);
     if (latest.ok) job = latest.body;
+    if (job.state === "succeeded" && modelOf(job) && !parts.card.hasChildNodes()) {
+      fill(parts.card, await modelCard(service, modelOf(job)));
+    }
     if (job.state === "succeeded") {
       const outputs = await call(service, `/jobs/${encodeURIComponent(jobId)}/outputs`);
       if (outputs.ok) {
@@ -100,7 +108,7 @@ export async function renderJob(view, service, jobId, signal) {
     el("h1", {}, `${service} · ${job.type} · `, el("code", { id: "job-id" }, job.id)),
     el("div", { class: "filters" }, parts.state, parts.progress, parts.cancel),
     el("p", {}, el("span", { class: "muted" }, "Message: "), parts.message),
-    parts.live, parts.error, parts.metrics, parts.outputs, parts.result,
+    parts.live, parts.error, parts.metrics, parts.card, parts.outputs, parts.result,
     parts.facts,
     el("h2", {}, "History"),
     el("table", {}, el("thead", {}, el("tr", {}, ["At", "Kind", "State", "Progress", "Message"].map((h) => el("th", {}, h)))),
