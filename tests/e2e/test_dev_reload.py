@@ -8,6 +8,7 @@ one, so this module runs beside the fixed-port dev runner tests."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import re
@@ -82,6 +83,8 @@ class ReloadRunner(Runner):
         self.ports = {name: _free_pair(taken) for name in SERVICES}
         self.packages = {name: copy_echo(root, name, self.ports[name]) for name in SERVICES}
         self.endpoint = f"http://127.0.0.1:{self.moto_port}"
+        self.effects = root / "effects"  # each job's side effects (tests/support/echo/jobs.py)
+        self.effects.mkdir()
         self.lines: list[str] = []
         env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
         argv = [*LONGHAUL, "dev", "--reload", "--port", str(self.moto_port)]
@@ -91,7 +94,12 @@ class ReloadRunner(Runner):
         self.process = subprocess.Popen(
             argv,
             cwd=root,
-            env={**env, "PYTHONPATH": f"{root}:{ROOT}", "LONGHAUL_POLL_WAIT_S": "1"},
+            env={
+                **env,
+                "PYTHONPATH": f"{root}:{ROOT}",
+                "LONGHAUL_POLL_WAIT_S": "1",
+                "ECHO_EFFECTS_DIR": str(self.effects),
+            },
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -117,8 +125,16 @@ class ReloadRunner(Runner):
                 found[f"{role[1]}/{role[2]}"] = proc.pid
         return found
 
+    def said(self, text: str) -> list[str]:
+        """The runner's own lines (not its children's) that hold `text`."""
+        return [
+            line
+            for line in list(self.lines)
+            if line.lstrip().startswith("runner |") and text in line
+        ]
+
     def count(self, text: str) -> int:
-        return sum(text in line for line in list(self.lines))
+        return len(self.said(text))
 
     def save(self, name: str, version: int, broken: bool = False) -> None:
         """Save `name`'s service.py with a /version route answering `version`."""
@@ -173,20 +189,20 @@ def test_saving_a_service_restarts_only_its_processes_and_keeps_moto_state(
     dev: ReloadRunner, token: str
 ) -> None:
     assert dev.printed("reload: watching")
-    headers = {"Authorization": f"Bearer {token}"}
     alpha = dev.api("alpha")
-    submitted = httpx.post(
-        f"{alpha}/jobs",
-        json={"type": "work", "payload": {"steps": 1, "step_s": 0}},
-        headers=headers,
-    )
-    assert submitted.status_code == 202, submitted.text
-    job_id = submitted.json()["id"]
+    headers = {"Authorization": f"Bearer {token}"}
 
-    def job_state() -> str:
+    def submit(steps: int, step_s: float) -> str:
+        body = {"type": "work", "payload": {"steps": steps, "step_s": step_s}}
+        answer = httpx.post(f"{alpha}/jobs", json=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+        return str(answer.json()["id"])
+
+    def state(job_id: str) -> str:
         return str(httpx.get(f"{alpha}/jobs/{job_id}", headers=headers).json()["state"])
 
-    dev.wait_for(lambda: job_state() == "succeeded", "the job to succeed before the change")
+    running = submit(20, 0.25)  # still running when the change comes
+    dev.wait_for(lambda: (dev.effects / f"{running}.steps").exists(), "the long job's first step")
     before = dev.pids()
     assert set(before) == {
         "moto",
@@ -209,17 +225,30 @@ def test_saving_a_service_restarts_only_its_processes_and_keeps_moto_state(
         assert after[kept] == before[kept], kept
     gone([before["alpha/api"], before["alpha/worker"]])
     assert not any(Path(f"/proc/{before[role]}").exists() for role in ("alpha/api", "alpha/worker"))
-    assert answers(f"{dev.api('beta')}/healthz")
-    restarts = [line for line in dev.lines if "restarting" in line]
+    dev.wait_for(lambda: answers(f"{dev.api('beta')}/healthz"), "beta, never restarted, to answer")
+    restarts = dev.said("restarting")
     assert len(restarts) == 1, restarts  # one save, one restart, of alpha only
     assert "restarting alpha: " in restarts[0]
     assert "reload_alpha/service.py changed" in restarts[0]
-    assert not dev.printed("did not stop in")  # the old roles stopped on SIGTERM
-    # moto kept its state: the job submitted before the change is read by the new code,
-    # and the worker's log still holds its lines (a restart appends to it).
-    assert job_state() == "succeeded"
+    # Gracefully: the old worker drained on SIGTERM (the running job checkpointed and was
+    # handed back), nothing had to be killed, and the new worker resumed the job.
+    assert not dev.printed("did not stop in")
+    released = "job released for another worker to resume"
+    assert any("alpha/worker |" in line and released in line for line in dev.lines)
+    dev.wait_for(lambda: state(running) == "succeeded", "the job to finish on the new worker")
+    lines = (dev.effects / f"{running}.jsonl").read_text().splitlines()
+    effects = [json.loads(line) for line in lines]
+    starts = [effect for effect in effects if effect["kind"] == "start"]
+    assert starts[0]["pid"] == before["alpha/worker"]
+    assert starts[-1]["pid"] == after["alpha/worker"]
+    # moto kept its state: the new worker resumed the job from the checkpoint the old one
+    # saved there, and the new API reads the job.
+    assert starts[-1]["resume"] > 0
+    assert [e["step"] for e in effects if e["kind"] == "step"] == list(range(20))  # none again
+    # The worker's log still holds the old worker's lines (a restart appends to it).
     log = (dev.packages["alpha"].parent / ".longhaul/logs/alpha-worker.log").read_text()
-    assert job_id in log
+    assert released in log
+    assert running in log
 
 
 def test_a_broken_save_leaves_the_runner_watching_and_the_next_save_brings_it_back(
@@ -230,7 +259,7 @@ def test_a_broken_save_leaves_the_runner_watching_and_the_next_save_brings_it_ba
 
     dev.save("alpha", 3, broken=True)
     dev.wait_for(lambda: dev.count("error:") > errors, "the runner to report the broken save", 90)
-    [reported] = [line for line in dev.lines if "error:" in line][errors:]
+    [reported] = dev.said("error:")[errors:]
     assert "error: alpha is down: alpha/" in reported
     assert "SyntaxError" in reported
     assert "watching for the next change" in reported
@@ -243,7 +272,7 @@ def test_a_broken_save_leaves_the_runner_watching_and_the_next_save_brings_it_ba
     assert {role: now[role] for role in ("moto", "beta/api", "beta/worker")} == {
         role: before[role] for role in ("moto", "beta/api", "beta/worker")
     }
-    assert answers(f"{dev.api('beta')}/healthz")
+    dev.wait_for(lambda: answers(f"{dev.api('beta')}/healthz"), "beta, never restarted, to answer")
 
     dev.save("alpha", 3)
     dev.wait_for(lambda: dev.count("alpha is up again") > ups, "alpha to come back", 90)
