@@ -116,6 +116,7 @@ def create_app(
         }
 
     if config.dev_token is not None:
+
         @app.get("/dev-token")
         async def dev_token(user: str = "dev") -> Response:
             """LOCAL DEV RUNNER ONLY: a local dev user's access token, from moto's Cognito

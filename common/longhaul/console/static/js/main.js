@@ -1,9 +1,11 @@
 // The console's entry: sign-in, then a hash route from ROUTES: #/ (the jobs list,
-// ?state=&type=), #/jobs/<service>/<job id> (one job), #/admin (the admin view, for the
-// admin group: ?state=&type=&owner=).
+// ?state=&type=), #/jobs/<service>/<job id> (one job), #/analytics (analytics' windows,
+// ?metric=&window=&measure=), #/admin (the admin view, for the admin group:
+// ?state=&type=&owner=).
 
 import { consoleConfig, isAdmin, token } from "./api.js";
 import { renderAdmin } from "./admin.js";
+import { showAnalytics } from "./analytics.js";
 import { el, fill } from "./dom.js";
 import { renderJob } from "./job.js";
 import { renderList } from "./list.js";
@@ -21,20 +23,23 @@ const ROUTES = [
     render: (view, match, query, signal) =>
       renderJob(view, decodeURIComponent(match[1]), decodeURIComponent(match[2]), signal),
   },
+  { path: /^\/analytics$/, render: (view, match, query, signal) => showAnalytics(view, signal) },
   { path: /^\/admin$/, admin: true, render: (view, match, query) => renderAdmin(view, config.services, query) },
   { path: /^\/?$/, render: (view, match, query) => renderList(view, config.services, query) },
 ];
 
-/** The header's links: the jobs list, and the admin view for the admin group only. */
+/** The header's links: the jobs list, analytics where the console has that service, and
+ * the admin view for the admin group only. */
 function renderNav(path) {
-  const nav = document.getElementById("nav");
-  const links = token()
+  const link = (href, id, label, current) => el("a", { href, id, class: current ? "current" : null }, label);
+  const section = path.startsWith("/admin") ? "admin" : path.startsWith("/analytics") ? "analytics" : "jobs";
+  fill(document.getElementById("nav"), token()
     ? [
-        el("a", { href: "#/", id: "nav-jobs", class: path.startsWith("/admin") ? null : "current" }, "Jobs"),
-        isAdmin() ? el("a", { href: "#/admin", id: "nav-admin", class: path.startsWith("/admin") ? "current" : null }, "Admin") : null,
+        link("#/", "nav-jobs", "Jobs", section === "jobs"),
+        config.services.includes("analytics") ? link("#/analytics", "nav-analytics", "Analytics", section === "analytics") : null,
+        isAdmin() ? link("#/admin", "nav-admin", "Admin", section === "admin") : null,
       ]
-    : [];
-  fill(nav, links);
+    : []);
 }
 
 async function route() {
