@@ -1,9 +1,10 @@
 """`longhaul dev --reload` as a developer meets it: saving a service's code restarts only that
 service's api and worker, while moto (and what it holds) and every other process keep
 running; a broken save leaves the runner watching with one line that says why, and the next
-save brings the service back. Two copies of the echo test service, in a temporary folder,
-are the code edited (the repository's own files are never touched); every port is a free
-one, so this module runs beside the fixed-port dev runner tests."""
+save brings the service back; a change to the kit restarts every service and the console,
+never moto. Two copies of the echo test service and a copy of the kit, in a temporary
+folder, are the code edited (the repository's own files are never touched); every port is
+a free one, so this module runs beside the fixed-port dev runner tests."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +34,7 @@ from tests.support.processes import descendants, gone, kill_tree
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("dev-reload")]
 
 ECHO = ROOT / "tests/support/echo"
+KIT = ROOT / "common/longhaul"
 SERVICES = ("alpha", "beta")
 VERSION_ROUTE = '''
 @router.get("/version")
@@ -82,6 +85,10 @@ class ReloadRunner(Runner):
         self.console_port = _free_pair(taken)
         self.ports = {name: _free_pair(taken) for name in SERVICES}
         self.packages = {name: copy_echo(root, name, self.ports[name]) for name in SERVICES}
+        # The kit, copied first on the path: the runner and every child import (and the
+        # runner watches) the copy, which a test may edit.
+        self.kit = root / "longhaul"
+        shutil.copytree(KIT, self.kit, ignore=shutil.ignore_patterns("__pycache__"))
         self.endpoint = f"http://127.0.0.1:{self.moto_port}"
         self.effects = root / "effects"  # each job's side effects (tests/support/echo/jobs.py)
         self.effects.mkdir()
@@ -279,6 +286,45 @@ def test_a_broken_save_leaves_the_runner_watching_and_the_next_save_brings_it_ba
     assert version(dev, "alpha") == 3
     assert dev.pids()["moto"] == before["moto"]
     assert dev.count("error:") == errors + 1
+
+
+def test_a_kit_change_restarts_every_service_and_the_console_but_not_moto(
+    dev: ReloadRunner,
+) -> None:
+    ups = {unit: dev.count(f"{unit} is up again") for unit in ("alpha", "beta", "console")}
+    before = dev.pids()
+    with (dev.kit / "flags.py").open("a") as module:
+        module.write("\n# saved again\n")
+    dev.wait_for(
+        lambda: all(dev.count(f"{unit} is up again") > n for unit, n in ups.items()),
+        "every service and the console back",
+        90,
+    )
+    assert dev.said("restarting")[-1].endswith(
+        "restarting alpha, beta, console: longhaul/flags.py changed"
+    )
+    after = dev.pids()
+    assert after["moto"] == before["moto"]
+    for unit in ("alpha/api", "alpha/worker", "beta/api", "beta/worker", "console"):
+        assert after[unit] != before[unit], unit
+    assert version(dev, "alpha") == 3  # the code saved last
+    assert answers(f"http://127.0.0.1:{dev.console_port}/healthz")
+
+
+def test_a_console_change_restarts_only_the_console(dev: ReloadRunner) -> None:
+    ups, before = dev.count("console is up again"), dev.pids()
+    with (dev.kit / "console/app.py").open("a") as module:
+        module.write("\n# saved again\n")
+    (dev.kit / "console/static/console.css").write_text("/* read from disk */\n")  # nothing
+    dev.wait_for(lambda: dev.count("console is up again") > ups, "the console back", 90)
+    assert dev.said("restarting")[-1].endswith(
+        "restarting console: longhaul/console/app.py changed"
+    )
+    after = dev.pids()
+    assert after["console"] != before["console"]
+    assert {unit: pid for unit, pid in after.items() if unit != "console"} == {
+        unit: pid for unit, pid in before.items() if unit != "console"
+    }
 
 
 def test_ctrl_c_stops_everything_it_restarted_too(dev: ReloadRunner) -> None:
