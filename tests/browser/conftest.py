@@ -1,6 +1,8 @@
 """The console's browser tests: Debian's headless Chromium driven by selenium, against the
 echo service's API and a worker as real processes on moto, and the console as a real
-process pointed at that API. Skipped, with the reason, only when Chromium or its driver is
+process pointed at that API; for another service's pages, its API and the console in front
+of it (`api_and_console`), training's shared by the tests of a training job's page
+(`training`, `trained_job`). Skipped, with the reason, only when Chromium or its driver is
 not installed (`apt-get install chromium chromium-driver`; .ci/run installs them)."""
 
 from __future__ import annotations
@@ -30,11 +32,17 @@ from tests.support.processes import kill_tree
 from tests.support.training import (
     TrainingPlatform,
     TrainingWorker,
+    classification_csv,
+    dataset_settled,
+    lightgbm_train,
     provision_training,
+    upload_dataset,
     with_bytecode_cache,
 )
 from tests.support.workers import FAST, ROOT, Worker
 
+# A column name that runs script if the page ever parses a model's card as HTML.
+HOSTILE_COLUMN = "<img src=x onerror=window.__pwned=1>"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 START_TIMEOUT_S = 60.0
@@ -149,6 +157,50 @@ async def training(
             yield TrainingStack(platform, served.api, served.console)
     finally:
         worker.stop()
+
+
+@dataclass
+class TrainedJob:
+    """A small LightGBM train job of a user of its own, submitted once for the tests of a
+    training job's page (its charts, its model's card); each waits for it on the page."""
+
+    token: str
+    username: str
+    job_id: str
+    dataset: dict[str, Any]  # the dataset's record, registered
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def hostile_csv() -> bytes:
+    """A generated classification table (200 rows, features f0..f5, target `label`), its
+    first feature column named `HOSTILE_COLUMN`."""
+    header, rest = classification_csv(rows=200).split(b"\n", 1)
+    columns = header.decode().split(",")
+    columns[0] = HOSTILE_COLUMN
+    return ",".join(columns).encode() + b"\n" + rest
+
+
+@pytest.fixture(scope="session")
+async def trained_job(training: TrainingStack) -> TrainedJob:
+    """The dataset uploaded and registered, and the train job submitted (15 rounds, a
+    checkpoint every 5), as a new user."""
+    sub = f"tara-{uuid.uuid4().hex[:8]}"
+    token = forge(training.platform.auth, sub=sub, username="tara")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=training.api.url, timeout=30) as api:
+        dataset_id = await upload_dataset(api, headers, hostile_csv())
+        dataset = await dataset_settled(api, headers, dataset_id)
+        assert dataset["status"] == "registered", dataset
+        answer = await api.post(
+            "/jobs",
+            json={"type": "train", "payload": lightgbm_train(dataset_id, rounds=15, every=5)},
+            headers=headers,
+        )
+    assert answer.status_code == 202, answer.text
+    return TrainedJob(token, "tara", str(answer.json()["id"]), dataset)
 
 
 @dataclass

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 from longhaul.aws.clients import AwsClients
 from tests.browser.conftest import Server, api_and_console
@@ -127,21 +128,22 @@ def settled(
     raise AssertionError(f"the windows never closed: {found}")
 
 
+def charted(driver: webdriver.Chrome) -> dict[tuple[str, str], float]:
+    """The chart's dots: (start, group) -> value."""
+    return {
+        (str(dot.get_attribute("data-start")), str(dot.get_attribute("data-group"))): float(
+            str(dot.get_attribute("data-value"))
+        )
+        for dot in driver.find_elements(By.CSS_SELECTOR, "#window-figure circle.point")
+    }
+
+
 def open_analytics(driver: webdriver.Chrome, console: str) -> None:
-    """The analytics page: its route (#/analytics) where main.js has it; until main.js
-    routes it, the module's one export mounted into the view once the list drew."""
-    routed = "showAnalytics" in httpx.get(f"{console}/static/js/main.js").text
-    if routed:
-        driver.get(f"{console}/#/analytics")
-    else:
-        wait(driver).until(
-            lambda d: d.find_element(By.ID, "view").get_attribute("data-loaded") == "true"
-        )
-        driver.execute_script(
-            "import(new URL('static/js/analytics.js', document.baseURI).href)"
-            ".then((m) => m.showAnalytics(document.getElementById('view')));"
-        )
+    """The analytics page, through its header link (main.js routes #/analytics)."""
+    wait(driver).until(lambda d: d.find_elements(By.ID, "nav-analytics"))
+    driver.find_element(By.ID, "nav-analytics").click()
     wait(driver).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#analytics[data-ready]"))
+    assert driver.current_url.startswith(f"{console}/#/analytics")
 
 
 @pytest.fixture
@@ -159,7 +161,8 @@ def test_the_analytics_page_follows_a_metrics_windows_live(
     """The page lists the caller's metrics as the API does; the chosen metric's windows
     show the API's count for every (minute, group), final once closed; orders sent while
     the page is open make a new window that appears, then closes, with its API count, in
-    the table and on the chart, and the page is never reloaded."""
+    the table and on the chart, and the page is never reloaded; choosing the sum, then the
+    sliding windows, charts the API's values for them."""
     sub = f"ana-{uuid.uuid4().hex[:8]}"
     token = forge(analytics.platform.auth, sub=sub, username="ana")
     headers = {"Authorization": f"Bearer {token}"}
@@ -203,3 +206,16 @@ def test_the_analytics_page_follows_a_metrics_windows_live(
     assert point.get_attribute("data-value") == "2"
     assert point.get_attribute("data-final") == "true"
     screenshots(browser, "analytics-page")
+
+    # The other choices draw what the API answers too: the sum, and the sliding windows.
+    Select(browser.find_element(By.ID, "window-measure")).select_by_value("sum")
+    wait(browser).until(lambda d: charted(d).get(key) == 13.0)
+    Select(browser.find_element(By.ID, "window-kind")).select_by_value("5m/1m")
+    sliding = client.get(
+        "/aggregates",
+        params={"metric": "orders", "window": "5m/1m", "start": iso(start), "end": iso(end)},
+        headers=headers,
+    ).json()["windows"]
+    sums = {(w["start"], f"country={w['group']['country']}"): w["sum"] for w in sliding}
+    assert len(sums) > groups + 1  # an event is in five sliding windows
+    wait(browser).until(lambda d: charted(d) == sums)

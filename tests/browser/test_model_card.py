@@ -2,12 +2,11 @@
 training API's registry holds for it (GET /models/{id}) and a link per file (GET
 /models/{id}/download), every string put in as text. The training API, a training worker
 (LightGBM in its trainer process) and the console run as real processes on moto
-(conftest.py's `training`, shared with test_training_charts.py)."""
+(conftest.py's `training` and its `trained_job`, which test_training_charts.py charts)."""
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,28 +18,10 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 
-from tests.browser.conftest import TrainingStack
+from tests.browser.conftest import HOSTILE_COLUMN, TrainedJob, TrainingStack
 from tests.browser.test_console import sign_in, wait
-from tests.support.app import forge
-from tests.support.training import (
-    classification_csv,
-    dataset_settled,
-    lightgbm_train,
-    upload_dataset,
-)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
-
-# A column name that runs script if the page ever parses the card as HTML.
-HOSTILE = "<img src=x onerror=window.__pwned=1>"
-
-
-def hostile_csv() -> bytes:
-    """The generated classification table, its first feature column named `HOSTILE`."""
-    header, rest = classification_csv(rows=200).split(b"\n", 1)
-    columns = header.decode().split(",")
-    columns[0] = HOSTILE
-    return ",".join(columns).encode() + b"\n" + rest
 
 
 def cells(driver: webdriver.Chrome, css: str) -> list[str]:
@@ -56,6 +37,7 @@ def attribute(driver: webdriver.Chrome, css: str, name: str) -> list[str]:
 async def test_a_trained_models_card_shows_what_the_api_says(
     browser: webdriver.Chrome,
     training: TrainingStack,
+    trained_job: TrainedJob,
     screenshots: Callable[[webdriver.Chrome, str], Path],
 ) -> None:
     """Once a LightGBM job succeeded, its page holds the model's card: its family, task,
@@ -63,25 +45,12 @@ async def test_a_trained_models_card_shows_what_the_api_says(
     every parameter; every column but the target as a feature (a column named with markup
     shown as that text, its script never run); every file with a download link to that
     file's object."""
-    sub = f"cora-{uuid.uuid4().hex[:8]}"
-    token = forge(training.platform.auth, sub=sub, username="cora")
-    headers = {"Authorization": f"Bearer {token}"}
+    sign_in(browser, training.console.url, trained_job.token, trained_job.username)
+    browser.get(f"{training.console.url}/#/jobs/training/{trained_job.job_id}")
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "job-state"), "succeeded"))
+    headers = trained_job.headers
     async with httpx.AsyncClient(base_url=training.api.url, timeout=30) as api:
-        dataset = await upload_dataset(api, headers, hostile_csv())
-        settled = await dataset_settled(api, headers, dataset)
-        assert settled["status"] == "registered", settled
-        answer = await api.post(
-            "/jobs",
-            json={"type": "train", "payload": lightgbm_train(dataset, rounds=10, every=5)},
-            headers=headers,
-        )
-        assert answer.status_code == 202, answer.text
-        job_id = answer.json()["id"]
-
-        sign_in(browser, training.console.url, token, "cora")
-        browser.get(f"{training.console.url}/#/jobs/training/{job_id}")
-        wait(browser).until(ec.text_to_be_present_in_element((By.ID, "job-state"), "succeeded"))
-        job = (await api.get(f"/jobs/{job_id}", headers=headers)).json()
+        job = (await api.get(f"/jobs/{trained_job.job_id}", headers=headers)).json()
         model_id = job["result"]["model_id"]
         model: dict[str, Any] = (await api.get(f"/models/{model_id}", headers=headers)).json()
         links = (await api.get(f"/models/{model_id}/download", headers=headers)).json()["urls"]
@@ -96,8 +65,8 @@ async def test_a_trained_models_card_shows_what_the_api_says(
     assert fact("family") == card["family"] == "lightgbm"
     assert fact("task") == card["task"] == "classification"
     assert fact("target") == card["target"] == "label"
-    assert fact("dataset") == dataset == card["dataset_id"]
-    assert fact("dataset-sha256") == card["dataset_sha256"] == settled["info"]["sha256"]
+    assert fact("dataset") == trained_job.dataset["id"] == card["dataset_id"]
+    assert fact("dataset-sha256") == card["dataset_sha256"] == trained_job.dataset["info"]["sha256"]
     assert fact("rows") == str(card["rows"]) == "200"
     assert fact("seed") == str(card["seed"])
     assert "holdout of 25%" in fact("validation")
@@ -127,7 +96,7 @@ async def test_a_trained_models_card_shows_what_the_api_says(
     features = cells(browser, "tr.card-feature td.card-column-name")
     expected = [c["name"] for c in card["schema"] if c["name"] != card["target"]]
     assert features == expected, features
-    assert HOSTILE in features
+    assert HOSTILE_COLUMN in features
     assert browser.execute_script("return window.__pwned === undefined;")
 
     files = attribute(browser, "tr.card-file", "data-file")

@@ -21,6 +21,7 @@ const WINDOWS = {
   "1d": { every: 86_400_000, shown: 30 },
 };
 const MEASURES = ["count", "sum", "min", "max", "distinct", "p50", "p95", "p99"];
+const ZERO_WHEN_EMPTY = new Set(["count", "sum", "distinct"]); // what a window with no events has
 const TABLE_ROWS = 30; // the newest windows listed under the chart
 const DRAW_EVERY_MS = 100; // updates arriving together are drawn once
 const RETRY_MS = [500, 1000, 2000, 4000, 8000];
@@ -214,13 +215,26 @@ function sameNumbers(a, b) {
 
 /** One line per group (the groups with the most events first, at most COLOURS of them):
  * `measure` of each window at its start; a filled dot is a final window, a hollow one a
- * window still open (or being revised). */
+ * window still open (or being revised). A group's window that holds no row had none of
+ * its events: its count, sum and distinct are 0 (drawn, with no dot, from the first window
+ * shown to the one now open); its min, max and percentiles do not exist (the line breaks). */
 function windowChart(metric, measure, rows, windowKind) {
   const totals = new Map();
   for (const row of rows) totals.set(groupName(row.group), (totals.get(groupName(row.group)) || 0) + row.count);
   const groups = [...totals.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([g]) => g);
   const drawn = groups.slice(0, COLOURS);
   const lines = new Map(drawn.map((g) => [g, []]));
+  const every = WINDOWS[windowKind].every;
+  const current = Math.floor(Date.now() / every) * every; // the window now open
+  if (ZERO_WHEN_EMPTY.has(measure) && rows.length) {
+    const first = Math.min(...rows.map((row) => Date.parse(row.start)));
+    const held = new Set(rows.map((row) => `${Date.parse(row.start)}|${groupName(row.group)}`));
+    for (const [group, line] of lines) {
+      for (let at = first; at <= current; at += every) {
+        if (!held.has(`${at}|${group}`)) line.push([at, 0, null]);
+      }
+    }
+  }
   for (const row of rows) {
     const line = lines.get(groupName(row.group));
     const value = row[measure];
@@ -237,8 +251,6 @@ function windowChart(metric, measure, rows, windowKind) {
   }
   const day = windowKind === "1d";
   const tick = (ms) => (day ? new Date(ms).toLocaleDateString() : new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
-  const every = WINDOWS[windowKind].every;
-  const current = Math.floor(Date.now() / every) * every; // the window now open
   const figure = lineChart(`${metric.name} · ${measure} per ${windowKind} window`, lines, {
     width: 720, height: 220, markers: true, xTick: tick, xRange: [current, current], gap: every,
     fromZero: measure === "count" || measure === "distinct",
@@ -247,7 +259,9 @@ function windowChart(metric, measure, rows, windowKind) {
   figure.id = "window-figure";
   const left = groups.length - drawn.length;
   return [figure,
-    rows.length ? el("p", { class: "muted chart-note" }, "A filled dot is a closed window (exact), a hollow one a window still counting; a line breaks where a window had no events.") : null,
+    rows.length ? el("p", { class: "muted chart-note" }, ZERO_WHEN_EMPTY.has(measure)
+      ? "A filled dot is a closed window (exact), a hollow one a window still counting; between dots, windows with none of the group's events (0)."
+      : "A filled dot is a closed window (exact), a hollow one a window still counting; a line breaks where a window had none of the group's events.") : null,
     left > 0 ? el("p", { class: "muted chart-note" }, `${left} more group(s) in the table, not drawn.`) : null,
     rows.length ? null : el("p", { class: "muted chart-note" },
       `No windows in the last ${WINDOWS[windowKind].shown}: send events named `,

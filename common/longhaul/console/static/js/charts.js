@@ -46,7 +46,7 @@ const SKIPPED = new Set(["step", "of", "fold", "kind"]);
  * above it; `xRange` [low, high] widens the x axis to hold it; `gap` breaks a line between
  * two points further apart than that on x (nothing was measured between them); `markers`
  * draws each point as a dot carrying its `pointAttrs` (data-* for tests, `class`, and
- * `title`, shown on hover); `width`, `height` its size. */
+ * `title`, shown on hover; null: no dot); `width`, `height` its size. */
 export function lineChart(name, lines, options = {}) {
   const width = options.width || WIDTH;
   const height = options.height || HEIGHT;
@@ -79,7 +79,9 @@ export function lineChart(name, lines, options = {}) {
       }));
     }
     if (options.markers) {
-      for (const [x, y, { title, ...attrs } = {}] of ordered) {
+      for (const [x, y, pointAttrs] of ordered) {
+        if (pointAttrs === null) continue; // a point of the line, not one to mark
+        const { title, ...attrs } = pointAttrs || {};
         const dot = svgEl("circle", {
           ...attrs,
           class: `point series-${colour} ${attrs.class || ""}`.trim(),
@@ -91,7 +93,9 @@ export function lineChart(name, lines, options = {}) {
         svg.append(dot);
       }
     }
-    legend.push(el("span", { class: `legend legend-${colour}` }, `${line} ${short(ordered[ordered.length - 1][1])}`));
+    const marked = ordered.filter((point) => point[2] !== null); // the legend's latest: a measured one
+    const latest = (marked.length ? marked : ordered)[(marked.length ? marked : ordered).length - 1];
+    legend.push(el("span", { class: `legend legend-${colour}` }, `${line} ${short(latest[1])}`));
   });
   return el("figure", { class: "metric-chart", "data-metric": name, "data-points": String(all.length) },
     el("figcaption", {}, el("strong", {}, name), " ", legend), svg);
