@@ -6,14 +6,18 @@ on the work queue and a real worker runs it to success."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
+from typer.testing import CliRunner
 
 from longhaul.aws.clients import AwsClients
 from longhaul.jobs import JobMessage, JobState, JobStore
+from longhaul.local.cli import app as cli
 from longhaul.local.token import DEV_ADMIN_USER, dev_token
 from tests.conftest import Platform
 from tests.support.app import forge, running_app
@@ -84,11 +88,37 @@ async def test_only_the_admin_group_reaches_the_admin_routes_with_real_local_tok
     assert looked.json() == {"count": 0, "messages": [], "limited": False}
 
 
-async def test_an_admin_lists_every_owners_jobs_filtered_and_paged(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
+async def test_longhaul_token_prints_the_dev_admins_token_with_user_admin(
+    platform: Platform,
 ) -> None:
-    """Jobs of two owners: an owner sees their own, the admin sees both owners', by owner,
-    state and type, and a cursor walk of one job a page returns each exactly once."""
+    """`longhaul token --user admin` signs `dev-admin` in (its token names the group);
+    `longhaul token` stays the dev user's, in no group; an unknown user is refused."""
+
+    async def token(*extra: str) -> Any:
+        argv = ["token", "--endpoint", platform.endpoint, "--env", platform.env, *extra]
+        return await asyncio.to_thread(CliRunner().invoke, cli, argv)
+
+    admin, plain, unknown = (
+        await token("--user", "admin"),
+        await token(),
+        await token("--user", "root"),
+    )
+    assert admin.exit_code == 0, admin.output
+    assert plain.exit_code == 0, plain.output
+    claims = jwt.decode(admin.output.strip(), options={"verify_signature": False})
+    assert (claims["username"], claims["cognito:groups"]) == (DEV_ADMIN_USER, ["admin"])
+    claims = jwt.decode(plain.output.strip(), options={"verify_signature": False})
+    assert claims["username"] == "dev"
+    assert "cognito:groups" not in claims
+    assert unknown.exit_code != 0
+
+
+async def test_an_admin_lists_every_owners_jobs_filtered_and_paged(
+    aws: AwsClients, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs of two owners, in two states: an owner sees their own, the admin sees both
+    owners', by owner, state and type, the latest state change first, and a cursor walk of
+    one job a page (across the state index's partitions) returns each exactly once."""
     alice, bob = f"alice-{uuid.uuid4().hex[:6]}", f"bob-{uuid.uuid4().hex[:6]}"
     admin = _caller(platform, "ops", "admin")
     async with running_app(monkeypatch, platform) as (_, client):
@@ -101,6 +131,12 @@ async def test_an_admin_lists_every_owners_jobs_filtered_and_paged(
             )
             assert answer.status_code == 202, answer.text
             submitted[answer.json()["id"]] = owner
+        # Bob's job runs and succeeds: it moves to another state's partition, and is the
+        # latest state change of the three.
+        store = await Jobs(aws, platform.env).store()
+        bobs_job = next(job_id for job_id, owner in submitted.items() if owner == bob)
+        assert (await store.start(bobs_job, "worker-a", 30)).started
+        assert await store.finish(bobs_job, "worker-a", JobState.SUCCEEDED, result={})
         own = (await client.get("/jobs", headers=_caller(platform, bob))).json()
         everyone = (await client.get("/admin/jobs", headers=admin)).json()
         bobs = (await client.get("/admin/jobs", params={"owner": bob}, headers=admin)).json()
@@ -128,10 +164,11 @@ async def test_an_admin_lists_every_owners_jobs_filtered_and_paged(
 
     assert [job["owner"] for job in own["jobs"]] == [bob]
     assert {job["id"]: job["owner"] for job in everyone["jobs"]} == submitted
+    assert everyone["jobs"][0]["id"] == bobs_job, "the latest state change first"
     assert everyone["next_cursor"] is None
     assert [job["owner"] for job in bobs["jobs"]] == [bob]
-    assert {job["id"] for job in queued["jobs"]} == set(submitted)
-    assert done["jobs"] == []
+    assert {job["id"] for job in queued["jobs"]} == set(submitted) - {bobs_job}
+    assert [job["id"] for job in done["jobs"]] == [bobs_job]
     assert fanouts["jobs"] == []
     assert sorted(walked) == sorted(submitted), "each job exactly once"
     assert crafted.status_code == 400
