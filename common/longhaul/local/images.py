@@ -18,9 +18,18 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from longhaul.local.compose import BASE_IMAGE
+from longhaul.local.compose import BASE_IMAGE, EMULATOR_IMAGE, PLATFORM_IMAGE, image_name
 
-__all__ = ["CACHE", "build", "podman_environment", "python_image", "service_tag", "standin"]
+__all__ = [
+    "CACHE",
+    "IGNORE_FILE",
+    "TOOLS",
+    "build",
+    "podman_environment",
+    "python_image",
+    "service_tag",
+    "standin",
+]
 
 CACHE = Path(".longhaul/images")
 SUITE = "bookworm"  # Debian 12: its python3 is 3.11, as in the registry's image
@@ -35,6 +44,15 @@ CONFIG = (
     'CMD ["python3"]',
 )
 STANDIN = "localhost/longhaul-python-standin"
+# What enters every build's context, for buildah as for Docker (docker-compose): the one
+# ignore file, so the two build the same files.
+IGNORE_FILE = ".dockerignore"
+# The images docker-compose runs beside the services': the emulator (Dockerfile.emulator,
+# FROM the base) and the platform tools (Dockerfile.base's `platform` stage), by tag.
+TOOLS = {
+    EMULATOR_IMAGE: ("Dockerfile.emulator", None),
+    PLATFORM_IMAGE: ("Dockerfile.base", "platform"),
+}
 # This VM may not raise rlimits, and crun does not support its hybrid cgroups.
 CONTAINERS_CONF = '[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"\n'
 
@@ -84,8 +102,8 @@ def python_image(cache: Path = CACHE, *, quiet: bool = False) -> str:
 
 
 def service_tag(name: str) -> str:
-    """The local tag of service `name`'s image."""
-    return f"localhost/longhaul-{name}:latest"
+    """The local tag of service `name`'s image (the name docker-compose.yml gives it)."""
+    return image_name(name)
 
 
 def build_contexts(dockerfile: str) -> list[str]:
@@ -101,14 +119,21 @@ def build_contexts(dockerfile: str) -> list[str]:
 
 
 def build(
-    services: Sequence[str], root: Path = Path(), cache: Path = CACHE, *, quiet: bool = False
+    services: Sequence[str],
+    root: Path = Path(),
+    cache: Path = CACHE,
+    *,
+    quiet: bool = False,
+    tools: bool = False,
 ) -> list[str]:
-    """Build the base (as `longhaul-base`, the name the services' Dockerfiles start FROM)
-    and each service's image from the Dockerfiles in `root`; return the services' tags.
-    Unchanged steps come from buildah's layer cache."""
+    """Build the base (as `longhaul-base`, the name the services' Dockerfiles start FROM),
+    with `tools` the emulator's and the platform tools' images, and each service's image
+    from the Dockerfiles in `root`; return the tags built after the base. Unchanged steps
+    come from buildah's layer cache."""
     env = podman_environment(cache)
     base = python_image(cache, quiet=quiet)
     bud = ["buildah", "bud", "--isolation=chroot", "--layers", "--pull=false"]
+    bud.append(f"--ignorefile={root / IGNORE_FILE}")
     python = f"--build-arg=PYTHON_IMAGE={base}"
     dockerfile = root / "Dockerfile.base"
     _run(
@@ -117,6 +142,10 @@ def build(
         quiet=quiet,
     )
     tags = []
+    for tag, (path, target) in TOOLS.items() if tools else ():
+        stage = [python, f"--target={target}"] if target else []
+        _run([*bud, *stage, "-f", str(root / path), "-t", tag, str(root)], env, quiet=quiet)
+        tags.append(tag)
     for name in services:
         dockerfile = root / "services" / name / "Dockerfile"
         contexts = build_contexts(dockerfile.read_text())
@@ -138,14 +167,15 @@ def _run(argv: list[str], env: dict[str, str], *, quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m longhaul.local.images [SERVICE ...]`: build the base and the services'
-    images (every service with a Dockerfile by default)."""
+    """`python -m longhaul.local.images [SERVICE ...]`: build the base, the emulator's and
+    the platform tools' images (docker-compose's) and the services' images (every service
+    with a Dockerfile by default)."""
     parser = argparse.ArgumentParser(prog="python -m longhaul.local.images", description=__doc__)
     parser.add_argument("services", nargs="*", help="services/<name> to build (default: all)")
     args = parser.parse_args(argv)
     names = args.services or sorted(p.parent.name for p in Path("services").glob("*/Dockerfile"))
     try:
-        tags = build(names)
+        tags = build(names, tools=True)
     except (RuntimeError, FileNotFoundError) as exc:
         raise SystemExit(f"images: {exc}") from None
     print("\n".join([BASE_IMAGE, *tags]))
