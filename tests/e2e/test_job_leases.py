@@ -1,6 +1,7 @@
 """The runtime's ways to lose or double a job that moto alone hides, proven with real worker
 processes: a worker frozen past its lease, releases and retries under a low
-maxReceiveCount, an oversized result, and a drain under a steady backlog."""
+maxReceiveCount, an oversized result, a result DynamoDB cannot store, and a drain under a
+steady backlog."""
 
 from __future__ import annotations
 
@@ -130,6 +131,20 @@ async def test_a_450_kb_result_gives_one_run_and_a_clear_failure_reason(
     assert "bucket" in job.error, "the reason says what to do instead"
     await asyncio.sleep(8)  # past a lease: nothing runs it again
     assert (await jobs.get(job_id)).runs == 1
+    assert len(kinds(effects_of(tmp_path, job_id), "start")) == 1
+
+
+async def test_a_result_holding_a_number_aws_cannot_store_fails_once_with_where_it_is(
+    jobs: Jobs, platform: Platform, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """DynamoDB refuses 1e-300 (the emulator stores it): the job fails once, naming the
+    field, instead of succeeding here and failing its final write on AWS."""
+    workers.append(Worker(platform, tmp_path))
+    job_id = await jobs.submit({"steps": 1, "step_s": 0, "result_tiny": True})
+    job = await jobs.wait(job_id, JobState.FAILED, timeout=60)
+    assert job.runs == 1
+    assert job.error is not None
+    assert "result.metrics.loss is 1e-300" in job.error, job.error
     assert len(kinds(effects_of(tmp_path, job_id), "start")) == 1
 
 

@@ -72,10 +72,16 @@ async def test_bad_submissions_are_422_with_field_paths(
         invalid = await client.post(
             "/jobs", json={"type": "work", "payload": {"steps": 0}}, headers=alice
         )
+        # Valid for the model, but a number DynamoDB cannot hold (AWS would refuse the write).
+        tiny = await client.post(
+            "/jobs", json={"type": "work", "payload": {"step_s": 1e-300}}, headers=alice
+        )
     assert unknown.status_code == 422
     assert unknown.json()["known_types"] == ["fanout", "work"]
     assert invalid.status_code == 422
     assert [e["field"] for e in invalid.json()["errors"]] == ["body.payload.steps"]
+    assert tiny.status_code == 422, tiny.text
+    assert [e["field"] for e in tiny.json()["errors"]] == ["body.payload.step_s"]
 
 
 async def test_another_callers_job_answers_404_like_a_missing_one(

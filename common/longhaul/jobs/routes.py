@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -22,7 +21,8 @@ from longhaul.api.openapi import json_body, problems
 from longhaul.api.problems import Problem
 from longhaul.jobs.exceptions import IdempotencyConflict, JobNotFound
 from longhaul.jobs.registry import JobTypes
-from longhaul.jobs.store import InvalidCursor, JobStore
+from longhaul.jobs.store import InvalidCursor, JobStore, unstorable_numbers
+from longhaul.jobs.store.items import UNSTORABLE
 from longhaul.jobs.submit import publish_fact, submit_job
 from longhaul.jobs.types import TERMINAL, Job, JobState
 from longhaul.quotas import QuotaStore, StreamSlot
@@ -135,36 +135,6 @@ def _component_refs(components: dict[str, Any], models: list[Any]) -> list[dict[
     return refs
 
 
-# DynamoDB's numbers: at most 38 significant digits, magnitudes from 1e-130 to under 1e126.
-NUMBER_DIGITS = 38
-NUMBER_MIN = 1e-130
-NUMBER_MAX = 1e126
-UNSTORABLE = (
-    "a number a job stores is finite, 0 or from 1e-130 to under 1e126 in magnitude, "
-    "with at most 38 digits"
-)
-
-
-def _unstorable(value: Any, loc: tuple[str | int, ...]) -> Iterator[dict[str, Any]]:
-    """A validation error for each number in `value` that the job's row cannot hold (the
-    store would fail on it): refused as invalid input, not a 500."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _unstorable(item, (*loc, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _unstorable(item, (*loc, index))
-    elif isinstance(value, bool) or value is None or isinstance(value, str):
-        return
-    elif isinstance(value, int):
-        if len(str(abs(value))) > NUMBER_DIGITS:
-            yield {"loc": loc, "msg": UNSTORABLE, "type": "number_unstorable", "input": value}
-    elif isinstance(value, float) and (
-        not math.isfinite(value) or (value != 0 and not NUMBER_MIN <= abs(value) < NUMBER_MAX)
-    ):
-        yield {"loc": loc, "msg": UNSTORABLE, "type": "number_unstorable", "input": value}
-
-
 def _store(request: Request) -> JobStore:
     store: JobStore = request.app.state.job_store
     return store
@@ -217,7 +187,15 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
                 ]
             ) from None
         payload = model.model_dump(mode="json")
-        unstorable = list(_unstorable(payload, ("body", "payload")))
+        unstorable = [
+            {
+                "loc": ("body", "payload", *path),
+                "msg": UNSTORABLE,
+                "type": "number_unstorable",
+                "input": number,
+            }
+            for path, number in unstorable_numbers(payload)
+        ]
         if unstorable:
             raise RequestValidationError(unstorable)
         if job_type.admit is not None and not job_type.admit(model, caller.sub):

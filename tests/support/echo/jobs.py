@@ -30,6 +30,7 @@ class WorkPayload(BaseModel):
     fail_while: str | None = Field(default=None, description="fail while this file exists")
     crash: bool = Field(default=False, description="SIGKILL the worker running it")
     result_kb: int = Field(default=0, ge=0, le=1024, description="pad the result to this size")
+    result_tiny: bool = Field(default=False, description="return 1e-300, which AWS cannot store")
 
 
 class Effects:
@@ -109,6 +110,8 @@ async def work(payload: WorkPayload, ctx: JobContext) -> dict[str, Any]:
         await ctx.checkpoint({"next": step})
         await ctx.progress(step / payload.steps, f"step {step} of {payload.steps}")
     effects.once("done", "done")
+    if payload.result_tiny:
+        return {"steps": payload.steps, "metrics": {"loss": 1e-300}}
     if payload.result_kb:
         return {"steps": payload.steps, "padding": "x" * payload.result_kb * 1024}
     return {"steps": payload.steps}

@@ -19,10 +19,12 @@ from longhaul.jobs.store.items import (
     InvalidCursor,
     Page,
     StartResult,
+    UnstorableNumber,
     body_hash,
     child_owner,
     parent_of,
     timedelta_ago,
+    unstorable_numbers,
 )
 from longhaul.jobs.store.leases import JobLeases
 from longhaul.jobs.store.listing import JobListing
@@ -35,10 +37,12 @@ __all__ = [
     "JobStore",
     "Page",
     "StartResult",
+    "UnstorableNumber",
     "body_hash",
     "child_owner",
     "parent_of",
     "timedelta_ago",
+    "unstorable_numbers",
 ]
 
 

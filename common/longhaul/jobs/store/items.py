@@ -7,6 +7,8 @@ import base64
 import binascii
 import hashlib
 import json
+import math
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,10 +23,12 @@ __all__ = [
     "InvalidCursor",
     "Page",
     "StartResult",
+    "UnstorableNumber",
     "body_hash",
     "child_owner",
     "parent_of",
     "timedelta_ago",
+    "unstorable_numbers",
 ]
 
 CHECKPOINT_INLINE_BYTES = 32 * 1024  # larger checkpoints go to S3
@@ -64,13 +68,56 @@ def plain(value: Any) -> Any:
     return value
 
 
+# DynamoDB's numbers: at most 38 significant digits, magnitudes from 1e-130 to under 1e126.
+# AWS refuses any other with a ValidationException (the local emulator does not check).
+NUMBER_DIGITS = 38
+NUMBER_MIN = 1e-130
+NUMBER_MAX = 1e126
+UNSTORABLE = (
+    "a number a job stores is finite, 0 or from 1e-130 to under 1e126 in magnitude, "
+    "with at most 38 digits"
+)
+
+
+class UnstorableNumber(ValueError):
+    """A value holds a number a DynamoDB item cannot: `path` names where."""
+
+    def __init__(self, path: tuple[str | int, ...], value: Any) -> None:
+        self.path, self.value = path, value
+        where = ".".join(str(part) for part in path) or "the value"
+        super().__init__(f"{where} is {value!r}: {UNSTORABLE}")
+
+
+def unstorable_numbers(
+    value: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """(path, number) for each number in the JSON value `value` that a DynamoDB item
+    cannot hold, so that a caller refuses it with a reason before any write."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from unstorable_numbers(item, (*path, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from unstorable_numbers(item, (*path, index))
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    elif isinstance(value, int):
+        if len(str(abs(value))) > NUMBER_DIGITS:
+            yield path, value
+    elif not math.isfinite(value) or (value != 0 and not NUMBER_MIN <= abs(value) < NUMBER_MAX):
+        yield path, value
+
+
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
     """`values` as a DynamoDB item (None values left out)."""
     return {k: serialize(dynamo(v)) for k, v in values.items() if v is not None}
 
 
 def dynamo(value: Any) -> Any:
-    """JSON values as DynamoDB accepts them (no floats: Decimals)."""
+    """JSON values as DynamoDB accepts them (no floats: Decimals). UnstorableNumber for a
+    number DynamoDB would refuse, named by its path, before anything is sent."""
+    for path, number in unstorable_numbers(value):
+        raise UnstorableNumber(path, number)
     return json.loads(json.dumps(value), parse_float=Decimal)
 
 

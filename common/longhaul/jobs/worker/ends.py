@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from longhaul.jobs.exceptions import JobCancelled, JobParked
-from longhaul.jobs.store import JobStore
+from longhaul.jobs.store import JobStore, UnstorableNumber, unstorable_numbers
 from longhaul.jobs.types import Job, JobState
 from longhaul.jobs.worker import metrics
 from longhaul.jobs.worker.config import WorkerConfig
@@ -52,6 +52,10 @@ class RunEnds:
                 f"the result is {size // 1024} KB, over the {RESULT_LIMIT_BYTES // 1024} KB a "
                 "job's result may hold; store large outputs in the bucket and return their keys"
             )
+            await self._fail(job, run, reason, dlq=False)
+            return
+        for path, number in unstorable_numbers(result):
+            reason = f"the result cannot be stored: {UnstorableNumber(('result', *path), number)}"
             await self._fail(job, run, reason, dlq=False)
             return
         finished = await self._finish(job, run, JobState.SUCCEEDED, result=result)
