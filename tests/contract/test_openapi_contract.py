@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,68 +179,77 @@ def assert_conforms(run: Run) -> None:
     assert 401 in run.statuses, run.statuses
 
 
-def _environment(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
-    for key, value in variables.items():
-        monkeypatch.setenv(key, value)
+@dataclass
+class Served:
+    """A service's API as the dev runner would configure it: its environment and auth."""
+
+    service: Any  # the service's ServiceDefinition
+    settings: type[KitSettings]
+    environment: dict[str, str]
+    auth: Any
+
+    def app(self) -> FastAPI:
+        """The API app, configured from the environment (set it first)."""
+        app: FastAPI = self.service.app("api", load_settings(self.settings))
+        return app
 
 
-async def test_echo_conforms_to_its_document(
-    platform: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def _echo(aws: AwsClients, endpoint: str) -> Served:
+    from tests.conftest import new_platform
     from tests.support.echo.service import SERVICE
 
-    _environment(monkeypatch, echo_environment(platform.env, platform.endpoint, platform.auth))
-    app = SERVICE.app("api", load_settings(KitSettings))
-    with serving(app) as schema:
-        run = exercise("echo", schema, forge(platform.auth, sub="alice"))
-    assert_conforms(run)
+    platform = await new_platform(aws, endpoint)
+    variables = echo_environment(platform.env, platform.endpoint, platform.auth)
+    return Served(SERVICE, KitSettings, variables, platform.auth)
 
 
-async def test_media_conforms_to_its_document(
-    aws: AwsClients, moto: MotoServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def _media(aws: AwsClients, endpoint: str) -> Served:
     from longhaul_media.config import MediaSettings
     from longhaul_media.service import SERVICE
     from tests.support.media import provision_media
 
-    media = await provision_media(aws, moto.endpoint)
-    _environment(monkeypatch, media.environment("api"))
-    app = SERVICE.app("api", load_settings(MediaSettings))
-    with serving(app) as schema:
-        run = exercise("media", schema, forge(media.auth, sub="alice"))
-    assert_conforms(run)
+    media = await provision_media(aws, endpoint)
+    return Served(SERVICE, MediaSettings, media.environment("api"), media.auth)
 
 
-async def test_training_conforms_to_its_document(
-    aws: AwsClients, moto: MotoServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def _training(aws: AwsClients, endpoint: str) -> Served:
     from longhaul_training.config import TrainingSettings
     from longhaul_training.service import SERVICE
     from tests.support.training import provision_training
 
-    training = await provision_training(aws, moto.endpoint)
-    _environment(monkeypatch, training.environment("api"))
-    app = SERVICE.app("api", load_settings(TrainingSettings))
-    with serving(app) as schema:
-        run = exercise("training", schema, forge(training.auth, sub="alice"))
-    assert_conforms(run)
+    training = await provision_training(aws, endpoint)
+    return Served(SERVICE, TrainingSettings, training.environment("api"), training.auth)
 
 
-async def test_analytics_conforms_to_its_document(
-    aws: AwsClients, moto: MotoServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def _analytics(aws: AwsClients, endpoint: str) -> Served:
     from longhaul_analytics.config import AnalyticsSettings
     from longhaul_analytics.service import SERVICE
     from tests.integration.analytics.engine_support import provision_analytics
 
-    analytics = await provision_analytics(aws, moto.endpoint)
+    analytics = await provision_analytics(aws, endpoint)
     # The closer is left out (it closes windows, no route's answer depends on it) and an
     # aggregates stream ends after a second.
     variables = analytics.environment(
         "api", ANALYTICS_CLOSER="false", ANALYTICS_STREAM_LIFETIME_S="1"
     )
-    _environment(monkeypatch, variables)
-    app = SERVICE.app("api", load_settings(AnalyticsSettings))
-    with serving(app) as schema:
-        run = exercise("analytics", schema, forge(analytics.auth, sub="alice"))
+    return Served(SERVICE, AnalyticsSettings, variables, analytics.auth)
+
+
+SERVICES: dict[str, Callable[[AwsClients, str], Awaitable[Served]]] = {
+    "echo": _echo,
+    "media": _media,
+    "training": _training,
+    "analytics": _analytics,
+}
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+async def test_service_conforms_to_its_document(
+    service: str, aws: AwsClients, moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = await SERVICES[service](aws, moto.endpoint)
+    for key, value in served.environment.items():
+        monkeypatch.setenv(key, value)
+    with serving(served.app()) as schema:
+        run = exercise(service, schema, forge(served.auth, sub="alice"))
     assert_conforms(run)
