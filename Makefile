@@ -49,8 +49,12 @@ install: $(VENV)/.synced ## Install uv and the pinned workspace into .venv (run 
 dev: install ## Start the local platform (moto + provisioned resources + every service) until Ctrl-C
 	$(BIN)/longhaul dev
 
-test: install lint typecheck ## Lint, type-check and run the whole suite (what CI runs)
-	$(BIN)/pytest
+# The suite runs on every core: its tests wait on processes more than they compute. Tests
+# that bind the platform's fixed ports share an xdist group, so they run one at a time.
+TEST_WORKERS ?= auto
+
+test: install lint typecheck ## Lint, type-check and run the whole suite (what CI runs; TEST_WORKERS=1 for one process)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check .
