@@ -46,6 +46,30 @@ os.environ.update(DUMMY_CREDENTIALS)
 os.environ["AWS_REGION"] = REGION
 os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
 
+# -- fixed ports, one test at a time ----------------------------------------------------
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup` (make test), pytest-xdist runs the tests of one
+    `xdist_group` on one worker by adding `@<group>` to their node ids as it collects them.
+    Should a pytest or xdist release stop that taking effect (pytest 9.2 with xdist 3.8
+    did), tests that bind the platform's fixed ports would run at the same time and fail
+    at random: stop the run here instead, with the reason."""
+    if not (hasattr(config, "workerinput") and config.getvalue("loadgroup")):
+        return
+    lost = [
+        item.nodeid
+        for item in items
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid.rpartition("]")[2]
+    ]
+    if lost:
+        raise pytest.UsageError(
+            f"--dist loadgroup did not group {len(lost)} test(s) marked xdist_group "
+            f"(first: {lost[0]}); this pytest and pytest-xdist do not work together"
+        )
+
+
 # -- no process left behind -------------------------------------------------------------
 
 PR_SET_CHILD_SUBREAPER = 36
