@@ -46,8 +46,8 @@ $(VENV)/.synced: $(UV) $(PINS) pyproject.toml common/pyproject.toml deploy/pypro
 
 install: $(VENV)/.synced ## Install uv and the pinned workspace into .venv (run by every other target)
 
-dev: install ## Start the local platform (moto + provisioned resources + every service) until Ctrl-C
-	$(BIN)/longhaul dev
+dev: install ## Start the local platform (moto + provisioned resources + every service) until Ctrl-C; ARGS=--reload
+	$(BIN)/longhaul dev $(ARGS)
 
 # The suite runs on every core: its tests wait on processes more than they compute. Tests
 # that bind the platform's fixed ports share an xdist group, so they run one at a time.
