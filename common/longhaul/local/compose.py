@@ -18,6 +18,8 @@ these names are never pulled from a registry).
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -30,10 +32,12 @@ __all__ = [
     "COMPOSE_ENDPOINT",
     "COMPOSE_HOST",
     "EMULATOR_IMAGE",
+    "MOUNTED_CONTEXTS",
     "PLATFORM_IMAGE",
     "compose_document",
     "health_command",
     "image_name",
+    "mounted_contexts",
     "render",
 ]
 
@@ -44,6 +48,12 @@ COMPOSE_HOST = "127.0.0.1"
 COMPOSE_ENDPOINT = platform.DEFAULT_ENDPOINT
 # The name the services' Dockerfiles start FROM.
 BASE_IMAGE = "longhaul-base"
+# The named build contexts a Dockerfile may mount (`RUN --mount=...,from=NAME`), each as
+# the variable that names its folder and the folder when it is unset: training's PyTorch
+# CPU wheel (docs/training.md "PyTorch"). `make images`, the CDK app and compose give the
+# same folder.
+MOUNTED_CONTEXTS = {"torch-wheels": ("TORCH_WHEELS", "/opt/wheels")}
+MOUNT = re.compile(r"--mount=\S*\bfrom=([A-Za-z0-9_-]+)")
 HEADER = "# Generated from the service specs by `make compose`; edit the specs, not this file.\n"
 
 
@@ -64,23 +74,34 @@ def health_command(url: str) -> list[str]:
     return ["CMD-SHELL", f'python -c "{code}"']
 
 
-def _from_base(dockerfile: str) -> dict[str, Any]:
+def mounted_contexts(dockerfile: str) -> list[str]:
+    """The named build contexts `dockerfile` mounts; an unknown one is an error."""
+    named = sorted(set(MOUNT.findall(dockerfile)))
+    unknown = [n for n in named if n not in MOUNTED_CONTEXTS]
+    if unknown:
+        raise RuntimeError(f"the Dockerfile mounts build contexts nobody provides: {unknown}")
+    return named
+
+
+def _from_base(dockerfile: str, root: Path) -> dict[str, Any]:
     """The build of an image whose Dockerfile starts FROM longhaul-base: the `base`
-    service's image under that name."""
-    return {
-        "context": ".",
-        "dockerfile": dockerfile,
-        "additional_contexts": {BASE_IMAGE: "service:base"},
-    }
+    service's image under that name, and the folders the Dockerfile mounts (`${VARIABLE:-
+    default}`, as `make images` resolves them)."""
+    contexts = {BASE_IMAGE: "service:base"}
+    path = root / dockerfile
+    for name in mounted_contexts(path.read_text()) if path.is_file() else []:
+        variable, default = MOUNTED_CONTEXTS[name]
+        contexts[name] = f"${{{variable}:-{default}}}"
+    return {"context": ".", "dockerfile": dockerfile, "additional_contexts": contexts}
 
 
-def compose_document(specs: list[ServiceSpec]) -> dict[str, Any]:
-    """The compose document for `specs`."""
+def compose_document(specs: list[ServiceSpec], root: Path = Path()) -> dict[str, Any]:
+    """The compose document for `specs`, with the Dockerfiles in `root` (the repository)."""
     auth = platform.expected_auth(ENV, REGION)
     port = platform.MOTO_PORT
     services: dict[str, Any] = {
         "moto": {
-            "build": _from_base("Dockerfile.emulator"),
+            "build": _from_base("Dockerfile.emulator", root),
             "image": EMULATOR_IMAGE,
             "pull_policy": "build",
             "network_mode": "host",
@@ -115,7 +136,7 @@ def compose_document(specs: list[ServiceSpec]) -> dict[str, Any]:
         for role in ("api", "worker"):
             role_port = spec.worker_port if role == "worker" else spec.port
             services[f"{spec.name}-{role}"] = {
-                "build": _from_base(f"services/{spec.name}/Dockerfile"),
+                "build": _from_base(f"services/{spec.name}/Dockerfile", root),
                 "image": image_name(spec.name),
                 "pull_policy": "build",
                 "network_mode": "host",
@@ -142,6 +163,6 @@ def compose_document(specs: list[ServiceSpec]) -> dict[str, Any]:
     return {"name": "longhaul", "services": services}
 
 
-def render(specs: list[ServiceSpec]) -> str:
-    """docker-compose.yml's text."""
-    return HEADER + yaml.safe_dump(compose_document(specs), sort_keys=False, width=120)
+def render(specs: list[ServiceSpec], root: Path = Path()) -> str:
+    """docker-compose.yml's text (`root`: the repository, where the Dockerfiles are)."""
+    return HEADER + yaml.safe_dump(compose_document(specs, root), sort_keys=False, width=120)

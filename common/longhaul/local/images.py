@@ -13,12 +13,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from longhaul.local.compose import BASE_IMAGE, EMULATOR_IMAGE, PLATFORM_IMAGE, image_name
+from longhaul.local.compose import (
+    BASE_IMAGE,
+    EMULATOR_IMAGE,
+    MOUNTED_CONTEXTS,
+    PLATFORM_IMAGE,
+    image_name,
+    mounted_contexts,
+)
 
 __all__ = [
     "CACHE",
@@ -107,15 +113,14 @@ def service_tag(name: str) -> str:
 
 
 def build_contexts(dockerfile: str) -> list[str]:
-    """The named build contexts a Dockerfile mounts (`--mount=...,from=NAME`): for
-    training's `torch-wheels`, the folder of PyTorch's CPU wheel ($TORCH_WHEELS, the
-    Makefile's default /opt/wheels)."""
-    folders = {"torch-wheels": os.environ.get("TORCH_WHEELS", "/opt/wheels")}
-    named = sorted(set(re.findall(r"--mount=\S*\bfrom=([A-Za-z0-9_-]+)", dockerfile)))
-    unknown = [n for n in named if n not in folders]
-    if unknown:
-        raise RuntimeError(f"the Dockerfile mounts build contexts nobody provides: {unknown}")
-    return [f"--build-context={n}={folders[n]}" for n in named]
+    """The named build contexts a Dockerfile mounts (`--mount=...,from=NAME`), as buildah's
+    arguments: for training's `torch-wheels`, the folder of PyTorch's CPU wheel
+    ($TORCH_WHEELS, the Makefile's default /opt/wheels)."""
+    arguments = []
+    for name in mounted_contexts(dockerfile):
+        variable, default = MOUNTED_CONTEXTS[name]
+        arguments.append(f"--build-context={name}={os.environ.get(variable, default)}")
+    return arguments
 
 
 def build(

@@ -5,6 +5,7 @@ here; tests/images/test_compose.py runs the file with podman-compose."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from longhaul.local.compose import (
     COMPOSE_ENDPOINT,
     COMPOSE_HOST,
     EMULATOR_IMAGE,
+    MOUNTED_CONTEXTS,
     PLATFORM_IMAGE,
     compose_document,
     render,
@@ -56,6 +58,21 @@ def _copied_paths(dockerfile: Path) -> set[str]:
     return found
 
 
+def contexts_of(spec: ServiceSpec) -> dict[str, str]:
+    """The build contexts a service's compose build gets: the base under the name its
+    Dockerfile starts FROM, and each folder its Dockerfile mounts, as `make images` gives
+    it (the same variable, the same default)."""
+    contexts = {BASE_IMAGE: "service:base"}
+    dockerfile = ROOT / "services" / spec.name / "Dockerfile"
+    if dockerfile.is_file():
+        for argument in images.build_contexts(dockerfile.read_text()):
+            name, _, folder = argument.removeprefix("--build-context=").partition("=")
+            variable, default = MOUNTED_CONTEXTS[name]
+            assert folder == os.environ.get(variable, default)
+            contexts[name] = f"${{{variable}:-{default}}}"
+    return contexts
+
+
 def _check_roles(document: dict[str, Any], specs: list[ServiceSpec]) -> None:
     services = document["services"]
     auth = expected_auth("local", "us-east-1")
@@ -78,7 +95,7 @@ def _check_roles(document: dict[str, Any], specs: list[ServiceSpec]) -> None:
             assert entry["environment"] == runner
             assert entry["environment"]["LONGHAUL_PORT"] == str(port)
             assert entry["build"]["dockerfile"] == f"services/{spec.name}/Dockerfile"
-            assert entry["build"]["additional_contexts"] == {BASE_IMAGE: "service:base"}
+            assert entry["build"]["additional_contexts"] == contexts_of(spec)
             assert entry["image"] == images.service_tag(spec.name)
             assert entry["depends_on"]["provision"]["condition"] == "service_completed_successfully"
             kind, command = entry["healthcheck"]["test"]
@@ -88,7 +105,7 @@ def _check_roles(document: dict[str, Any], specs: list[ServiceSpec]) -> None:
 
 def test_committed_compose_file_is_generated_from_the_current_specs() -> None:
     committed = (ROOT / "docker-compose.yml").read_text()
-    assert committed == render(discover()), "run `make compose` and commit docker-compose.yml"
+    assert committed == render(discover(), ROOT), "run `make compose` and commit docker-compose.yml"
 
 
 def test_every_discovered_service_has_both_roles_and_a_dockerfile_from_the_base() -> None:
@@ -169,8 +186,15 @@ def test_compose_runs_the_projects_emulator_at_the_pinned_moto() -> None:
     assert "moto[server]==" + MOTO_VERSION in (ROOT / "pyproject.toml").read_text()
 
 
+def test_training_builds_with_the_wheel_folder_make_images_gives() -> None:
+    document = compose_document(discover(), ROOT)
+    for role in ("api", "worker"):
+        contexts = document["services"][f"training-{role}"]["build"]["additional_contexts"]
+        assert contexts["torch-wheels"] == "${TORCH_WHEELS:-/opt/wheels}"
+
+
 def test_make_images_builds_every_image_compose_runs_by_its_name() -> None:
-    document = compose_document(discover())
+    document = compose_document(discover(), ROOT)
     built = {images.service_tag(spec.name) for spec in discover()} | set(images.TOOLS)
     named = {entry["image"] for name, entry in document["services"].items() if name != "base"}
     assert named == built
