@@ -122,10 +122,10 @@ smoke: install ## Smoke-test the running `make dev` (AWS: SMOKE_ARGS="--env dev 
 bench: install ## Run the benchmarks (each beside a baseline measured in the same run)
 	$(BIN)/python -m bench
 
-images: install ## Build the base and each service's image with buildah (here on a Debian stand-in base)
+images: install ## Build the base, the emulator, the platform tools and each service's image with buildah (here on a Debian stand-in base)
 	$(BIN)/python -m longhaul.local.images
 
-test-images: install ## Build the images and transcode through media's worker image on the emulator (minutes; CI)
+test-images: install ## Build the images, transcode through media's worker image, run docker-compose.yml with podman-compose (minutes; CI)
 	LONGHAUL_IMAGE_TESTS=1 $(BIN)/pytest tests/images
 
 synth: install ## Synthesize every CDK stack into cdk.out/ offline (ENV=dev|prod; no CLI, Docker or AWS)

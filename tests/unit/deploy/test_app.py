@@ -130,8 +130,10 @@ def test_image_asset_builds_the_service_dockerfile_from_the_repository_root(
         if "from=torch-wheels" in dockerfile:
             assert set(source["dockerBuildContexts"]) == {"torch-wheels"}
         staged = dev.outdir / source["directory"]
-        # Only what the Dockerfiles copy; no caches, no virtualenv, no cdk.out.
+        # Only what the Dockerfiles copy; no caches, no virtualenv, no cdk.out. The CDK
+        # stages the context's .dockerignore beside it (the builder reads it).
         assert sorted(p.name for p in staged.iterdir()) == [
+            ".dockerignore",
             "Dockerfile.base",
             "common",
             "requirements-runtime.txt",
