@@ -214,3 +214,51 @@ async def test_a_dead_letter_is_listed_and_after_redrive_a_worker_runs_it(
     finally:
         worker.stop()
     assert finished.state is JobState.SUCCEEDED, worker.log()[-2000:]
+
+
+async def test_the_every_owner_listing_reads_a_bounded_slice_a_call_in_exact_order(
+    aws: AwsClients, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of every owner's jobs reads at most the read budget of index entries (plus
+    one a partition), and a small budget neither reorders nor loses nor doubles a job:
+    with a type no job has, every call stays bounded and the walk still ends."""
+    from longhaul.jobs.store import listing
+
+    jobs = Jobs(aws, platform.env)
+    store = await jobs.store()
+    owners = [f"owner-{i % 3}" for i in range(40)]
+    created = [await jobs.submit({}, owner=owner, enqueue_it=False) for owner in owners]
+    for job_id, owner in list(zip(created, owners, strict=True))[::4]:
+        await store.cancel(job_id, owner)  # a second state's partitions, changed later
+    budget = 4
+    monkeypatch.setattr(listing, "ALL_READ_BUDGET", budget)
+    reads: list[int] = []
+    query = store._db.query
+
+    async def counted(**arguments: Any) -> Any:
+        response = await query(**arguments)
+        reads[-1] += len(response.get("Items", []))
+        return response
+
+    monkeypatch.setattr(store._db, "query", counted)
+
+    async def walk(**filters: Any) -> list[Any]:
+        found: list[Any] = []
+        cursor: str | None = None
+        while True:
+            reads.append(0)
+            page = await store.page_all(limit=10, cursor=cursor, **filters)
+            found += page.jobs
+            cursor = page.cursor
+            if cursor is None:
+                return found
+
+    everything = await walk()
+    assert sorted(job.id for job in everything) == sorted(created), "each job exactly once"
+    stamps = [job.updated_at for job in everything]
+    assert stamps == sorted(stamps, reverse=True), "the latest state change first"
+    partitions = len(listing.partitions(None))
+    assert max(reads) <= budget + partitions, reads
+    reads.clear()
+    assert await walk(job_type="nope") == []
+    assert max(reads) <= budget + partitions, reads

@@ -93,9 +93,11 @@ class JobListing(JobTable):
     ) -> Page:
         """Every owner's jobs, the most recent state change first, `limit` at a time.
 
-        One call reads at most `ALL_READ_BUDGET` index entries: with a `job_type` filter (the
-        index does not hold the type: it is matched on the rows) a page may hold fewer than
-        `limit` jobs, none even, and still have a cursor."""
+        One call reads at most `ALL_READ_BUDGET` index entries (plus one a partition, when
+        fewer than one each is left): with a `job_type` filter (the index does not hold the
+        type: it is matched on the rows) a page may hold fewer than `limit` jobs, none even,
+        and still have a cursor. The order is exact: an entry is taken only when no
+        partition still to be read can hold a later one."""
         live: dict[str, str | None] = (
             _decode(cursor, state) if cursor else dict.fromkeys(partitions(state))
         )
@@ -103,19 +105,29 @@ class JobListing(JobTable):
         read = 0
         while live and len(jobs) < limit and read < ALL_READ_BUDGET:
             want = limit - len(jobs)
+            each = max(1, min(want, (ALL_READ_BUDGET - read) // len(live)))
             heads = await asyncio.gather(
-                *(self._head(key, before, want, bool(cursor)) for key, before in live.items())
+                *(self._head(key, before, each, bool(cursor)) for key, before in live.items())
             )
             read += sum(len(items) for items, _ in heads)
-            merged = sorted(
-                (
-                    (item["GSI2SK"]["S"], key, item)
-                    for key, (items, _) in zip(live, heads, strict=True)
-                    for item in items
-                ),
-                key=lambda entry: entry[0],
-                reverse=True,
-            )[:want]
+            # A partition that has more may hold entries later than anything past the last
+            # one it gave: nothing older than the latest such last entry is taken yet.
+            floor = max(
+                (items[-1]["GSI2SK"]["S"] for items, more in heads if more and items), default=""
+            )
+            merged = [
+                entry
+                for entry in sorted(
+                    (
+                        (item["GSI2SK"]["S"], key, item)
+                        for key, (items, _) in zip(live, heads, strict=True)
+                        for item in items
+                    ),
+                    key=lambda entry: entry[0],
+                    reverse=True,
+                )[:want]
+                if entry[0] >= floor
+            ]
             taken: dict[str, int] = {}
             for position, key, _ in merged:
                 live[key] = position  # in descending order: the last one taken stays
