@@ -153,5 +153,7 @@ async def test_a_transcode_past_its_time_limit_fails_and_its_unfinished_chunks_a
         await wait_for(store, c.id, JobState.SUCCEEDED, JobState.CANCELLED, JobState.FAILED)
         for c in chunks
     ]
-    assert {c.state for c in ended} <= {JobState.SUCCEEDED, JobState.CANCELLED}
+    assert {c.state for c in ended} <= {JobState.SUCCEEDED, JobState.CANCELLED}, [
+        (c.state.value, c.error) for c in ended
+    ]
     assert JobState.CANCELLED in {c.state for c in ended}, "every chunk ran to its end"

@@ -383,7 +383,13 @@ async def transcode_chunk(payload: ChunkPayload, ctx: JobContext) -> dict[str, A
         raise NonRetryable("a chunk runs only as a transcode's child job")
     [parent] = await ctx.jobs([ctx.parent_id])
     if parent.terminal:
-        raise NonRetryable(f"its transcode is already {parent.state.value}")
+        # Started between its transcode's end and that end cancelling its unfinished children:
+        # cancelled like them, not a failure (no DLQ message, no failure alarm).
+        ctx.log.info(
+            "its transcode already ended: chunk cancelled",
+            extra={"parent_state": parent.state.value},
+        )
+        raise JobCancelled(ctx.job_id)
     preset = preset_named(payload.preset)
     resources = resources_of(ctx)
     settings = settings_of(resources)

@@ -15,7 +15,7 @@ import asyncio
 import time
 from typing import Any
 
-from longhaul.jobs import Job, JobContext, JobResources, JobState, NonRetryable
+from longhaul.jobs import Job, JobCancelled, JobContext, JobResources, JobState, NonRetryable
 from longhaul.jobs.store import child_owner
 from longhaul_training.models import (
     ChoiceParam,
@@ -244,7 +244,12 @@ async def sweep_trial(payload: TrialPayload, ctx: JobContext) -> dict[str, Any]:
         raise NonRetryable("a trial runs only as a sweep's child job")
     [parent] = await ctx.jobs([ctx.parent_id])
     if parent.terminal:
-        raise NonRetryable(f"its sweep is already {parent.state.value}")
+        # Started between its sweep's end and that end cancelling its unfinished children:
+        # cancelled like them, not a failure (no DLQ message, no failure alarm).
+        ctx.log.info(
+            "its sweep already ended: trial cancelled", extra={"parent_state": parent.state.value}
+        )
+        raise JobCancelled(ctx.job_id)
     resources = resources_of(ctx)
     settings = settings_of(resources)
     records = await records_of(resources)
