@@ -9,6 +9,7 @@
 import { apiUrl, authHeaders, call, describe } from "./api.js";
 import { COLOURS, lineChart, short } from "./charts.js";
 import { el, fill, when } from "./dom.js";
+import { readEvents, sleep } from "./sse.js";
 import { ensureStyles } from "./styles.js";
 
 const SERVICE = "analytics";
@@ -280,36 +281,3 @@ function windowRow(row) {
   el("td", {}, row.final ? `final${row.revision > 1 ? `, revision ${row.revision}` : ""}` : "open (counting)"));
 }
 
-/** The events of a text/event-stream body as { event, data } (comments and ids skipped). */
-async function* readEvents(body, signal) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  let event = null;
-  let data = [];
-  try {
-    while (!signal.aborted) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += value;
-      const lines = buffer.split(/\r\n|\r|\n/);
-      buffer = lines.pop(); // an unfinished line waits for the rest
-      for (const line of lines) {
-        if (line === "") {
-          if (data.length) yield { event, data: data.join("\n") };
-          event = null;
-          data = [];
-        } else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-        else if (line.startsWith("event:")) event = line.slice(6).trim();
-      }
-    }
-  } finally {
-    reader.cancel().catch(() => {});
-  }
-}
-
-function sleep(ms, signal) {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
-  });
-}

@@ -25,7 +25,7 @@ export async function followJob(service, jobId, { onEvent, onTrouble, signal }) 
       if (!answer.ok || !answer.body) throw new Error(`HTTP ${answer.status}`);
       onTrouble(null);
       pause = 500;
-      for await (const event of events(answer.body, signal)) {
+      for await (const event of readEvents(answer.body, signal)) {
         if (event.id) lastId = event.id;
         let data = null;
         try { data = JSON.parse(event.data); } catch { continue; }
@@ -42,8 +42,8 @@ export async function followJob(service, jobId, { onEvent, onTrouble, signal }) 
   }
 }
 
-/** The events of a text/event-stream body, as { id, event, data }. */
-async function* events(body, signal) {
+/** The events of a text/event-stream body, as { id, event, data } (comments skipped). */
+export async function* readEvents(body, signal) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   let current = { id: null, event: null, data: [] };
@@ -77,7 +77,8 @@ async function* events(body, signal) {
   }
 }
 
-function sleep(ms, signal) {
+/** Wait `ms`, or less if `signal` aborts. */
+export function sleep(ms, signal) {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
     signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
