@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, R
 from longhaul.aws.clients import AwsClients, client_config
 from tests.conftest import REGION
 from tests.support.faults import ControlError, Faults
-from tests.support.moto import MotoServer
+from tests.support.moto import PK_SK_TABLE, MotoServer
 
 pytestmark = pytest.mark.integration
 
@@ -123,15 +123,7 @@ async def _table(db: Any) -> str:
     name = f"emulator-{uuid.uuid4().hex[:8]}"
     await db.create_table(
         TableName=name,
-        KeySchema=[
-            {"AttributeName": "PK", "KeyType": "HASH"},
-            {"AttributeName": "SK", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "PK", "AttributeType": "S"},
-            {"AttributeName": "SK", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
+        **PK_SK_TABLE,
     )
     return name
 

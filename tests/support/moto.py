@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any
 
 from longhaul.local.platform import MOTO_ENV
 from tests.support.faults import Faults
@@ -56,3 +57,17 @@ class MotoServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.process = None
+
+
+# A table keyed by string PK and SK, on demand: `create_table(TableName=..., **PK_SK_TABLE)`.
+PK_SK_TABLE: dict[str, Any] = {
+    "KeySchema": [
+        {"AttributeName": "PK", "KeyType": "HASH"},
+        {"AttributeName": "SK", "KeyType": "RANGE"},
+    ],
+    "AttributeDefinitions": [
+        {"AttributeName": "PK", "AttributeType": "S"},
+        {"AttributeName": "SK", "AttributeType": "S"},
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}

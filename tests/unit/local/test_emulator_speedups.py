@@ -14,6 +14,7 @@ from moto.core import utils
 from moto.sqs import models
 
 from longhaul.local.emulator import speedups
+from tests.support.moto import PK_SK_TABLE
 
 
 @pytest.fixture(autouse=True)
@@ -59,15 +60,7 @@ def test_a_query_reads_its_partition_only_with_moto_s_conditions_order_and_pagin
         ddb = boto3.client("dynamodb", region_name=os.environ["AWS_DEFAULT_REGION"])
         ddb.create_table(
             TableName="t",
-            KeySchema=[
-                {"AttributeName": "PK", "KeyType": "HASH"},
-                {"AttributeName": "SK", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "PK", "AttributeType": "S"},
-                {"AttributeName": "SK", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
+            **PK_SK_TABLE,
         )
         for pk in ("a", "b", "c"):
             for n in range(12):
