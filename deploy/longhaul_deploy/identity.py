@@ -9,12 +9,11 @@ from aws_cdk import Duration
 from aws_cdk import aws_cognito as cognito
 from constructs import Construct
 
+from longhaul.jobs.admin import ADMIN_GROUP  # the token's `cognito:groups` the routes check
 from longhaul_deploy._utils import acknowledge
 from longhaul_deploy.config import EnvSettings
 
 __all__ = ["ADMIN_GROUP", "Identity"]
-
-ADMIN_GROUP = "admin"  # longhaul.jobs.admin.ADMIN_GROUP: the token's `cognito:groups`
 
 
 class Identity(Construct):

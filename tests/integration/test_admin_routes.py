@@ -2,11 +2,14 @@
 `admin` group reaches them (the provisioned dev admin does, the dev user does not, with
 real tokens from the local pool); an admin lists every owner's jobs, filtered and paged;
 a dead-lettered job is listed in the DLQ with its reason, and after a redrive it is back
-on the work queue and a real worker runs it to success."""
+on the work queue and a real worker runs it to success; a redrive is bounded per call and
+repeated until nothing is left, losing and doubling nothing; the DLQ's count is one
+definition everywhere."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from longhaul.aws.clients import AwsClients
-from longhaul.jobs import JobMessage, JobState, JobStore
+from longhaul.jobs import JobMessage, JobState, JobStore, dlq
+from longhaul.jobs import admin as admin_api
+from longhaul.jobs.queue import parse_job_message
 from longhaul.local.cli import app as cli
 from longhaul.local.token import DEV_ADMIN_USER, dev_token
 from tests.conftest import Platform
@@ -161,6 +166,13 @@ async def test_an_admin_lists_every_owners_jobs_filtered_and_paged(
         owners_cursor = await client.get(
             "/admin/jobs", params={"cursor": cursors[0], "owner": bob}, headers=admin
         )
+        alices = (
+            await client.get("/admin/jobs", params={"owner": alice, "limit": "1"}, headers=admin)
+        ).json()
+        assert alices["next_cursor"] is not None, "alice has two jobs: a second page"
+        everyones_cursor = await client.get(
+            "/admin/jobs", params={"cursor": alices["next_cursor"]}, headers=admin
+        )
 
     assert [job["owner"] for job in own["jobs"]] == [bob]
     assert {job["id"]: job["owner"] for job in everyone["jobs"]} == submitted
@@ -174,6 +186,8 @@ async def test_an_admin_lists_every_owners_jobs_filtered_and_paged(
     assert crafted.status_code == 400
     assert crafted.headers["content-type"] == PROBLEM
     assert owners_cursor.status_code == 400
+    assert everyones_cursor.status_code == 400, "a one-owner cursor: not the every-owner one's"
+    assert everyones_cursor.headers["content-type"] == PROBLEM
 
 
 async def test_a_dead_letter_is_listed_and_after_redrive_a_worker_runs_it(
@@ -262,3 +276,90 @@ async def test_the_every_owner_listing_reads_a_bounded_slice_a_call_in_exact_ord
     reads.clear()
     assert await walk(job_type="nope") == []
     assert max(reads) <= budget + partitions, reads
+
+
+async def _drain(aws: AwsClients, url: str) -> list[str]:
+    """The job ids of every message on the queue at `url`, each received (and hidden) once."""
+    sqs = await aws.get("sqs")
+    found: list[str] = []
+    while True:
+        response = await sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300, WaitTimeSeconds=1
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return found
+        for message in messages:
+            job = parse_job_message(message["Body"])
+            assert job is not None, message["Body"]
+            found.append(job.job_id)
+
+
+async def test_a_redrive_call_is_bounded_and_repeated_calls_move_each_message_once(
+    aws: AwsClients,
+    platform: Platform,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With a bound of 3 messages a call, a DLQ of 8 takes 3 calls (3, 3, 2 moved): each
+    answers `left`, what is still in the DLQ, and whether it stopped at its bound; at the
+    end every message is on the work queue exactly once and every job is queued. Each call
+    is logged with the admin's `sub` and its counts, and the admin's token is in no log."""
+    jobs = Jobs(aws, platform.env)
+    failed = [await _dead_lettered(aws, jobs, owner=f"owner-{i}") for i in range(8)]
+    monkeypatch.setattr(admin_api, "REDRIVE_MOST", 3)
+    sub = f"ops-{uuid.uuid4().hex[:8]}"
+    token = forge(platform.auth, sub=sub, username="ops", **{"cognito:groups": ["admin"]})
+    answers: list[dict[str, Any]] = []
+    caplog.set_level(logging.INFO, logger="longhaul.jobs.admin")
+    async with running_app(monkeypatch, platform) as (_, client):
+        for _ in range(6):  # three are needed; more would be a bug the asserts show
+            answer = await client.post("/admin/dlq/redrive", headers=_bearer(token))
+            assert answer.status_code == 200, answer.text
+            answers.append(answer.json())
+            if answer.json()["left"] == 0:
+                break
+        after = (await client.get("/admin/dlq", headers=_bearer(token))).json()
+    on_queue = await _drain(aws, await jobs.queue_url())
+    states = [(await jobs.get(job_id)).state for job_id in failed]
+
+    assert [(a["moved"], a["left"]) for a in answers] == [(3, 5), (3, 2), (2, 0)]
+    assert [a["stopped"] for a in answers] == [True, True, False]
+    assert sorted(j for a in answers for j in a["jobs_reset"]) == sorted(failed)
+    assert after["count"] == 0
+    assert sorted(on_queue) == sorted(failed), "each message on the work queue exactly once"
+    assert states == [JobState.QUEUED] * len(failed)
+    lines = [r.getMessage() for r in caplog.records if r.name == "longhaul.jobs.admin"]
+    redriven = [line for line in lines if "redriven" in line]
+    assert len(redriven) == 3, lines
+    assert all(f"admin {sub}" in line for line in redriven), redriven
+    assert "moved 3," in redriven[0], redriven[0]
+    assert redriven[0].endswith("left 5"), redriven[0]
+    assert not any(token in r.getMessage() for r in caplog.records)
+
+
+async def test_a_delayed_dead_letter_is_counted_alike_by_a_look_the_sample_and_a_redrive(
+    aws: AwsClients, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DLQ of one visible and one delayed message holds two by every count: the queue's
+    counts' `total`, the sample's `about`, a look's `count`, and the `left` of a redrive
+    that moved the visible one and stopped at its time bound with the delayed one there."""
+    jobs = Jobs(aws, platform.env)
+    job_id = await _dead_lettered(aws, jobs, owner="dave")
+    sqs = await aws.get("sqs")
+    dlq_url = await jobs.queue_url(dlq=True)
+    await sqs.send_message(QueueUrl=dlq_url, MessageBody='{"event": "late"}', DelaySeconds=900)
+    monkeypatch.setattr(admin_api, "REDRIVE_S", 0.1)
+    token = _caller(platform, "ops", "admin")
+    counts = await dlq.counts(sqs, dlq_url)
+    sample = await dlq.peek(sqs, dlq_url, wait_s=1)
+    async with running_app(monkeypatch, platform) as (_, client):
+        looked = (await client.get("/admin/dlq", headers=token)).json()
+        redriven = (await client.post("/admin/dlq/redrive", headers=token)).json()
+
+    assert (counts.visible, counts.delayed, counts.total) == (1, 1, 2)
+    assert sample.about == 2
+    assert len(sample.messages) == 1, "a delayed message is not received"
+    assert looked["count"] == 2
+    assert (redriven["moved"], redriven["jobs_reset"]) == (1, [job_id])
+    assert (redriven["left"], redriven["stopped"]) == (1, True)

@@ -15,12 +15,14 @@ from longhaul.aws.clients import AwsClients
 from longhaul.config import KitSettings
 from longhaul.events.publisher import EventPublisher
 from longhaul.flags import Flags
+from longhaul.jobs.store import JobStore
 from longhaul.quotas import QuotaStore
 
 __all__ = [
     "AwsDep",
     "CallerDep",
     "FlagsDep",
+    "JobStoreDep",
     "PublisherDep",
     "QuotasDep",
     "SettingsDep",
@@ -82,6 +84,11 @@ def _quotas(request: Request) -> QuotaStore:
     return quotas
 
 
+def _job_store(request: Request) -> JobStore:
+    store: JobStore = request.app.state.job_store
+    return store
+
+
 def _flags(request: Request) -> Flags:
     flags: Flags = request.app.state.flags
     return flags
@@ -92,3 +99,4 @@ AwsDep = Annotated[AwsClients, Depends(_aws)]
 PublisherDep = Annotated[EventPublisher, Depends(_publisher)]
 QuotasDep = Annotated[QuotaStore, Depends(_quotas)]
 FlagsDep = Annotated[Flags, Depends(_flags)]
+JobStoreDep = Annotated[JobStore, Depends(_job_store)]  # the job table of a job-running service

@@ -5,7 +5,10 @@ Cognito group `admin` (the token's `cognito:groups`) reach them; anyone else is 
 The DLQ routes reuse `longhaul.jobs.dlq`, the code of `longhaul dlq list` and `redrive`:
 a look receives messages with a zero visibility timeout, so they stay in the DLQ, visible;
 a redrive resets each failed job, copies its message to the work queue, then deletes it
-from the DLQ (docs/jobs.md, "Dead letters")."""
+from the DLQ (docs/jobs.md, "Dead letters"). One redrive call is bounded (`REDRIVE_MOST`
+messages or `REDRIVE_S` seconds, whichever first), far inside a load balancer's idle
+timeout: it answers what it moved and how many are `left`, and the console calls again
+until none is."""
 
 from __future__ import annotations
 
@@ -16,12 +19,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from longhaul.api.deps import require_group
+from longhaul.api.deps import CallerDep, JobStoreDep, require_group
 from longhaul.api.openapi import problems
 from longhaul.api.problems import Problem
 from longhaul.jobs import dlq
 from longhaul.jobs.queue import dlq_url_of, parse_job_message
-from longhaul.jobs.store import InvalidCursor, JobStore
+from longhaul.jobs.store import InvalidCursor
 from longhaul.jobs.types import Job, JobState
 
 __all__ = [
@@ -37,6 +40,11 @@ log = logging.getLogger(__name__)
 
 ADMIN_GROUP = "admin"  # the Cognito group whose members reach these routes
 PEEK_WAIT_S = 1  # a look's long poll: it ends the look once the DLQ has nothing new
+# One redrive call's bound: at most this many messages, or no new receive after this many
+# seconds (then one 2 s long poll and one batch at most), whichever comes first. An ALB
+# closes a request idle for 60 s by default; a call ends well before.
+REDRIVE_MOST = 500
+REDRIVE_S = 20.0
 
 
 class AdminJobList(BaseModel):
@@ -65,26 +73,29 @@ class DeadLetters(BaseModel):
     place. SQS hands out a sample per receive, so a large DLQ may hold messages no look
     returns (`limited`)."""
 
-    count: int = Field(description="messages in the DLQ (approximate on AWS)")
+    count: int = Field(
+        description="messages in the DLQ, visible, hidden and delayed (approximate on AWS)"
+    )
     messages: list[DeadLetter]
     limited: bool = Field(description="more messages are in the DLQ than are listed")
 
 
 class Redriven(BaseModel):
-    """What a redrive did."""
+    """What one bounded redrive call did, and what it left: call again while `left` is above
+    zero (and the last call moved something)."""
 
     moved: int = Field(description="messages copied to the work queue and deleted from the DLQ")
     jobs_reset: list[str] = Field(description="failed jobs queued again")
     not_failed: list[str] = Field(description="jobs whose message moved, not failed: not reset")
     other: int = Field(description="messages that are not a job's (events), moved")
     kept: list[str] = Field(description="jobs that failed again during the redrive, left")
-    left: int = Field(description="messages in the DLQ once the redrive ended")
+    left: int = Field(
+        description="messages in the DLQ once this call ended, visible, hidden and delayed"
+    )
+    stopped: bool = Field(
+        description="this call ended at its bound (messages or seconds), not with the DLQ drained"
+    )
     summary: str
-
-
-def _store(request: Request) -> JobStore:
-    store: JobStore = request.app.state.job_store
-    return store
 
 
 async def _queues(request: Request) -> tuple[Any, str, str]:
@@ -100,7 +111,6 @@ async def _queues(request: Request) -> tuple[Any, str, str]:
     return state.sqs, state.queue_url, url
 
 
-StoreDep = Annotated[JobStore, Depends(_store)]
 QueuesDep = Annotated[tuple[Any, str, str], Depends(_queues)]
 
 
@@ -115,7 +125,7 @@ def admin_routes() -> APIRouter:
 
     @router.get("/jobs", response_model=AdminJobList, responses=problems(400))
     async def list_all_jobs(
-        store: StoreDep,
+        store: JobStoreDep,
         state: JobState | None = None,
         type: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
         owner: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
@@ -139,7 +149,7 @@ def admin_routes() -> APIRouter:
 
     @router.get("/dlq", response_model=DeadLetters, responses=problems(404))
     async def look_at_dlq(
-        store: StoreDep,
+        store: JobStoreDep,
         queues: QueuesDep,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
     ) -> DeadLetters:
@@ -148,7 +158,7 @@ def admin_routes() -> APIRouter:
         visible (a look counts as a receive)."""
         sqs, _, url = queues
         counts = await dlq.counts(sqs, url)
-        if counts.visible + counts.hidden + counts.delayed == 0:
+        if counts.total == 0:
             return DeadLetters(count=0, messages=[], limited=False)
         sample = await dlq.peek(sqs, url, limit=limit, wait_s=PEEK_WAIT_S)
         ids = [m.job_id for m in map(_job_message, sample.messages) if m is not None]
@@ -160,21 +170,34 @@ def admin_routes() -> APIRouter:
         )
 
     @router.post("/dlq/redrive", response_model=Redriven, responses=problems(404))
-    async def redrive_dlq(store: StoreDep, queues: QueuesDep) -> Redriven:
-        """Move every DLQ message back to the work queue, resetting each failed job first
-        (`longhaul dlq redrive`). It answers once the DLQ is drained: a job that fails again
-        meanwhile is left in the DLQ (`kept`)."""
+    async def redrive_dlq(caller: CallerDep, store: JobStoreDep, queues: QueuesDep) -> Redriven:
+        """Move DLQ messages back to the work queue, resetting each failed job first
+        (`longhaul dlq redrive`), for at most `REDRIVE_MOST` messages (500) or `REDRIVE_S`
+        seconds (20), whichever comes first; `left` says how many are still in the DLQ: call
+        again until it is 0. A job that fails again during a call is left in the DLQ
+        (`kept`)."""
         sqs, queue_url, url = queues
-        done = await dlq.redrive(sqs, url, queue_url, store)
-        left = await dlq.counts(sqs, url)
-        log.info("dlq redriven by an admin: %s", done.summary())
+        done = await dlq.redrive(sqs, url, queue_url, store, most=REDRIVE_MOST, for_s=REDRIVE_S)
+        left = (await dlq.counts(sqs, url)).total
+        log.info(
+            "dlq redriven by admin %s: moved %d, reset %d, not failed %d, other %d, kept %d, "
+            "left %d",
+            caller.sub,
+            done.moved,
+            len(done.jobs_reset),
+            len(done.not_failed),
+            done.other,
+            len(done.kept),
+            left,
+        )
         return Redriven(
             moved=done.moved,
             jobs_reset=done.jobs_reset,
             not_failed=done.not_failed,
             other=done.other,
             kept=done.kept,
-            left=left.visible + left.hidden + left.delayed,
+            left=left,
+            stopped=done.stopped,
             summary=done.summary(),
         )
 

@@ -50,6 +50,12 @@ class Counts:
     hidden: int  # received and not yet deleted (in flight)
     delayed: int
 
+    @property
+    def total(self) -> int:
+        """Every message the queue holds: visible, hidden and delayed. The one count a look,
+        a redrive and the admin routes give as "in the DLQ" or "left"."""
+        return self.visible + self.hidden + self.delayed
+
 
 async def counts(sqs: Any, url: str) -> Counts:
     """The queue's message counts."""
@@ -69,7 +75,7 @@ class Sample:
     a large DLQ may hold messages no look returns."""
 
     messages: list[dict[str, Any]]
-    about: int  # the DLQ's approximate message count when the look ended
+    about: int  # the DLQ's approximate message count when the look ended (`Counts.total`)
     limited: bool  # stopped at the limit, with more messages in the DLQ
 
 
@@ -94,8 +100,7 @@ async def peek(sqs: Any, dlq_url: str, *, limit: int = 1000, wait_s: int = WAIT_
         fresh = [m for m in messages if m["MessageId"] not in seen]
         quiet = 0 if fresh else quiet + 1
         seen.update((m["MessageId"], m) for m in fresh)
-    about = await counts(sqs, dlq_url)
-    total = about.visible + about.hidden
+    total = (await counts(sqs, dlq_url)).total
     return Sample(list(seen.values())[:limit], total, len(seen) >= limit and total > limit)
 
 
@@ -108,6 +113,7 @@ class Redrive:
     not_failed: list[str] = field(default_factory=list)  # jobs moved, not reset: not failed
     other: int = 0  # messages that are not job messages (events), moved
     kept: list[str] = field(default_factory=list)  # failed again during this redrive
+    stopped: bool = False  # ended at its bound (`most`, `for_s`), not with the DLQ drained
 
     def summary(self) -> str:
         """One line for a person."""
@@ -130,28 +136,44 @@ async def redrive(
     wait_s: int = WAIT_S,
     hide_s: int = HIDE_S,
     progress: Callable[[Redrive, Counts], None] | None = None,
+    most: int | None = None,
+    for_s: float | None = None,
 ) -> Redrive:
     """Drain the DLQ into the work queue, resetting each `failed` job of its messages
     before its message moves. A job reset by this redrive that fails again before the
     drain ends is not reset twice: its new message stays in the DLQ, so a job that keeps
     failing cannot keep a redrive going. `progress` hears what is done and the DLQ's counts
     every `PROGRESS_S` while messages flow, and after every receive that finds none.
-    Without `store`, a job message ends the redrive with an error, before it moves."""
+    Without `store`, a job message ends the redrive with an error, before it moves.
+
+    `most` and `for_s` bound one call: it receives at most `most` messages, and starts no
+    receive once `for_s` seconds have passed (so it ends within `for_s` plus one long poll
+    and one batch), whichever comes first; then it returns with `stopped` set, whatever is
+    left still in the DLQ, every message it received either moved or shown again. Each
+    bounded call is a redrive of its own: a job one call reset that failed again since is
+    reset again by the next."""
     done = Redrive()
     held: dict[str, str] = {}  # message id -> receipt handle, of what this redrive hides
     kept: set[str] = set()  # ids of the held messages left in the DLQ (failed again)
     reset: set[str] = set()
-    reported = time.monotonic()
+    reported = started = time.monotonic()
+    received = 0  # messages received by this call, the bound `most` counts
     try:
         while True:
+            if (most is not None and received >= most) or (
+                for_s is not None and time.monotonic() - started >= for_s
+            ):
+                done.stopped = True
+                return done
             response = await sqs.receive_message(
                 QueueUrl=dlq_url,
-                MaxNumberOfMessages=BATCH,
+                MaxNumberOfMessages=BATCH if most is None else min(BATCH, most - received),
                 VisibilityTimeout=hide_s,
                 WaitTimeSeconds=wait_s,
                 MessageAttributeNames=["All"],
             )
             batch = response.get("Messages", [])
+            received += len(batch)
             held.update((m["MessageId"], m["ReceiptHandle"]) for m in batch)
             if batch:
                 await _redrive_batch(sqs, dlq_url, queue_url, store, batch, done, held, kept, reset)

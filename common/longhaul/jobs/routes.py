@@ -11,12 +11,12 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from botocore.exceptions import ClientError
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from sse_starlette.sse import EventSourceResponse
 
-from longhaul.api.deps import CallerDep, PublisherDep, QuotasDep
+from longhaul.api.deps import CallerDep, JobStoreDep, PublisherDep, QuotasDep
 from longhaul.api.openapi import json_body, problems
 from longhaul.api.problems import Problem
 from longhaul.jobs.exceptions import IdempotencyConflict, JobNotFound
@@ -135,12 +135,6 @@ def _component_refs(components: dict[str, Any], models: list[Any]) -> list[dict[
     return refs
 
 
-def _store(request: Request) -> JobStore:
-    store: JobStore = request.app.state.job_store
-    return store
-
-
-StoreDep = Annotated[JobStore, Depends(_store)]
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$"),
@@ -165,7 +159,7 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
     async def submit(
         body: SubmitJob,
         caller: CallerDep,
-        store: StoreDep,
+        store: JobStoreDep,
         publisher: PublisherDep,
         quotas: QuotasDep,
         request: Request,
@@ -239,7 +233,7 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
     @router.get("", response_model=JobList, responses=problems(400))
     async def list_jobs(
         caller: CallerDep,
-        store: StoreDep,
+        store: JobStoreDep,
         state: JobState | None = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
         cursor: Annotated[str | None, Query(max_length=2048)] = None,
@@ -252,7 +246,7 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
         return JobList(jobs=page.jobs, next_cursor=page.cursor)
 
     @router.get("/{job_id}", response_model=Job)
-    async def get_job(job_id: str, caller: CallerDep, store: StoreDep) -> Job:
+    async def get_job(job_id: str, caller: CallerDep, store: JobStoreDep) -> Job:
         """One of the caller's jobs."""
         try:
             return await store.get(job_id, caller.sub)
@@ -261,7 +255,7 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
 
     @router.post("/{job_id}/cancel", status_code=202, response_model=Job)
     async def cancel_job(
-        job_id: str, caller: CallerDep, store: StoreDep, publisher: PublisherDep
+        job_id: str, caller: CallerDep, store: JobStoreDep, publisher: PublisherDep
     ) -> Job:
         """Cancel a queued or parked job now, or ask a running one to stop (its state
         follows)."""
@@ -289,7 +283,7 @@ def job_routes(service: str, types: JobTypes) -> APIRouter:
     async def job_events(
         job_id: str,
         caller: CallerDep,
-        store: StoreDep,
+        store: JobStoreDep,
         quotas: QuotasDep,
         request: Request,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,

@@ -1,7 +1,12 @@
 // The admin view (#/admin, for the admin group): every owner's jobs on every service
-// (GET /admin/jobs on each, the most recent state change first, with an owner column and
-// state, type and owner filters, all asked of the services; "More" follows each service's
-// next_cursor), then each service's dead-letter queue with its redrive (admindlq.js).
+// (GET /admin/jobs on each, with an owner column and state, type and owner filters, all
+// asked of the services; "More" follows each service's next_cursor), then each service's
+// dead-letter queue with its redrive (admindlq.js). Each service's jobs come in its order:
+// the most recent state change first, or with an owner filter the newest created first.
+// A load's pages (the first, or one "More") are merged by that order, each page's rows
+// kept in the order the service gave them, and appended below the rows shown: rows
+// already shown never move, so each service's order holds throughout, and across services
+// the order holds within each load.
 
 import { call, describe } from "./api.js";
 import { renderDeadLetters } from "./admindlq.js";
@@ -15,6 +20,11 @@ export async function renderAdmin(view, services, query) {
   const state = STATES.includes(query.get("state")) ? query.get("state") : "";
   const type = (query.get("type") || "").trim();
   const owner = (query.get("owner") || "").trim();
+  // The order the services answer in: GET /admin/jobs?owner= reads the owner index
+  // (creation time), without it the state index (the latest state change).
+  const order = owner
+    ? { key: "created_at", column: "Created", says: "newest created first" }
+    : { key: "updated_at", column: "Updated", says: "most recent state change first" };
   const listing = { jobs: [], cursors: {}, problems: [] };
   const rows = el("tbody", { id: "admin-job-rows" });
   const notes = el("div", { id: "admin-notes" });
@@ -46,18 +56,19 @@ export async function renderAdmin(view, services, query) {
       return [service, await call(service, "/admin/jobs", { params })];
     }));
     listing.cursors = {};
+    const loaded = [];
     for (const [service, result] of pages) {
       if (result.status === 404) continue; // a service without jobs
       if (!result.ok) { listing.problems.push(`${service}: ${describe(result)}`); continue; }
-      for (const job of result.body.jobs || []) listing.jobs.push({ service, job });
+      loaded.push((result.body.jobs || []).map((job) => ({ service, job })));
       if (result.body.next_cursor) listing.cursors[service] = result.body.next_cursor;
     }
-    listing.jobs.sort((a, b) => String(b.job.updated_at).localeCompare(String(a.job.updated_at)));
+    listing.jobs.push(...merged(loaded, order.key));
     draw();
   }
 
   function draw() {
-    fill(rows, listing.jobs.length ? listing.jobs.map(row)
+    fill(rows, listing.jobs.length ? listing.jobs.map((shown) => row(shown, order.key))
       : el("tr", {}, el("td", { colspan: "8", class: "muted", id: "admin-no-jobs" }, "No jobs.")));
     fill(notes, listing.problems.map((text) => el("p", { class: "error" }, text)));
     more.hidden = Object.keys(listing.cursors).length === 0;
@@ -66,7 +77,8 @@ export async function renderAdmin(view, services, query) {
   }
 
   fill(view,
-    el("h1", {}, "Admin: every owner's jobs"),
+    el("h1", {}, owner ? "Admin: one owner's jobs" : "Admin: every owner's jobs"),
+    el("p", { class: "muted", id: "admin-order" }, `Each service's jobs, ${order.says}; "More" appends each service's next page below.`),
     el("form", { class: "filters", id: "admin-filters", onsubmit: (event) => {
       event.preventDefault();
       go({ type: typeInput.value.trim(), owner: ownerInput.value.trim() });
@@ -78,7 +90,7 @@ export async function renderAdmin(view, services, query) {
       el("button", { id: "admin-refresh", type: "button", onclick: () => renderAdmin(view, services, query) }, "Refresh")),
     notes,
     el("table", {},
-      el("thead", {}, el("tr", {}, ["Service", "Owner", "Type", "State", "Progress", "Message", "Updated", "Job"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ["Service", "Owner", "Type", "State", "Progress", "Message", order.column, "Job"].map((h) => el("th", {}, h)))),
       rows),
     more,
     el("h1", {}, "Dead-letter queues"),
@@ -87,7 +99,24 @@ export async function renderAdmin(view, services, query) {
   await Promise.all([load(false), renderDeadLetters(dlqs, services)]);
 }
 
-function row({ service, job }) {
+/** The rows of `pages` (one page a service, each in the order its service gave) merged
+ * into one list, newest `key` first; each page's own order is kept as it is. */
+function merged(pages, key) {
+  const heads = pages.map(() => 0);
+  const out = [];
+  for (;;) {
+    let best = -1;
+    pages.forEach((page, i) => {
+      if (heads[i] >= page.length) return;
+      if (best < 0 || String(page[heads[i]].job[key]) > String(pages[best][heads[best]].job[key])) best = i;
+    });
+    if (best < 0) return out;
+    out.push(pages[best][heads[best]]);
+    heads[best] += 1;
+  }
+}
+
+function row({ service, job }, key) {
   return el("tr", { class: "admin-job-row", "data-job-id": job.id, "data-owner": job.owner, "data-state": job.state },
     el("td", {}, service),
     el("td", { class: "owner" }, job.owner),
@@ -95,6 +124,6 @@ function row({ service, job }) {
     el("td", {}, stateBadge(job.state)),
     el("td", {}, bar(job.progress)),
     el("td", {}, job.error || job.message || ""),
-    el("td", {}, when(job.updated_at)),
+    el("td", {}, when(job[key])),
     el("td", { class: "id" }, job.id));
 }
