@@ -75,6 +75,7 @@ async def test_the_admin_sees_every_owners_jobs_and_redrives_the_dlq(
     assert owners[alices] == alice_sub
     assert owners[bobs] == bob_sub
     assert failed in owners
+    assert "most recent state change first" in text_of(browser, "#admin-order")
     assert text_of(browser, "#dlq-count-echo") == "1"
     (message,) = browser.find_elements(By.CSS_SELECTOR, "#dlq-echo tr.dlq-message")
     assert message.get_attribute("data-job-id") == failed
@@ -84,7 +85,9 @@ async def test_the_admin_sees_every_owners_jobs_and_redrives_the_dlq(
     browser.find_element(By.ID, "redrive-echo").click()
     wait(browser).until(ec.alert_is_present()).accept()
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "dlq-count-echo"), "0"))
-    assert "1 job(s) reset" in text_of(browser, "#redrive-result-echo")
+    result = text_of(browser, "#redrive-result-echo")
+    assert "1 job(s) reset" in result
+    assert "moved 1 message(s) in 1 call(s)" in result
     assert not browser.find_elements(By.CSS_SELECTOR, "#dlq-echo tr.dlq-message")
     aws = AwsClients(REGION)
     try:

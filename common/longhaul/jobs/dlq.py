@@ -9,7 +9,8 @@ reconciler enqueues it) or two messages for one job (the conditional start drops
 second), never a failed job whose message is gone. Receives are long polls, which ask
 every SQS server; a short poll asks a sample of them and can come back empty while
 messages wait. The drain ends when a long poll finds nothing and the queue's counts agree
-that nothing is left but what this redrive set aside.
+that nothing is left but what this redrive set aside, or, when the caller bounds it (the
+admin route does, to answer within a load balancer's idle timeout), at its bound.
 
 SQS's StartMessageMoveTask is not used: it moves every message in the DLQ, including any
 whose job no reset reached (one that a read before it missed, or that arrived after that
