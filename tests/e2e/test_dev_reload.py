@@ -1,8 +1,11 @@
 """`longhaul dev --reload` as a developer meets it: saving a service's code restarts only that
 service's api and worker, while moto (and what it holds) and every other process keep
 running; a broken save leaves the runner watching with one line that says why, and the next
-save brings the service back; a change to the kit restarts every service and the console,
-never moto. Two copies of the echo test service and a copy of the kit, in a temporary
+save brings the service back; a role that dies takes its whole service down, said in one
+line, until a save brings it back; a save to the runner's own code restarts nothing and
+says to restart `make dev`; a change to the kit restarts every service and the console,
+never moto; an error of the runner's own is one line, not a traceback, and stops
+everything. Two copies of the echo test service and a copy of the kit, in a temporary
 folder, are the code edited (the repository's own files are never touched); every port is
 a free one, so this module runs beside the fixed-port dev runner tests."""
 
@@ -295,6 +298,48 @@ def test_a_broken_save_leaves_the_runner_watching_and_the_next_save_brings_it_ba
     assert dev.count("error:") == errors + 1
 
 
+def test_a_role_that_dies_takes_its_whole_service_down_until_a_save(dev: ReloadRunner) -> None:
+    errors, ups = dev.count("error:"), dev.count("alpha is up again")
+    before = dev.pids()
+    os.kill(before["alpha/api"], signal.SIGKILL)
+    dev.wait_for(lambda: dev.count("error:") > errors, "the runner to report the exit", 60)
+    [reported] = dev.said("error:")[errors:]
+    assert "error: alpha/api exited with -9" in reported
+    assert reported.endswith("alpha is down (alpha/worker stopped too) until a change restarts it")
+    gone([before["alpha/worker"]])  # never half up: the worker is stopped too
+    now = dev.pids()
+    assert "alpha/api" not in now
+    assert "alpha/worker" not in now
+    assert {unit: now[unit] for unit in ("moto", "console", "beta/api", "beta/worker")} == {
+        unit: before[unit] for unit in ("moto", "console", "beta/api", "beta/worker")
+    }
+    assert dev.process.poll() is None
+
+    fixed = dev.save("alpha")
+    dev.wait_for(lambda: dev.count("alpha is up again") > ups, "alpha to come back", 90)
+    assert version(dev, "alpha") == fixed
+    assert dev.count("error:") == errors + 1
+
+
+def test_a_save_to_the_runners_own_code_restarts_nothing(dev: ReloadRunner) -> None:
+    said, before, restarts = len(dev.said("changed:")), dev.pids(), dev.count("restarting")
+    with (dev.kit / "local/runner.py").open("a") as module:
+        module.write("\n# saved again\n")
+    dev.wait_for(lambda: len(dev.said("changed:")) > said, "the runner to say it keeps its code")
+    [line] = dev.said("changed:")[said:]
+    assert line.endswith(
+        "longhaul/local/runner.py changed: the dev runner keeps running the code it started "
+        "with, and restarts nothing for it; restart `make dev` to run the change"
+    )
+    # An emulator save, which also restarts nothing, is said after any restart the first
+    # save would have started: by its line, the runner's save has restarted nothing.
+    with (dev.kit / "local/emulator/__init__.py").open("a") as module:
+        module.write("\n# saved again\n")
+    dev.wait_for(lambda: dev.printed("moto keeps running, with its state"), "the emulator line")
+    assert dev.count("restarting") == restarts
+    assert dev.pids() == before
+
+
 def test_a_kit_change_restarts_every_service_and_the_console_but_not_moto(
     dev: ReloadRunner,
 ) -> None:
@@ -342,3 +387,44 @@ def test_ctrl_c_stops_everything_it_restarted_too(dev: ReloadRunner) -> None:
     gone(started)
     assert [pid for pid in started if Path(f"/proc/{pid}").exists()] == []
     assert not answers(f"{dev.endpoint}/moto-api/")
+
+
+async def test_an_error_of_the_runners_own_is_one_line_and_stops_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a RuntimeError the runner expects: a bug of its own, here in provisioning once
+    moto runs. It prints one line naming the log with the traceback, stops moto, returns 1."""
+    from longhaul.local import runner as runner_module
+
+    async def broken(*_: object, **__: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(runner_module, "provision", broken)
+    taken: set[int] = set()
+    port = _free_pair(taken)
+    out = tmp_path / "out.txt"
+    with out.open("w") as printed:
+        dev = runner_module.DevRunner(
+            [],
+            port=port,
+            console_port=_free_pair(taken),
+            out=printed,
+            log_dir=tmp_path / "logs",
+        )
+        status = await dev.run()
+    lines = out.read_text().splitlines()
+    runner_lines = [line for line in lines if line.lstrip().startswith("runner |")]
+    assert status == 1
+    [error] = [line for line in runner_lines if "error:" in line]
+    log = tmp_path / "logs/runner.log"
+    assert error.endswith(
+        f"error: the runner failed: KeyError('a bug') (traceback: {log}); stopping everything"
+    )
+    assert runner_lines[-1].endswith("stopped everything")
+    assert not any("Traceback" in line for line in lines)
+    assert "Traceback" in log.read_text()
+    assert "KeyError: 'a bug'" in log.read_text()
+    assert dev.children == []
+    assert "moto" in out.read_text()  # it had started moto: this was a stop, not a refusal
+    moto = f"longhaul.local.emulator -H 127.0.0.1 -p {port}"
+    assert not [proc for proc in descendants() if moto in proc.command()]

@@ -69,8 +69,9 @@ def dev(
         bool,
         typer.Option(
             "--reload",
-            help="Restart only the services whose code changes (a change to the kit: all); "
-            "moto keeps running, with its state",
+            help="Restart only the services whose code changes (a change to the kit: all; "
+            "to the dev runner's own code: none, it says to restart it); moto keeps "
+            "running, with its state",
         ),
     ] = False,
     only: Annotated[

@@ -6,6 +6,10 @@ from (`WatchRoots`), so it is tested without a process (tests/unit/local/test_re
 - a file in a service's package (code, or data it reads such as media's presets.json)
   restarts that service's api and worker;
 - a `.py` file in the kit (common/longhaul) restarts every service and the console;
+- a `.py` file of the dev runner itself (`RUNNER_OWN`: the modules of longhaul.local that
+  no service and not the console imports, such as runner.py, reload.py, reloader.py and
+  cli.py) restarts nothing: the runner keeps running the code it started with
+  (`Reload.runner` says so, and the runner prints that `make dev` must be restarted);
 - a `.py` file of the console (common/longhaul/console) restarts only the console; its
   static files are read from disk at each request, so they restart nothing;
 - a file of the emulator restarts nothing: moto keeps running, with its state, the code
@@ -25,6 +29,7 @@ import longhaul
 from longhaul.spec import ServiceSpec
 
 __all__ = [
+    "CHILD_IMPORTED",
     "CONSOLE",
     "Reload",
     "WatchRoots",
@@ -38,6 +43,14 @@ __all__ = [
 CONSOLE = "console"  # the console's unit: its child is named so by the runner
 _NOISE_SUFFIXES = (".pyc", ".pyo", ".swp", ".swx", ".swo", ".tmp", "~")
 _NOISE_NAMES = {"4913", ".DS_Store"}  # vim's probe of a folder; macOS's
+# The modules of longhaul.local (files directly in it) that the runner's children import:
+# the console imports longhaul.local.platform and .token, and with them the package's
+# __init__ and what it imports; no service imports longhaul.local at all (proven by
+# tests/unit/local/test_reload.py). Every other `.py` file of longhaul.local, outside the
+# emulator, is the dev runner's own: only the runner (and the `longhaul` commands) run it.
+CHILD_IMPORTED = frozenset(
+    {"__init__.py", "discovery.py", "platform.py", "provision.py", "token.py"}
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ class Reload:
     services: tuple[str, ...] = ()  # sorted by name
     console: bool = False
     emulator: tuple[Path, ...] = ()  # emulator files that changed: moto keeps its code
+    runner: tuple[Path, ...] = ()  # the runner's own files that changed: it keeps its code
     because: tuple[Path, ...] = ()  # the changes that restart something, sorted
 
     @property
@@ -73,7 +87,7 @@ class Reload:
         return (*self.services, *((CONSOLE,) if self.console else ()))
 
     def __bool__(self) -> bool:
-        return bool(self.units or self.emulator)
+        return bool(self.units or self.emulator or self.runner)
 
 
 def is_noise(path: Path) -> bool:
@@ -99,11 +113,22 @@ def _noise_below(path: Path, root: Path) -> bool:
     return is_noise(path.relative_to(root))
 
 
+def _runner_own(path: Path, kit: Path) -> bool:
+    """Whether `path`, a `.py` file of the kit outside the emulator, is the dev runner's
+    own: in longhaul.local and imported by none of the runner's children."""
+    local = kit / "local"
+    if not path.is_relative_to(local):
+        return False
+    inside = path.relative_to(local)
+    return len(inside.parts) > 1 or inside.name not in CHILD_IMPORTED
+
+
 def plan(changed: Iterable[Path], roots: WatchRoots) -> Reload:
     """Which units the `changed` paths (absolute) restart, under the rules of the module."""
     services: set[str] = set()
     console = False
     emulator: list[Path] = []
+    runner: list[Path] = []
     because: list[Path] = []
     for path in changed:
         python = path.suffix == ".py"
@@ -116,6 +141,8 @@ def plan(changed: Iterable[Path], roots: WatchRoots) -> Reload:
             continue
         elif path.is_relative_to(roots.emulator):
             emulator.append(path)
+        elif _runner_own(path, roots.kit):
+            runner.append(path)
         elif path.is_relative_to(roots.console):
             console = True
             because.append(path)
@@ -123,7 +150,13 @@ def plan(changed: Iterable[Path], roots: WatchRoots) -> Reload:
             services.update(roots.services)
             console = True
             because.append(path)
-    return Reload(tuple(sorted(services)), console, tuple(sorted(emulator)), tuple(sorted(because)))
+    return Reload(
+        tuple(sorted(services)),
+        console,
+        tuple(sorted(emulator)),
+        tuple(sorted(runner)),
+        tuple(sorted(because)),
+    )
 
 
 def describe(paths: Iterable[Path], base: Path, most: int = 3) -> str:

@@ -5,9 +5,10 @@ processes, with their logs in one terminal (and each in .longhaul/logs/, where
 It refuses to start, with one line, when a port it needs is taken, says the platform is up
 only once every service answers its health check, and stops everything, with a non-zero
 status, when a service dies. With `reload`, it watches the services' and the kit's code
-instead and restarts only what a change touches (longhaul.local.reload); moto keeps running,
-with its state, and a service that fails to start after a change is reported in one line
-while the runner keeps watching."""
+instead and restarts only what a change touches (longhaul.local.reloader); moto keeps
+running, with its state, and a service that fails to start after a change is reported in
+one line while the runner keeps watching. An error of the runner's own is one line too (its
+traceback goes to .longhaul/logs/runner.log), and everything it started is stopped."""
 
 from __future__ import annotations
 
@@ -20,16 +21,16 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 import httpx
-from watchfiles import awatch
 
 from longhaul.local import platform
 from longhaul.local.provision import provision
-from longhaul.local.reload import CONSOLE, Reload, WatchRoots, describe, plan, watch_roots
+from longhaul.local.reload import CONSOLE
 from longhaul.spec import ServiceSpec
 
 __all__ = ["CONSOLE_PORT", "LOG_DIR", "DevRunner", "PortTaken", "log_file", "required_ports"]
@@ -40,9 +41,6 @@ PIPE_LIMIT = 1024 * 1024  # longest log line read whole
 LOG_DIR = Path(".longhaul/logs")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 CONSOLE_PORT = 8100  # the web console (docs/console.md), below the services' 8110, 8120, ...
-# --reload: a burst of saves is one change once the files are quiet this long (at most 2 s)
-RELOAD_QUIET_MS = 400
-RELOAD_MOST_MS = 2000
 
 
 class PortTaken(RuntimeError):
@@ -65,12 +63,13 @@ def required_ports(
 
 
 @dataclass(eq=False)
-class _Child:
+class Child:
+    """A process the runner started, with the tasks that read its output and await it."""
+
     name: str
     process: asyncio.subprocess.Process
     health: str | None = field(default=None)  # the URL that answers 200 once it is ready
     last_line: str = ""  # the last line it printed (why it exited, most often)
-    reported: bool = False  # its exit was reported (under --reload, the runner goes on)
     pump: asyncio.Task[None] = field(init=False)
     exited: asyncio.Task[int] = field(init=False)
 
@@ -78,6 +77,11 @@ class _Child:
     def unit(self) -> str:
         """What restarts together: a service's roles (`media/api` -> `media`), the console."""
         return self.name.split("/", 1)[0]
+
+    @property
+    def said(self) -> str:
+        """`: <its last line>`, the reason a child that exited gives most often."""
+        return f": {self.last_line[-200:]}" if self.last_line else ""
 
 
 class DevRunner:
@@ -106,8 +110,8 @@ class DevRunner:
         self.port = port
         self.out = out
         self.log_dir = log_dir
-        self.children: list[_Child] = []
-        self._stop = asyncio.Event()
+        self.children: list[Child] = []
+        self.stopping = asyncio.Event()  # set by Ctrl-C or SIGTERM: everything stops
         self._base: dict[str, str] = {}  # the environment every child starts with
         self._auth: platform.LocalAuth | None = None
 
@@ -115,7 +119,7 @@ class DevRunner:
         """A line of the runner's own, prefixed like every child's."""
         print(f"{'runner':>16} | {line}", file=self.out, flush=True)
 
-    async def _pump(self, child: _Child, stream: asyncio.StreamReader, mode: str) -> None:
+    async def _pump(self, child: Child, stream: asyncio.StreamReader, mode: str) -> None:
         name = child.name
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with log_file(name, self.log_dir).open(mode, encoding="utf-8") as log:
@@ -139,7 +143,7 @@ class DevRunner:
         health: str | None = None,
         *,
         again: bool = False,
-    ) -> _Child:
+    ) -> Child:
         """Start child `name`; `again` (a restart) appends to its log instead of rewriting
         it, so `longhaul jobs logs` still finds the lines of jobs it ran before."""
         process = await asyncio.create_subprocess_exec(
@@ -152,13 +156,13 @@ class DevRunner:
             preexec_fn=_die_with_parent,
         )
         assert process.stdout is not None
-        child = _Child(name, process, health)
+        child = Child(name, process, health)
         child.pump = asyncio.create_task(self._pump(child, process.stdout, "a" if again else "w"))
         child.exited = asyncio.create_task(process.wait())
         self.children.append(child)
         return child
 
-    async def _wait_for_moto(self, moto: _Child, timeout_s: float = 30) -> None:
+    async def _wait_for_moto(self, moto: Child, timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=1) as http:
             while time.monotonic() < deadline:
@@ -178,7 +182,7 @@ class DevRunner:
         """Start everything, wait for Ctrl-C or SIGTERM, stop everything; the exit status."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._stop.set)
+            loop.add_signal_handler(signum, self.stopping.set)
         base = {**os.environ, **platform.DUMMY_CREDENTIALS, "PYTHONUNBUFFERED": "1"}
         self._base = base
         try:
@@ -198,20 +202,26 @@ class DevRunner:
             self._auth = report.auth
             self.say(f"provisioned {len(report.actions)} resources ({len(report.created)} new)")
             for spec in self.specs:
-                await self._start_service(spec)
-            await self._start_console()
-            await self._wait_until_ready()
+                await self.start_service(spec)
+            await self.start_console()
+            await self.wait_until_ready()
             self._banner()
             if self.reload:
-                return await self._serve_reloading()
+                from longhaul.local import reloader  # it imports this module's types
+
+                return await reloader.serve(self)
             return await self._watch()
         except RuntimeError as exc:
             self.say(f"error: {exc}")
             return 1
+        except Exception as exc:  # the runner's own failure: one line, not a traceback
+            log = self._log_traceback()
+            self.say(f"error: the runner failed: {exc!r} (traceback: {log}); stopping everything")
+            return 1
         finally:
             await self.shutdown()
 
-    async def _start_service(self, spec: ServiceSpec, *, again: bool = False) -> list[_Child]:
+    async def start_service(self, spec: ServiceSpec, *, again: bool = False) -> list[Child]:
         """The service's api and worker, each with the environment compose gives it too."""
         assert self._auth is not None
         started = []
@@ -237,7 +247,7 @@ class DevRunner:
             )
         return started
 
-    async def _start_console(self, *, again: bool = False) -> list[_Child]:
+    async def start_console(self, *, again: bool = False) -> list[Child]:
         """The web console, forwarding /api/<service>/ to each service's API; under the dev
         runner only, it offers the dev user's token (docs/console.md)."""
         apis = {spec.name: f"http://{self.host}:{spec.port}" for spec in self.specs}
@@ -260,8 +270,8 @@ class DevRunner:
         )
         return [console]
 
-    async def _wait_until_ready(
-        self, children: list[_Child] | None = None, timeout_s: float = READY_TIMEOUT_S
+    async def wait_until_ready(
+        self, children: list[Child] | None = None, timeout_s: float = READY_TIMEOUT_S
     ) -> None:
         """Return once every child (default: all) answers its health check; raise if one
         exits first or does not answer within `timeout_s` (a stop meanwhile returns at once)."""
@@ -269,7 +279,7 @@ class DevRunner:
         waiting = [c for c in children if c.health is not None]
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=1) as http:
-            while waiting and not self._stop.is_set():
+            while waiting and not self.stopping.is_set():
                 for child in list(waiting):
                     if child.process.returncode is not None:  # its last words first
                         with contextlib.suppress(TimeoutError):
@@ -286,7 +296,7 @@ class DevRunner:
 
     async def _watch(self) -> int:
         """Wait for Ctrl-C or SIGTERM (0), or for a child to exit on its own (1)."""
-        stop = asyncio.create_task(self._stop.wait())
+        stop = asyncio.create_task(self.stopping.wait())
         exits = {c.exited: c for c in self.children}
         done, _ = await asyncio.wait({stop, *exits}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
@@ -296,101 +306,14 @@ class DevRunner:
         self.say(f"error: {child.name} exited with {child.process.returncode}; stopping")
         return 1
 
-    async def _serve_reloading(self) -> int:
-        """Until Ctrl-C or SIGTERM (0): restart what each change touches. A child that exits
-        on its own is reported and its unit is down until a change restarts it; only moto
-        exiting (its state gone) ends everything (1)."""
-        roots = watch_roots(self.specs)
-        changes: asyncio.Queue[set[Path]] = asyncio.Queue()
-        watcher = asyncio.create_task(self._collect_changes(roots, changes))
-        folders = describe(roots.folders(), Path.cwd(), most=len(roots.folders()))
-        self.say(f"reload: watching {folders}; a change restarts only what runs it")
-        try:
-            while True:
-                stop = asyncio.create_task(self._stop.wait())
-                change = asyncio.create_task(changes.get())
-                exits = {c.exited: c for c in self.children if not c.reported}
-                waits = {stop, change, *exits, *(() if watcher.done() else (watcher,))}
-                done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                stop.cancel()
-                change.cancel()
-                if self._stop.is_set():
-                    return 0
-                if watcher in done:
-                    failure = watcher.exception()
-                    self.say(f"error: watching for changes failed ({failure!r}); reload is off")
-                for task in done & exits.keys():
-                    child = exits[task]
-                    child.reported = True
-                    if child.name == "moto":
-                        self.say(f"error: moto exited with {child.process.returncode}; stopping")
-                        return 1
-                    self.say(
-                        f"error: {child.name} exited with {child.process.returncode}"
-                        f"{_said(child)}; {child.unit} is down until a change restarts it"
-                    )
-                if change in done and not change.cancelled():
-                    changed = change.result()
-                    while not changes.empty():
-                        changed |= changes.get_nowait()
-                    await self._apply(plan(changed, roots))
-        finally:
-            self._stop.set()  # ends the watcher
-            with contextlib.suppress(Exception):
-                await watcher
-
-    async def _collect_changes(self, roots: WatchRoots, changes: asyncio.Queue[set[Path]]) -> None:
-        """Queue each burst of changed paths under the watched folders (a burst ends once
-        the files are quiet for RELOAD_QUIET_MS), until the runner stops."""
-        async for batch in awatch(
-            *roots.folders(),
-            stop_event=self._stop,
-            step=RELOAD_QUIET_MS,
-            debounce=RELOAD_MOST_MS,
-        ):
-            changes.put_nowait({Path(path) for _, path in batch})
-
-    async def _apply(self, change: Reload) -> None:
-        """Restart the units `change` names: stop all of them (gracefully: SIGTERM, the
-        worker's drain), start them again, and say of each whether it is up or down."""
-        here = Path.cwd()
-        if change.emulator:
-            self.say(
-                f"{describe(change.emulator, here)} changed: moto keeps running, with its "
-                "state, the emulator it started with; restart `make dev` to run the change"
-            )
-        if not change.units:
-            return
-        units = ", ".join(change.units)
-        self.say(f"restarting {units}: {describe(change.because, here)} changed")
-        old = [c for c in self.children if c.unit in change.units]
-        await self._stop_children(old)
-        for child in old:
-            self.children.remove(child)
-        if self._stop.is_set():
-            return
-        started = {unit: await self._start_unit(unit) for unit in change.units}
-        outcomes = await asyncio.gather(
-            *(self._wait_until_ready(children) for children in started.values()),
-            return_exceptions=True,
-        )
-        for (unit, children), outcome in zip(started.items(), outcomes, strict=True):
-            if isinstance(outcome, RuntimeError):
-                await self._stop_children(children)  # a unit runs whole or not at all
-                for child in children:
-                    self.children.remove(child)
-                self.say(f"error: {unit} is down: {outcome}; watching for the next change")
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            elif not self._stop.is_set():
-                self.say(f"{unit} is up again")
-
-    async def _start_unit(self, unit: str) -> list[_Child]:
-        """Start a unit's children again, appending to their logs."""
-        if unit == CONSOLE:
-            return await self._start_console(again=True)
-        spec = next(spec for spec in self.specs if spec.name == unit)
-        return await self._start_service(spec, again=True)
+    def _log_traceback(self) -> Path:
+        """Append the exception being handled, with its traceback, to the runner's log."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        path = log_file("runner", self.log_dir)
+        with path.open("a", encoding="utf-8") as log:
+            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} the runner failed\n")
+            log.write(traceback.format_exc())
+        return path
 
     def _banner(self) -> None:
         self.say("the local platform is up")
@@ -409,12 +332,12 @@ class DevRunner:
         """SIGTERM each process group, services before moto; SIGKILL what outlives the grace."""
         services = [c for c in self.children if c.name != "moto"]
         for group in (services, [c for c in self.children if c.name == "moto"]):
-            await self._stop_children(group)
+            await self.stop_children(group)
         if self.children:
             self.say("stopped everything")
         self.children.clear()
 
-    async def _stop_children(self, group: list[_Child]) -> None:
+    async def stop_children(self, group: list[Child]) -> None:
         """SIGTERM each child's process group at once (a worker drains: it takes no new
         message and ends what it runs), wait for all of them, then SIGKILL what is left of
         each group; they stay in `children`, the caller decides."""
@@ -454,17 +377,12 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _raise_if_exited(child: _Child) -> None:
+def _raise_if_exited(child: Child) -> None:
     if child.process.returncode is not None:
         raise RuntimeError(
             f"{child.name} exited with {child.process.returncode} before it was ready"
-            f"{_said(child)} (its log: {log_file(child.name)})"
+            f"{child.said} (its log: {log_file(child.name)})"
         )
-
-
-def _said(child: _Child) -> str:
-    """`: <its last line>`, the reason a child that exited gives most often."""
-    return f": {child.last_line[-200:]}" if child.last_line else ""
 
 
 def _signal_group(process: asyncio.subprocess.Process, signum: int) -> None:

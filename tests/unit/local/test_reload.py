@@ -3,12 +3,27 @@ api and worker, or the console), and which restart nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from watchfiles import Change
 
 from longhaul.local.discovery import discover
-from longhaul.local.reload import CONSOLE, Reload, WatchRoots, describe, is_noise, plan, watch_roots
+from longhaul.local.reload import (
+    CHILD_IMPORTED,
+    CONSOLE,
+    Reload,
+    WatchRoots,
+    describe,
+    is_noise,
+    plan,
+    watch_roots,
+)
+from longhaul.local.reloader import changed_paths, collect_changes
 from tests.support.echo.spec import SPEC as ECHO
 
 REPO = Path("/repo")
@@ -56,7 +71,43 @@ def test_a_burst_of_saves_restarts_each_service_once() -> None:
 
 def test_a_python_change_in_the_kit_restarts_every_service_and_the_console() -> None:
     assert units("common/longhaul/jobs/runtime.py") == ("echo", "media", "training", CONSOLE)
-    assert units("common/longhaul/local/runner.py") == ("echo", "media", "training", CONSOLE)
+    # longhaul.local modules the console imports are kit code its processes run
+    assert units("common/longhaul/local/platform.py") == ("echo", "media", "training", CONSOLE)
+
+
+@pytest.mark.parametrize(
+    "name", ["runner.py", "reload.py", "reloader.py", "cli.py", "jobs_cli.py", "compose.py"]
+)
+def test_a_change_to_the_runners_own_code_restarts_nothing_and_is_reported(name: str) -> None:
+    change = plan([KIT / "local" / name], ROOTS)
+    assert change.units == ()
+    assert change.runner == (KIT / "local" / name,)
+    assert change  # the runner says it keeps its old code: restart `make dev`
+
+
+def test_the_runners_own_code_is_what_no_child_imports() -> None:
+    """The console (with the module it imports lazily) and every service's roles import
+    only CHILD_IMPORTED of longhaul.local, so a change to any other module of it cannot
+    change what a child runs; the runner's modules are among those others."""
+    packages = [spec.package for spec in [*discover(), ECHO]]
+    code = (
+        "import importlib, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    importlib.import_module(name)\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('longhaul.local'))))\n"
+    )
+    children = ["longhaul.console.__main__", "longhaul.local.token"]
+    children += [f"{package}.service" for package in packages]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *children], capture_output=True, text=True, check=True
+    )
+    imported = {
+        "__init__.py" if name == "longhaul.local" else f"{name.rsplit('.', 1)[1]}.py"
+        for name in done.stdout.split()
+    }
+    assert "platform.py" in imported  # the check sees what the console imports
+    assert imported <= CHILD_IMPORTED
+    assert not {"runner.py", "reload.py", "reloader.py", "cli.py"} & CHILD_IMPORTED
 
 
 def test_the_console_restarts_alone_for_its_code_and_not_for_its_static_files() -> None:
@@ -116,9 +167,33 @@ def test_a_hidden_folder_above_the_repository_does_not_hide_its_changes() -> Non
     assert not is_noise(Path("api/routes.py"))
 
 
-def test_deleting_or_adding_a_module_counts_as_a_change() -> None:
-    # watchfiles reports deletions and additions as paths too: the decision is the same.
-    assert units("services/media/longhaul_media/api/new_routes.py") == ("media",)
+async def test_a_deleted_module_reaches_the_decision_as_a_change(tmp_path: Path) -> None:
+    """The runner's watcher passes on watchfiles' Change.deleted like any change, so a
+    deleted module restarts its service (`plan` has no notion of deletion: a path is a
+    path)."""
+    package = tmp_path / "longhaul_media"
+    package.mkdir()
+    module = package / "old_routes.py"
+    module.write_text("ROUTES = []\n")
+    assert changed_paths({(Change.deleted, str(module))}) == {module}
+    changes: asyncio.Queue[set[Path]] = asyncio.Queue()
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(collect_changes([tmp_path], changes, stop))
+    try:
+        while True:  # the watcher is ready once it sees a probe outside the package
+            (tmp_path / "probe.txt").write_text("x")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changes.get(), 1)
+                break
+        module.unlink()
+        seen: set[Path] = set()
+        while module not in seen:
+            seen |= await changes.get()
+    finally:
+        stop.set()
+        await watcher
+    roots = WatchRoots(KIT, KIT / "console", KIT / "local/emulator", {"media": package})
+    assert plan(seen, roots).units == ("media",)  # the deletion alone restarts media
 
 
 def test_the_watched_folders_are_the_kit_and_each_service_package() -> None:

@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""podman, for Debian's podman-compose 1.0.3 (`podman-compose --podman-path` this file).
+"""podman, for Debian's podman-compose 1.0.3: `python -m longhaul.local.podman_host ARGS`
+runs `podman ARGS`, and this file, executable, is what `podman-compose --podman-path`
+takes (docs/compose.md). It imports nothing but the standard library, so its `#!` line may
+run it with any Python 3.
 
 That podman-compose puts every container on the project's network (`--net <project>_default
 --network-alias <service>`) even when the service says `network_mode: host`, and podman
@@ -14,6 +17,8 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+
+__all__ = ["FLAGS", "main", "options_end", "podman_argv", "without_project_network"]
 
 # The options without a value that podman-compose 1.0.3 may write before the image.
 FLAGS = {"-d", "--detach", "--rm", "--read-only", "--init", "--no-healthcheck", "-i", "-t"}
@@ -46,13 +51,20 @@ def without_project_network(options: list[str]) -> list[str]:
     return kept
 
 
-def main() -> None:
-    """Run podman with these arguments, less the project network of a host-network run."""
-    argv = sys.argv[1:]
+def podman_argv(argv: list[str]) -> list[str]:
+    """The podman command for podman-compose's `argv`: a host-network `run` or `create`
+    less its project network, anything else as it is."""
     if argv and argv[0] in ("run", "create"):
         end = 1 + options_end(argv[1:])
         argv = [argv[0], *without_project_network(argv[1:end]), *argv[end:]]
-    os.execvp("podman", ["podman", *argv])  # noqa: S606 - podman itself, in its place
+    return ["podman", *argv]
+
+
+def main() -> None:
+    """Run podman, in this process's place, with this process's arguments (less the
+    project network of a host-network run)."""
+    command = podman_argv(sys.argv[1:])
+    os.execvp(command[0], command)  # noqa: S606 - podman itself, in its place
 
 
 if __name__ == "__main__":
