@@ -1,6 +1,6 @@
-"""The CDK app: the platform stack and one stack per service, for the environment named in
-the context (`-c env=dev|prod`). Run by `npx cdk synth|diff|deploy` (cdk.json) and by
-`make synth`, which needs no CDK CLI."""
+"""The CDK app: the platform stack, one stack per service and the console's stack, for the
+environment named in the context (`-c env=dev|prod`). Run by `npx cdk synth|diff|deploy`
+(cdk.json) and by `make synth`, which needs no CDK CLI."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from cdk_nag import AwsSolutionsChecks
 from longhaul.local.discovery import discover
 from longhaul.spec import ServiceSpec
 from longhaul_deploy.config import target_of
+from longhaul_deploy.console_stack import ConsoleStack
 from longhaul_deploy.platform import PlatformStack
 from longhaul_deploy.service_stack import ServiceStack
 
@@ -38,7 +39,8 @@ def build(
     services: Sequence[ServiceSpec] = SERVICES,
     dockerfile: str | None = None,
 ) -> list[Stack]:
-    """Add the platform stack, a stack per service and the cdk-nag checks to `app`.
+    """Add the platform stack, a stack per service, the console's stack (last: it knows
+    every service) and the cdk-nag checks to `app`.
 
     `dockerfile` replaces every service's own `services/<name>/Dockerfile` (for tests).
     """
@@ -46,17 +48,28 @@ def build(
     prefix = f"longhaul-{target.settings.name}"
     platform = PlatformStack(app, f"{prefix}-platform", target=target)
     stacks: list[Stack] = [platform]
-    for spec in services:
-        stacks.append(
-            ServiceStack(
-                app,
-                f"{prefix}-{spec.name}",
-                spec=spec,
-                platform=platform,
-                target=target,
-                dockerfile=dockerfile,
-            )
+    service_stacks = [
+        ServiceStack(
+            app,
+            f"{prefix}-{spec.name}",
+            spec=spec,
+            platform=platform,
+            target=target,
+            dockerfile=dockerfile,
         )
+        for spec in services
+    ]
+    stacks += service_stacks
+    stacks.append(
+        ConsoleStack(
+            app,
+            f"{prefix}-console",
+            platform=platform,
+            target=target,
+            services=services,
+            buckets={s.spec.name: s.bucket for s in service_stacks if s.bucket is not None},
+        )
+    )
     Validations.of(app).add_plugins(
         AwsSolutionsChecks(app, write_suppressions_to_cloud_formation=True)
     )

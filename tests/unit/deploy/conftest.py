@@ -21,6 +21,7 @@ from aws_cdk.assertions import Template
 
 from longhaul.spec import ServiceSpec
 from longhaul_deploy.app import CONTEXT, SERVICES, build
+from longhaul_deploy.console_stack import ConsoleStack
 from longhaul_deploy.platform import PlatformStack
 from longhaul_deploy.service_stack import ServiceStack
 from tests.unit.deploy.specs import FIXTURE_SPECS
@@ -47,12 +48,14 @@ class Synthesized:
     env: str
     outdir: Path
     platform: PlatformStack
+    console: ConsoleStack
     services: dict[str, ServiceStack]
     specs: dict[str, ServiceSpec]
     templates: dict[str, Template] = field(default_factory=dict)
 
     def template(self, name: str) -> Template:
-        """The template of the platform (`platform`) or of a service (by spec name)."""
+        """The template of the platform (`platform`), the console (`console`) or a service
+        (by spec name)."""
         return self.templates[name]
 
     def resources(self, name: str, kind: str) -> dict[str, dict[str, Any]]:
@@ -82,18 +85,21 @@ def _synthesize(
     app = cdk.App(outdir=str(outdir), context={**CONTEXT, **context})
     # The fixture specs have no Dockerfile of their own; media's stands in.
     dockerfile = None if specs == SERVICES else "services/media/Dockerfile"
-    platform, *services = build(app, services=specs, dockerfile=dockerfile)
+    platform, *services, console = build(app, services=specs, dockerfile=dockerfile)
     assert isinstance(platform, PlatformStack)
+    assert isinstance(console, ConsoleStack)
     app.synth()
     by_name = {stack.spec.name: stack for stack in services if isinstance(stack, ServiceStack)}
     synthesized = Synthesized(
         env=str(context.get("env", "dev")),
         outdir=outdir,
         platform=platform,
+        console=console,
         services=by_name,
         specs={name: stack.spec for name, stack in by_name.items()},
     )
     synthesized.templates["platform"] = Template.from_stack(platform)
+    synthesized.templates["console"] = Template.from_stack(console)
     for name, stack in by_name.items():
         synthesized.templates[name] = Template.from_stack(stack)
     return synthesized

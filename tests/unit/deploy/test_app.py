@@ -45,8 +45,9 @@ def _acknowledgements(synthesized: Synthesized) -> list[dict[str, Any]]:
 
 
 def test_app_has_the_platform_stack_and_one_stack_per_service(dev: Synthesized) -> None:
-    assert set(dev.templates) == {"platform", *(spec.name for spec in SERVICES)}
+    assert set(dev.templates) == {"platform", "console", *(spec.name for spec in SERVICES)}
     assert dev.platform.stack_name == "longhaul-dev-platform"
+    assert dev.console.stack_name == "longhaul-dev-console"
     assert [stack.stack_name for stack in dev.services.values()] == [
         f"longhaul-dev-{spec.name}" for spec in SERVICES
     ]

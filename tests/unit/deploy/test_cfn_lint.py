@@ -22,8 +22,8 @@ def test_cfn_lint_finds_no_error_in_any_template(
     dev: Synthesized, prod: Synthesized, fixture_app: Synthesized
 ) -> None:
     templates = [str(path) for app in (dev, prod, fixture_app) for path in app.template_files]
-    # the platform and each service, in each app
-    assert len(templates) == sum(1 + len(app.services) for app in (dev, prod, fixture_app))
+    # the platform, the console and each service, in each app
+    assert len(templates) == sum(2 + len(app.services) for app in (dev, prod, fixture_app))
     result = subprocess.run(
         [str(CFN_LINT), "--format", "json", "--regions", "us-east-1", "--", *templates],
         capture_output=True,
