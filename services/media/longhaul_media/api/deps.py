@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from longhaul.jobs import JobStore
+from longhaul.api.deps import JobStoreDep as StoreDep  # the kit's, under the name the routes use
 from longhaul_media.config import MediaSettings
 
 __all__ = ["BucketDep", "MediaSettingsDep", "S3Dep", "StoreDep"]
@@ -26,12 +26,6 @@ def _bucket(request: Request) -> str:
     return str(_settings(request).bucket_name)
 
 
-def _store(request: Request) -> JobStore:
-    store: JobStore = request.app.state.job_store
-    return store
-
-
 MediaSettingsDep = Annotated[MediaSettings, Depends(_settings)]
 S3Dep = Annotated[Any, Depends(_s3)]
 BucketDep = Annotated[str, Depends(_bucket)]
-StoreDep = Annotated[JobStore, Depends(_store)]

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from longhaul.jobs import JobStore
+from longhaul.api.deps import JobStoreDep as StoreDep  # the kit's, under the name the routes use
 from longhaul_training.config import TrainingSettings
 from longhaul_training.storage import Records
 
@@ -27,11 +27,6 @@ def _bucket(request: Request) -> str:
     return str(_settings(request).bucket_name)
 
 
-def _store(request: Request) -> JobStore:
-    store: JobStore = request.app.state.job_store
-    return store
-
-
 async def _records(request: Request) -> Records:
     return Records(await request.app.state.aws.get("dynamodb"), str(_settings(request).table_name))
 
@@ -39,5 +34,4 @@ async def _records(request: Request) -> Records:
 TrainingSettingsDep = Annotated[TrainingSettings, Depends(_settings)]
 S3Dep = Annotated[Any, Depends(_s3)]
 BucketDep = Annotated[str, Depends(_bucket)]
-StoreDep = Annotated[JobStore, Depends(_store)]
 RecordsDep = Annotated[Records, Depends(_records)]
