@@ -8,11 +8,10 @@
 // already shown never move, so each service's order holds throughout, and across services
 // the order holds within each load.
 
-import { call, describe } from "./api.js";
+import { STATES, goWith, pageAcross } from "./api.js";
 import { renderDeadLetters } from "./admindlq.js";
 import { bar, el, fill, stateBadge, when } from "./dom.js";
 
-const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const PAGE = 25;
 
 /** Draw the admin view into `view` for `services`, with the filters in `query`. */
@@ -36,33 +35,18 @@ export async function renderAdmin(view, services, query) {
   const ownerInput = el("input", { id: "admin-owner-filter", value: owner, placeholder: "any owner (sub)", size: "24" });
   const dlqs = el("div", { id: "dlqs" });
 
-  function go(change) {
-    const next = new URLSearchParams(query);
-    for (const [key, value] of Object.entries(change)) {
-      if (value) next.set(key, value); else next.delete(key);
-    }
-    location.hash = `#/admin?${next}`;
-  }
+  const go = (change) => goWith("#/admin", query, change);
 
   async function load(nextPage) {
-    const wanted = nextPage ? Object.keys(listing.cursors) : services;
     more.disabled = true;
-    const pages = await Promise.all(wanted.map(async (service) => {
-      const params = { limit: String(PAGE) };
-      if (state) params.state = state;
-      if (type) params.type = type;
-      if (owner) params.owner = owner;
-      if (nextPage) params.cursor = listing.cursors[service];
-      return [service, await call(service, "/admin/jobs", { params })];
-    }));
-    listing.cursors = {};
-    const loaded = [];
-    for (const [service, result] of pages) {
-      if (result.status === 404) continue; // a service without jobs
-      if (!result.ok) { listing.problems.push(`${service}: ${describe(result)}`); continue; }
-      loaded.push((result.body.jobs || []).map((job) => ({ service, job })));
-      if (result.body.next_cursor) listing.cursors[service] = result.body.next_cursor;
-    }
+    const params = { limit: String(PAGE) };
+    if (state) params.state = state;
+    if (type) params.type = type;
+    if (owner) params.owner = owner;
+    const found = await pageAcross(services, "/admin/jobs", params, nextPage ? listing.cursors : null);
+    listing.cursors = found.cursors;
+    listing.problems.push(...found.problems);
+    const loaded = found.pages.map(({ service, jobs }) => jobs.map((job) => ({ service, job })));
     listing.jobs.push(...merged(loaded, order.key));
     draw();
   }

@@ -95,3 +95,36 @@ export function describe(result) {
   const detail = typeof body.detail === "string" ? body.detail : body.title || "";
   return `HTTP ${result.status}${detail ? `: ${detail}` : ""}`;
 }
+
+/** The job states, in the order the filters offer them. */
+export const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
+
+/** One page of `path` (a job listing) from each of `services`, each asked with `params`;
+ * with `cursors` (service -> next_cursor) the next page of each service that has one. A
+ * service without the route (404) is left out. { pages: [{ service, jobs }], cursors,
+ * problems }: `cursors` holds the services that have a page after this one. */
+export async function pageAcross(services, path, params, cursors = null) {
+  const wanted = cursors ? Object.keys(cursors) : services;
+  const answers = await Promise.all(wanted.map(async (service) => {
+    const asked = cursors ? { ...params, cursor: cursors[service] } : params;
+    return [service, await call(service, path, { params: asked })];
+  }));
+  const found = { pages: [], cursors: {}, problems: [] };
+  for (const [service, result] of answers) {
+    if (result.status === 404) continue; // a service without jobs
+    if (!result.ok) { found.problems.push(`${service}: ${describe(result)}`); continue; }
+    found.pages.push({ service, jobs: result.body.jobs || [] });
+    if (result.body.next_cursor) found.cursors[service] = result.body.next_cursor;
+  }
+  return found;
+}
+
+/** Go to the view `route` (e.g. "#/admin") with `query` changed by `change` (an empty
+ * value removes its key). */
+export function goWith(route, query, change) {
+  const next = new URLSearchParams(query);
+  for (const [key, value] of Object.entries(change)) {
+    if (value) next.set(key, value); else next.delete(key);
+  }
+  location.hash = `${route}?${next}`;
+}

@@ -2,10 +2,9 @@
 // newest first, filtered by state (asked of the services) and type (filtered here: the
 // services' list route takes a state, not a type), with "more" for the next pages.
 
-import { call, describe } from "./api.js";
+import { STATES, goWith, pageAcross } from "./api.js";
 import { bar, el, fill, stateBadge, when } from "./dom.js";
 
-const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const PAGE = 25;
 
 /** Draw the list into `view` for `services`, with the filters in `query`. */
@@ -22,30 +21,17 @@ export async function renderList(view, services, query) {
     el("option", { value: "" }, "all states"),
     STATES.map((s) => el("option", { value: s, selected: s === state ? "selected" : null }, s)));
 
-  function go(change) {
-    const next = new URLSearchParams(query);
-    for (const [key, value] of Object.entries(change)) {
-      if (value) next.set(key, value); else next.delete(key);
-    }
-    location.hash = `#/?${next}`;
-  }
+  const go = (change) => goWith("#/", query, change);
 
   async function load(nextPage) {
-    const wanted = nextPage ? Object.keys(listing.cursors) : services;
-    if (!nextPage) listing.cursors = {};
     more.disabled = true;
-    const pages = await Promise.all(wanted.map(async (service) => {
-      const params = { limit: String(PAGE) };
-      if (state) params.state = state;
-      if (nextPage) params.cursor = listing.cursors[service];
-      return [service, await call(service, "/jobs", { params })];
-    }));
-    listing.cursors = {};
-    for (const [service, result] of pages) {
-      if (result.status === 404) continue; // a service without jobs
-      if (!result.ok) { listing.problems.push(`${service}: ${describe(result)}`); continue; }
-      for (const job of result.body.jobs || []) listing.jobs.push({ service, job });
-      if (result.body.next_cursor) listing.cursors[service] = result.body.next_cursor;
+    const params = { limit: String(PAGE) };
+    if (state) params.state = state;
+    const found = await pageAcross(services, "/jobs", params, nextPage ? listing.cursors : null);
+    listing.cursors = found.cursors;
+    listing.problems.push(...found.problems);
+    for (const { service, jobs } of found.pages) {
+      for (const job of jobs) listing.jobs.push({ service, job });
     }
     listing.jobs.sort((a, b) => String(b.job.created_at).localeCompare(String(a.job.created_at)));
     draw();
