@@ -4,8 +4,6 @@ local user pool, and with it the console lists the dev user's jobs."""
 
 from __future__ import annotations
 
-import signal
-
 import httpx
 import pytest
 from selenium import webdriver
@@ -47,10 +45,5 @@ def test_make_dev_serves_the_console_and_signs_the_dev_user_in(browser: webdrive
         browser.find_element(By.ID, "refresh").click()
         wait(browser).until(lambda d: answer.json()["id"] in listed(d))
     finally:
-        if runner.process.poll() is None:
-            runner.process.send_signal(signal.SIGINT)
-            runner.process.wait(timeout=60)
-        runner.reader.join(timeout=10)
-        assert runner.process.stdout is not None
-        runner.process.stdout.close()
+        runner.stop()
     assert runner.printed("stopped everything")

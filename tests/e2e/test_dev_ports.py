@@ -81,12 +81,7 @@ def dev() -> Iterator[Runner]:
         runner.wait_for(lambda: runner.printed("press Ctrl-C to stop everything"), "banner", 120)
         yield runner
     finally:
-        if runner.process.poll() is None:
-            runner.process.send_signal(signal.SIGINT)
-            runner.process.wait(timeout=60)
-        runner.reader.join(timeout=10)
-        assert runner.process.stdout is not None
-        runner.process.stdout.close()
+        runner.stop()
 
 
 def jobs(dev: Runner, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,6 +4,7 @@ it prints kept, and the wait for what a test needs."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -60,6 +61,16 @@ class Runner:
 
     def printed(self, text: str) -> bool:
         return any(text in line for line in self.lines)
+
+    def stop(self) -> None:
+        """Ctrl-C the runner if it still runs (it stops what it started), then collect its
+        output to the end."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(timeout=60)
+        self.reader.join(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
 
 
 def answers(url: str) -> bool:
