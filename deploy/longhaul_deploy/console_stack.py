@@ -8,6 +8,14 @@ calls the services' APIs where the ALB already serves them (`/<service>/...`, th
 origin: `LONGHAUL_CONSOLE_API_BASE=/`). The console calls no AWS API: its task role holds no
 permission, and its execution role only pulls the image and writes the logs.
 
+Sign-in is Cognito's hosted UI (the authorization-code grant with PKCE) for the app client
+the services verify tokens for: this stack turns it on in the platform's identity
+(`Identity.enable_hosted_ui`: a prefix domain, `longhaul-<env>-<account>`, and the client's
+OAuth, returning to `https://<public host>/console/`), and hands the page the hosted UI's
+address and the client id (no secret: a public client). The public host is the context's
+`publicHost` (the name pointing at the ALB, which its certificate covers) or else the ALB's
+own DNS name.
+
 One task, deployed rolling (a new task healthy before the old one stops) with the circuit
 breaker's rollback: the console is a page and a thin relay, with no canary of its own.
 """
@@ -39,6 +47,8 @@ from longhaul_deploy.service_task import (
 )
 
 __all__ = [
+    "CONSOLE_AUTH_URL_VARIABLE",
+    "CONSOLE_CLIENT_ID_VARIABLE",
     "CONSOLE_CPU",
     "CONSOLE_DOCKERFILE",
     "CONSOLE_MEMORY_MIB",
@@ -56,6 +66,9 @@ CONSOLE_PRIORITY = CONSOLE_PORT
 CONSOLE_CPU = 256
 CONSOLE_MEMORY_MIB = 512
 STOP_TIMEOUT = Duration.seconds(30)
+# The console's sign-in settings (python -m longhaul.console reads them).
+CONSOLE_AUTH_URL_VARIABLE = "LONGHAUL_CONSOLE_AUTH_URL"
+CONSOLE_CLIENT_ID_VARIABLE = "LONGHAUL_CONSOLE_CLIENT_ID"
 
 
 class ConsoleStack(Stack):
@@ -90,6 +103,14 @@ class ConsoleStack(Stack):
         )
         self.image = service_image(
             self, "Image", dockerfile=CONSOLE_DOCKERFILE, name=f"{construct_id} console"
+        )
+        self.public_host = str(
+            self.node.try_get_context("publicHost")
+            or platform.edge.load_balancer.load_balancer_dns_name
+        )
+        self.sign_in_url = f"https://{self.public_host}{CONSOLE_PATH}/"
+        self.hosted_ui = platform.identity.enable_hosted_ui(
+            domain_prefix=f"longhaul-{settings.name}-{platform.account}", url=self.sign_in_url
         )
         self.definition = self._task(self._environment(platform, services, buckets))
         self.security_group = ec2.SecurityGroup(
@@ -172,7 +193,8 @@ class ConsoleStack(Stack):
         sign-in route does not exist here."""
         base = f"https://{platform.edge.load_balancer.load_balancer_dns_name}"
         # Every service the app deploys, each where the ALB serves it. The page calls them
-        # there itself (API base "/"); the console's own /api/ relay is not used on AWS.
+        # there itself (API base "/"), so the console mounts no /api/ relay on AWS: only
+        # the names reach the page.
         service_map = {spec.name: f"{base}/{spec.name}" for spec in services}
         # A presigned URL's origin, in S3's global and regional forms, of every service
         # bucket: /media relays only those URLs (their signature is their authorization;
@@ -187,6 +209,9 @@ class ConsoleStack(Stack):
             "LONGHAUL_PORT": str(CONTAINER_PORT),
             "LONGHAUL_CONSOLE_API_BASE": "/",
             "LONGHAUL_CONSOLE_SERVICES": self.to_json_string(service_map),
+            # The hosted UI and the public client the page signs in with (no secret).
+            CONSOLE_AUTH_URL_VARIABLE: self.hosted_ui.base_url(),
+            CONSOLE_CLIENT_ID_VARIABLE: platform.identity.client.user_pool_client_id,
             "TMPDIR": SCRATCH_PATH,
         }
         if origins:
@@ -248,7 +273,8 @@ class ConsoleStack(Stack):
         acknowledge(
             definition,
             "AwsSolutions-ECS2",
-            "The environment carries the services' names and public paths, the API base and "
-            "the media buckets' origins: no secret, and the console holds none.",
+            "The environment carries the services' names and public paths, the API base, "
+            "the media buckets' origins, the hosted UI's address and the public app "
+            "client's id: no secret, and the console holds none.",
         )
         return definition

@@ -1,11 +1,17 @@
 """Who may call the services: a Cognito user pool and the app client whose access tokens the
 kit verifies (RS256 against the pool's JWKS, `token_use == access`, `client_id`), and the
 group `admin` whose members reach every service's admin routes (every owner's jobs, the DLQ
-and its redrive: longhaul.jobs.admin) and the console's admin view."""
+and its redrive: longhaul.jobs.admin) and the console's admin view.
+
+The console's sign-in (docs/console.md "Signing in") turns on the pool's hosted UI for that
+same client (`enable_hosted_ui`): a Cognito prefix domain and the authorization-code grant
+with PKCE, no secret (a public client in a page) and no implicit grant. The access tokens
+it hands out carry the same `client_id` and `token_use: access`, so the services accept
+them as they are."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import CfnOutput, Duration
 from aws_cdk import aws_cognito as cognito
 from constructs import Construct
 
@@ -13,7 +19,11 @@ from longhaul.jobs.admin import ADMIN_GROUP  # the token's `cognito:groups` the 
 from longhaul_deploy._utils import acknowledge
 from longhaul_deploy.config import EnvSettings
 
-__all__ = ["ADMIN_GROUP", "Identity"]
+__all__ = ["ADMIN_GROUP", "HOSTED_UI_SCOPES", "Identity"]
+
+# The hosted UI's scopes: an access token needs none beyond `openid` (the services read its
+# `sub`, `username`, `client_id` and `cognito:groups`, which every access token carries).
+HOSTED_UI_SCOPES = ("openid",)
 
 
 class Identity(Construct):
@@ -71,6 +81,32 @@ class Identity(Construct):
             id_token_validity=Duration.hours(1),
             refresh_token_validity=Duration.days(30),
         )
+
+    def enable_hosted_ui(self, *, domain_prefix: str, url: str) -> cognito.UserPoolDomain:
+        """Sign-in through the pool's hosted UI for the app client, returning to `url` (the
+        console's address) after signing in and after signing out: a Cognito prefix domain
+        (`https://<domain_prefix>.auth.<region>.amazoncognito.com`, free) and the client's
+        OAuth with the authorization-code grant only (with PKCE: the page sends a `code_challenge`,
+        and Cognito then redeems the code only with its verifier), scopes
+        `HOSTED_UI_SCOPES`."""
+        self.domain = self.user_pool.add_domain(
+            "Domain",
+            cognito_domain=cognito.CognitoDomainOptions(domain_prefix=domain_prefix),
+            managed_login_version=cognito.ManagedLoginVersion.CLASSIC_HOSTED_UI,
+        )
+        client = self.client.node.default_child
+        assert isinstance(client, cognito.CfnUserPoolClient)
+        client.allowed_o_auth_flows_user_pool_client = True
+        client.allowed_o_auth_flows = ["code"]  # no implicit grant, no client credentials
+        client.allowed_o_auth_scopes = list(HOSTED_UI_SCOPES)
+        client.callback_ur_ls = [url]
+        client.logout_ur_ls = [url]
+        client.default_redirect_uri = url
+        client.supported_identity_providers = ["COGNITO"]
+        # In the platform stack's outputs, beside the pool and client ids.
+        CfnOutput(self, "HostedUiUrl", value=self.domain.base_url())
+        CfnOutput(self, "SignInRedirectUrl", value=url)
+        return self.domain
 
     @property
     def issuer(self) -> str:

@@ -2,7 +2,8 @@
 from LONGHAUL_CONSOLE_SERVICES (JSON, name -> API base URL), the page's API base from
 LONGHAUL_CONSOLE_API_BASE ("api/", its own forwarding, unless set), the S3 origins whose
 presigned media URLs it fetches for the player from LONGHAUL_CONSOLE_MEDIA_ORIGINS
-(comma-separated) and, only when the dev
+(comma-separated), the Cognito hosted UI and public app client the page signs in with from
+LONGHAUL_CONSOLE_AUTH_URL and LONGHAUL_CONSOLE_CLIENT_ID (on AWS) and, only when the dev
 runner sets LONGHAUL_CONSOLE_DEV_TOKEN=1, the dev users' token route (dev and dev-admin)."""
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from types import FrameType
 
 import uvicorn
 
-from longhaul.console.app import ConsoleConfig, DevToken, create_app, services_from_env
+from longhaul.console.app import (
+    FORWARDING_BASE,
+    ConsoleConfig,
+    DevToken,
+    create_app,
+    services_from_env,
+)
 from longhaul.local import platform
 
 DEFAULT_PORT = 8100
@@ -76,12 +83,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                 services=services,
                 dev_token=dev,
                 dev_admin_token=dev_admin,
-                api_base=os.environ.get("LONGHAUL_CONSOLE_API_BASE", "api/"),
+                api_base=os.environ.get("LONGHAUL_CONSOLE_API_BASE", FORWARDING_BASE),
                 media_origins=tuple(
                     origin.strip().rstrip("/")
                     for origin in os.environ.get("LONGHAUL_CONSOLE_MEDIA_ORIGINS", "").split(",")
                     if origin.strip()
                 ),
+                auth_url=os.environ.get("LONGHAUL_CONSOLE_AUTH_URL") or None,
+                client_id=os.environ.get("LONGHAUL_CONSOLE_CLIENT_ID") or None,
             )
         ),
         host=args.host,

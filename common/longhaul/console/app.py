@@ -4,7 +4,11 @@ service's API with the caller's Authorization header passed through unchanged.
 The console holds no secret and checks no token: each service checks the token it is sent,
 so a caller sees through the console exactly what the API would show them. Same origin for
 the page and the APIs means no CORS. Under the dev runner only, `/dev-token` hands out the
-local dev user's token, or the local dev admin's (docs/console.md)."""
+local dev user's token, or the local dev admin's (docs/console.md). Where the page calls the
+APIs elsewhere (behind the platform's ALB: an API base other than "api/"), no forwarding
+route is mounted. On AWS the page signs in through Cognito's hosted UI, whose address and
+public client id `/console/config` names (the page runs the authorization-code flow with
+PKCE itself; the console sees no code and no token)."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.background import BackgroundTask
 
-__all__ = ["ConsoleConfig", "create_app", "problem"]
+__all__ = ["FORWARDING_BASE", "ConsoleConfig", "create_app", "problem"]
 
 STATIC = Path(__file__).parent / "static"
 PROBLEM_JSON = "application/problem+json"
@@ -45,6 +49,7 @@ MEDIA_RESPONSE = (
     "last-modified",
 )
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+FORWARDING_BASE = "api/"  # the page's API base when this console forwards its calls
 # No read timeout: an event stream is quiet for as long as its job is.
 UPSTREAM_TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=5.0)
 
@@ -60,10 +65,26 @@ class ConsoleConfig:
     services: dict[str, str]
     dev_token: DevToken | None = field(default=None)
     dev_admin_token: DevToken | None = field(default=None)
-    api_base: str = "api/"  # where the page calls the APIs: here, or "/" behind the ALB
+    api_base: str = FORWARDING_BASE  # where the page calls the APIs: here, or "/" behind the ALB
     # Origins of presigned media URLs (the S3 endpoint) that /media may fetch for the page:
     # a browser plays an HLS ladder only from segments of its own origin.
     media_origins: tuple[str, ...] = ()
+    # Cognito's hosted UI (`https://<domain>.auth.<region>.amazoncognito.com`) and the public
+    # app client (no secret) the page signs in with: both, or neither.
+    auth_url: str | None = None
+    client_id: str | None = None
+
+    @property
+    def forwards(self) -> bool:
+        """Whether the page calls the APIs through this console (`/api/<service>/...`)."""
+        return self.api_base == FORWARDING_BASE
+
+    @property
+    def hosted_ui(self) -> dict[str, str] | None:
+        """The hosted UI the page signs in through, when one is configured."""
+        if not (self.auth_url and self.client_id):
+            return None
+        return {"url": self.auth_url.rstrip("/"), "client_id": self.client_id}
 
 
 def problem(status: int, title: str, detail: str) -> JSONResponse:
@@ -113,6 +134,8 @@ def create_app(
             # under the dev runner: the local users on offer ("dev", and "admin" if offered)
             **({"dev_users": sorted(fetchers, reverse=True)} if fetchers else {}),
             "media_proxy": bool(config.media_origins),
+            # Cognito's hosted UI and the public client id, where one is configured
+            **({"hosted_ui": config.hosted_ui} if config.hosted_ui else {}),
         }
 
     if config.dev_token is not None:
@@ -134,7 +157,6 @@ def create_app(
                 headers={"Cache-Control": "no-store"},
             )
 
-    @app.api_route("/api/{service}/{path:path}", methods=METHODS, include_in_schema=False)
     async def forward(service: str, path: str, request: Request) -> Response:
         base = config.services.get(service)
         if base is None:
@@ -157,6 +179,11 @@ def create_app(
             status_code=answer.status_code,
             headers=kept,
             background=BackgroundTask(answer.aclose),
+        )
+
+    if config.forwards:
+        app.add_api_route(
+            "/api/{service}/{path:path}", forward, methods=METHODS, include_in_schema=False
         )
 
     @app.get("/media", include_in_schema=False)

@@ -1,6 +1,7 @@
 """The web console on AWS (docs/console.md "On AWS"): one small Fargate service behind the
 platform ALB at `/console/`, the prefix stripped as for the services; the page's settings
-(the ALB as its API base, every service's name, the buckets' S3 origins, no dev token); a
+(the ALB as its API base, every service's name, the buckets' S3 origins, the hosted UI and its
+public client id, no dev token), the hosted UI itself (the code grant only); a
 task role with no permission; the kit's image running the console. And the page works
 through that rule: everything it loads, resolved under `/console/` and rewritten as the
 ALB rewrites it, is answered by the console app."""
@@ -245,3 +246,92 @@ async def test_the_page_and_all_it_loads_answer_under_console_through_the_albs_r
         assert config["api_base"] == "/"  # the page calls /<service>/... on the ALB itself
         assert config["dev_token"] is False
         assert (await client.get("/dev-token")).status_code == 404
+
+
+def _client(app: Synthesized) -> tuple[str, dict[str, Any]]:
+    logical_id, client = one(app.resources("platform", "AWS::Cognito::UserPoolClient"))
+    return logical_id, client["Properties"]
+
+
+def test_the_hosted_ui_signs_in_to_the_services_client_with_the_code_grant_only(
+    any_app: Synthesized,
+) -> None:
+    """A Cognito prefix domain named from the env (and the account: prefixes are global),
+    and the one app client the services verify tokens for, with OAuth: the authorization
+    code grant only (no implicit, no client credentials), no secret (PKCE), `openid`, and
+    the console's address on the ALB as its only callback and sign-out URL."""
+    (domain,) = any_app.resources("platform", "AWS::Cognito::UserPoolDomain").values()
+    assert domain["Properties"]["Domain"] == {
+        "Fn::Join": ["", [f"longhaul-{any_app.env}-", {"Ref": "AWS::AccountId"}]]
+    }
+    assert domain["Properties"]["ManagedLoginVersion"] == 1  # the classic hosted UI
+    client_id, client = _client(any_app)
+    assert client["AllowedOAuthFlows"] == ["code"]
+    assert client["AllowedOAuthFlowsUserPoolClient"] is True
+    assert client["AllowedOAuthScopes"] == ["openid"]
+    assert client["GenerateSecret"] is False
+    assert client["SupportedIdentityProviders"] == ["COGNITO"]
+    (alb,) = any_app.resources("platform", "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    console = {"Fn::Join": ["", ["https://", {"Fn::GetAtt": [alb, "DNSName"]}, "/console/"]]}
+    assert client["CallbackURLs"] == client["LogoutURLs"] == [console]
+    # the services verify that same client's tokens (`client_id`, token_use=access)
+    checked = [
+        name
+        for name in any_app.services
+        for task_id, task in any_app.resources(name, "AWS::ECS::TaskDefinition").items()
+        if task_id.startswith("Api")
+        and client_id in str(environment(task)["LONGHAUL_AUTH_CLIENT_ID"])
+    ]
+    assert checked == list(any_app.services)
+
+
+def test_the_console_task_gets_the_hosted_ui_and_the_public_client_id(
+    any_app: Synthesized,
+) -> None:
+    variables = environment(_task(any_app))
+    client_id, _ = _client(any_app)
+    (domain_id,) = any_app.resources("platform", "AWS::Cognito::UserPoolDomain")
+    auth_url = variables["LONGHAUL_CONSOLE_AUTH_URL"]["Fn::Join"][1]
+    assert auth_url[0] == "https://"
+    assert domain_id in auth_url[1]["Fn::ImportValue"]
+    assert auth_url[2] == ".auth.us-east-1.amazoncognito.com"
+    assert client_id in variables["LONGHAUL_CONSOLE_CLIENT_ID"]["Fn::ImportValue"]
+
+
+def test_a_public_host_in_the_context_is_the_sign_in_address(tmp_path: Path) -> None:
+    """With `-c publicHost=<name>` (the name the certificate covers, pointing at the ALB),
+    the client returns there instead of to the ALB's own DNS name."""
+    app = cdk.App(
+        outdir=str(tmp_path), context={**CONTEXT, "env": "dev", "publicHost": "jobs.example.com"}
+    )
+    (plain,) = [spec for spec in SERVICES if spec.name == "media"]
+    platform, *_ = build(app, services=(plain,))
+    template = cdk.assertions.Template.from_stack(platform).to_json()
+    (client,) = [
+        resource["Properties"]
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Cognito::UserPoolClient"
+    ]
+    assert client["CallbackURLs"] == ["https://jobs.example.com/console/"]
+    assert client["LogoutURLs"] == ["https://jobs.example.com/console/"]
+
+
+async def test_behind_the_alb_the_console_mounts_no_relay_and_names_its_hosted_ui() -> None:
+    """With the ALB as the API base the console's /api/ relay is not mounted (it would reach
+    the ALB by its DNS name, which the certificate does not cover), and its config names the
+    hosted UI and the client id the page signs in with."""
+    config = ConsoleConfig(
+        services={"media": "https://alb.example/media"},
+        api_base="/",
+        auth_url="https://longhaul-dev-1.auth.us-east-1.amazoncognito.com/",
+        client_id="client-1",
+    )
+    transport = httpx.ASGITransport(app=create_app(config))
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
+        assert (await client.get("/api/media/jobs")).status_code == 404
+        answer = (await client.get("/console/config")).json()
+    assert answer["hosted_ui"] == {
+        "url": "https://longhaul-dev-1.auth.us-east-1.amazoncognito.com",
+        "client_id": "client-1",
+    }
+    assert answer["services"] == ["media"]

@@ -9,7 +9,7 @@ import { showAnalytics } from "./analytics.js";
 import { el, fill } from "./dom.js";
 import { renderJob } from "./job.js";
 import { renderList } from "./list.js";
-import { renderSignIn } from "./signin.js";
+import { finishHostedSignIn, renderSignIn } from "./signin.js";
 
 let config = { services: [], dev_token: false };
 let leaving = new AbortController(); // ends the open job's event stream on navigation
@@ -74,6 +74,7 @@ async function start() {
     fill(document.getElementById("view"), el("p", { class: "error" }, `The console's server did not answer: ${error}`));
     return;
   }
+  await finishHostedSignIn(config); // back from the hosted UI: redeem its code, once
   window.addEventListener("hashchange", route);
   await route();
 }
