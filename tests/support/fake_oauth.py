@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import uvicorn
 from starlette.applications import Starlette
@@ -119,7 +119,7 @@ class FakeOAuth:
             cors["Access-Control-Allow-Methods"] = "POST"
             cors["Access-Control-Allow-Headers"] = "content-type"
             return Response(status_code=204, headers=cors)
-        form = {key: str(value) for key, value in (await request.form()).items()}
+        form = dict(parse_qsl((await request.body()).decode("utf-8")))  # form-encoded
         grant = self.grants.pop(form.get("code", ""), None)  # a code is redeemed once
         ok = (
             not self.refuse_codes
