@@ -168,8 +168,13 @@ async def test_a_late_event_revises_its_closed_window_and_one_past_retention_is_
         assert "retention" in late[0]["reason"]
 
         # Within retention (the watermark is now - 35 s; retention 300 s): a revision, which
-        # a subscriber connected before it sees. (The in-process client reads a stream whole,
-        # so the stream runs its lifetime, long enough for the revision on a loaded machine.)
+        # a subscriber connected before it sees. The subscriber connects once the window's
+        # first result is final, so its lifetime is spent on the revision alone. (The
+        # in-process client reads a stream whole, so the stream runs its lifetime, long
+        # enough for the revision on a loaded machine.)
+        inside = minute_ago(3)
+        await api.post("/events", json={"events": [order("a4", inside, 7, "u4")]}, headers=alice)
+        await final_windows(api, alice, "orders", "1m", inside)
         stream = asyncio.ensure_future(
             api.get(
                 "/aggregates/stream",
@@ -179,9 +184,6 @@ async def test_a_late_event_revises_its_closed_window_and_one_past_retention_is_
             )
         )
         await asyncio.sleep(0.5)
-        inside = minute_ago(3)
-        await api.post("/events", json={"events": [order("a4", inside, 7, "u4")]}, headers=alice)
-        await final_windows(api, alice, "orders", "1m", inside)
         await api.post(
             "/events",
             json={"events": [order("a5", inside + timedelta(seconds=5), 9, "u5")]},
