@@ -40,10 +40,10 @@ from longhaul_deploy.image import service_image
 from longhaul_deploy.platform import PlatformStack
 from longhaul_deploy.service_task import (
     CONTAINER_NAME,
-    HEALTH_COMMAND,
     HEALTH_PATH,
     SCRATCH_PATH,
     SCRATCH_VOLUME,
+    container_health_check,
 )
 
 __all__ = [
@@ -238,13 +238,7 @@ class ConsoleStack(Stack):
             image=ecs.ContainerImage.from_docker_image_asset(self.image),
             environment=environment,
             port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT, name="http")],
-            health_check=ecs.HealthCheck(
-                command=["CMD", "python", "-c", HEALTH_COMMAND],
-                interval=Duration.seconds(15),
-                timeout=Duration.seconds(5),
-                retries=3,
-                start_period=Duration.seconds(30),
-            ),
+            health_check=container_health_check(),
             logging=ecs.LogDrivers.aws_logs(
                 stream_prefix="console",
                 log_group=self.log_group,

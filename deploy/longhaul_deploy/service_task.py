@@ -42,6 +42,7 @@ __all__ = [
     "TRACES_ENDPOINT",
     "Role",
     "ServiceTask",
+    "container_health_check",
 ]
 
 Role = Literal["api", "worker"]
@@ -82,6 +83,17 @@ HEALTH_COMMAND = (
     "import urllib.request; "
     f"urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{HEALTH_PATH}', timeout=3)"
 )
+
+
+def container_health_check() -> ecs.HealthCheck:
+    """The container's own check of `HEALTH_PATH` (ECS replaces a task that fails it)."""
+    return ecs.HealthCheck(
+        command=["CMD", "python", "-c", HEALTH_COMMAND],
+        interval=Duration.seconds(15),
+        timeout=Duration.seconds(5),
+        retries=3,
+        start_period=Duration.seconds(30),
+    )
 
 
 class ServiceTask(Construct):
@@ -138,13 +150,7 @@ class ServiceTask(Construct):
             memory_limit_mib=gpu.memory_mib if gpu else None,
             gpu_count=gpu.gpus if gpu else None,
             port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT, name="http")],
-            health_check=ecs.HealthCheck(
-                command=["CMD", "python", "-c", HEALTH_COMMAND],
-                interval=Duration.seconds(15),
-                timeout=Duration.seconds(5),
-                retries=3,
-                start_period=Duration.seconds(30),
-            ),
+            health_check=container_health_check(),
             logging=ecs.LogDrivers.aws_logs(
                 stream_prefix="gpu-worker" if gpu else role,
                 log_group=log_group,
