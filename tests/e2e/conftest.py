@@ -15,7 +15,6 @@ import pytest
 from tests.support.dev import Runner
 from tests.support.media import MediaWorker
 from tests.support.moto import free_port
-from tests.support.processes import kill_tree
 from tests.support.workers import Worker
 
 SHARING = "shared_runner"  # tests that leave the shared runner running
@@ -61,23 +60,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = rest[:before] + ordered + rest[before:]
 
 
-def _stop(runner: Runner) -> None:
-    """Kill the runner and what it started (moto, every service's roles), found before the
-    kill, if it still runs: nothing is left holding the services' ports."""
-    if runner.process.poll() is None:
-        kill_tree(runner.process.pid)
-        runner.process.wait()
-    runner.reader.join(timeout=10)
-    assert runner.process.stdout is not None
-    runner.process.stdout.close()
-
-
 @pytest.fixture(scope="session")
 def _dev_runner() -> Iterator[Runner]:
     """`longhaul dev` with the echo service beside the installed ones, started once."""
     runner = Runner(free_port())
     yield runner
-    _stop(runner)
+    runner.kill()
 
 
 @pytest.fixture
@@ -89,7 +77,7 @@ def shared_runner(_dev_runner: Runner, request: pytest.FixtureRequest) -> Iterat
     items = request.session.items
     later = items[items.index(request.node) + 1 :] if request.node in items else []
     if not any(_on_shared_runner(item) for item in later):
-        _stop(_dev_runner)
+        _dev_runner.kill()
 
 
 @pytest.fixture
@@ -98,4 +86,4 @@ def runner(_dev_runner: Runner) -> Iterator[Runner]:
     happened."""
     assert _dev_runner.process.poll() is None, "the shared dev runner has ended"
     yield _dev_runner
-    _stop(_dev_runner)
+    _dev_runner.kill()

@@ -30,7 +30,7 @@ import pytest
 from longhaul.local import platform
 from longhaul.local.token import dev_token
 from tests.support.dev import LONGHAUL, ROOT, Runner, answers
-from tests.support.processes import descendants, gone, kill_tree
+from tests.support.processes import descendants, gone
 
 # One runner for the module's tests: on one xdist worker (its own group: the ports are free
 # ones, so it need not wait for the fixed-port dev runner tests). Each test holds whatever
@@ -182,12 +182,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReloadRunner]:
         runner.wait_for(lambda: runner.printed("press Ctrl-C to stop everything"), "banner", 90)
         yield runner
     finally:
-        if runner.process.poll() is None:
-            kill_tree(runner.process.pid)
-            runner.process.wait()
-        runner.reader.join(timeout=10)
-        assert runner.process.stdout is not None
-        runner.process.stdout.close()
+        runner.kill()
 
 
 @pytest.fixture(scope="module")

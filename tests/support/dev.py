@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.processes import kill_tree
+
 ROOT = Path(__file__).resolve().parents[2]
 LONGHAUL = [sys.executable, "-m", "longhaul.local.cli"]
 
@@ -68,6 +70,17 @@ class Runner:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             self.process.wait(timeout=60)
+        self._collect()
+
+    def kill(self) -> None:
+        """Kill the runner and what it started (moto, every service's roles), found before
+        the kill, if it still runs: nothing is left holding the services' ports."""
+        if self.process.poll() is None:
+            kill_tree(self.process.pid)
+            self.process.wait()
+        self._collect()
+
+    def _collect(self) -> None:
         self.reader.join(timeout=10)
         assert self.process.stdout is not None
         self.process.stdout.close()
