@@ -43,6 +43,7 @@ from longhaul_deploy.service_task import (
     HEALTH_PATH,
     SCRATCH_PATH,
     SCRATCH_VOLUME,
+    acknowledge_image_pull,
     container_health_check,
 )
 
@@ -255,15 +256,7 @@ class ConsoleStack(Stack):
                 source_volume=SCRATCH_VOLUME, container_path=SCRATCH_PATH, read_only=False
             )
         )
-        execution_role = definition.execution_role
-        assert execution_role is not None  # made by add_container: image pull and logs
-        acknowledge(
-            execution_role,
-            "AwsSolutions-IAM5",
-            "ecr:GetAuthorizationToken, which ECS calls to pull the image, supports no "
-            "resource-level permissions; every other action of this role names its resource.",
-            findings=("Resource::*",),
-        )
+        acknowledge_image_pull(definition)
         acknowledge(
             definition,
             "AwsSolutions-ECS2",

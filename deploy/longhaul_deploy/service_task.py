@@ -42,6 +42,7 @@ __all__ = [
     "TRACES_ENDPOINT",
     "Role",
     "ServiceTask",
+    "acknowledge_image_pull",
     "container_health_check",
 ]
 
@@ -83,6 +84,19 @@ HEALTH_COMMAND = (
     "import urllib.request; "
     f"urllib.request.urlopen('http://127.0.0.1:{CONTAINER_PORT}{HEALTH_PATH}', timeout=3)"
 )
+
+
+def acknowledge_image_pull(definition: ecs.TaskDefinition) -> None:
+    """cdk-nag's IAM5 on the execution role's one wildcard, with the reason."""
+    execution_role = definition.execution_role
+    assert execution_role is not None  # made by add_container: image pull and logs
+    acknowledge(
+        execution_role,
+        "AwsSolutions-IAM5",
+        "ecr:GetAuthorizationToken, which ECS calls to pull the image, supports no "
+        "resource-level permissions; every other action of this role names its resource.",
+        findings=("Resource::*",),
+    )
 
 
 def container_health_check() -> ecs.HealthCheck:
@@ -185,15 +199,7 @@ class ServiceTask(Construct):
                 source_volume=SCRATCH_VOLUME, container_path=SCRATCH_PATH, read_only=False
             )
         )
-        execution_role = self.definition.execution_role
-        assert execution_role is not None  # made by add_container: image pull and logs
-        acknowledge(
-            execution_role,
-            "AwsSolutions-IAM5",
-            "ecr:GetAuthorizationToken, which ECS calls to pull the image, supports no "
-            "resource-level permissions; every other action of this role names its resource.",
-            findings=("Resource::*",),
-        )
+        acknowledge_image_pull(self.definition)
         self.definition.add_to_task_role_policy(
             iam.PolicyStatement(
                 actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]
